@@ -1,0 +1,28 @@
+"""`latentmed data` commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from latentmed.cli._common import console, friendly_errors
+
+app = typer.Typer(help="Data utilities (shards).", no_args_is_help=True)
+
+
+@app.command("shard")
+@friendly_errors
+def shard(
+    src: Path = typer.Argument(..., help="Image folder (labels.csv with an image column, or image files)."),
+    out: Path = typer.Option(..., "--out", help="Output folder for shard-000000.tar, ..."),
+    shard_size: int = typer.Option(1000, "--shard-size", help="Samples per shard."),
+) -> None:
+    """Pack images (+ their labels row as JSON) into WebDataset-style tar shards.
+
+    Example: latentmed data shard data/chest --out data/chest-shards --shard-size 5000
+    """
+    from latentmed.ldm.data import write_shards
+
+    paths = write_shards(src, out, shard_size, progress=True)
+    console.print(f"wrote {len(paths)} shard(s) to {out}")

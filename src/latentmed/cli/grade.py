@@ -1,0 +1,105 @@
+"""`latentmed grade`: fit, apply and evaluate latent-space graders (hyperplane distance -> ordinal grade)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from latentmed.cli._common import console, friendly_errors, parse_list
+
+app = typer.Typer(help="Grade from DAE latents: linear probe + calibrated hyperplane distance (Keicher, Atad et al.).",
+                  no_args_is_help=True)
+
+
+@app.command("fit")
+@friendly_errors
+def fit(
+    latents: Path = typer.Option(..., "--latents", help="Latents .npz from `latentmed dae encode`."),
+    labels: Path = typer.Option(..., "--labels", help="CSV with an id column and label columns."),
+    column: List[str] = typer.Option(..., "--column", help="Label column(s) to grade; repeat for several (-> OUT/<column>)."),
+    negative: Optional[str] = typer.Option(None, help="Negative grades, e.g. 0 (default: the lowest grade)."),
+    positive: Optional[str] = typer.Option(None, help="Positive grades, e.g. 2,3 (default: all above the lowest)."),
+    classifier: str = typer.Option("svm", help="svm | logreg | linear (torch linear layer, cross-entropy)."),
+    calibration: str = typer.Option("means", help="means[:GA,GB] (e.g. means:0,3) or poly:DEG[:GRADES] (e.g. poly:3:0,2,3)."),
+    holdout: float = typer.Option(0.0, help="Fraction of labelled ids held out (stratified) for `grade evaluate`."),
+    healthy_below: Optional[int] = typer.Option(None, help="Predict grades below this as healthy (papers: 2)."),
+    C: float = typer.Option(1.0, "--C", help="Inverse regularisation strength of the probe."),
+    no_standardize: bool = typer.Option(False, "--no-standardize", help="Fit the probe on raw latents."),
+    id_column: str = typer.Option("id", help="Id column of the labels CSV."),
+    seed: int = typer.Option(0, help="Random seed (split, probe)."),
+    out: Path = typer.Option(..., "--out", help="Output grader folder."),
+) -> None:
+    """Fit a grader.
+
+    Example: latentmed grade fit --latents latents.npz --labels labels.csv --column genant
+    --negative 0 --positive 2,3 --classifier svm --calibration means:0,3 --holdout 0.3 --out grader/
+    """
+    from latentmed.latent.grader import calibration_name
+    from latentmed.latent.workflow import fit_grader
+
+    kwargs = dict(negative=parse_list(negative, int, "--negative") or None,
+                  positive=parse_list(positive, int, "--positive") or None, classifier=classifier,
+                  calibration=calibration, holdout=holdout, seed=seed, healthy_below=healthy_below,
+                  standardize=not no_standardize, C=C, id_column=id_column)
+    for col in column:
+        target = out if len(column) == 1 else out / col
+        g = fit_grader(latents, labels, col, out=target, **kwargs)
+        console.print(f"[green]{col}[/]: {g.classifier} probe on {g.metadata_['n_train']} samples "
+                      f"(negative {list(g.negative_)}, positive {list(g.positive_)}), calibration "
+                      f"{calibration_name(g)}, {len(g.metadata_['holdout_ids'])} held out -> {target}")
+
+
+@app.command("predict")
+@friendly_errors
+def predict(
+    grader: Path = typer.Argument(..., help="Grader folder from `latentmed grade fit`."),
+    latents: Path = typer.Option(..., "--latents", help="Latents .npz (same DAE as the grader)."),
+    out: Path = typer.Option(..., "--out", help="Output CSV: id, distance, grade_continuous, grade."),
+) -> None:
+    """Grade latents.
+
+    Example: latentmed grade predict grader/ --latents latents.npz --out grades.csv
+    """
+    from latentmed.latent.workflow import predict_grades
+
+    df = predict_grades(grader, latents, out)
+    counts = df["grade"].value_counts().sort_index().to_dict()
+    console.print(f"{len(df)} graded -> {out}; grades: {counts}")
+
+
+@app.command("evaluate")
+@friendly_errors
+def evaluate(
+    grader: Path = typer.Argument(..., help="Grader folder from `latentmed grade fit`."),
+    latents: Path = typer.Option(..., "--latents", help="Latents .npz."),
+    labels: Path = typer.Option(..., "--labels", help="Labels CSV."),
+    column: Optional[str] = typer.Option(None, help="Label column (default: the one the grader was fitted on)."),
+    calibrations: Optional[str] = typer.Option(
+        None, help="Extra calibrations to compare, ';'-separated, e.g. 'means:0,3;poly:1:0,2,3;poly:3:0,2,3'."),
+    f1_grades: Optional[str] = typer.Option(None, help="Grades averaged by macro-F1 (default: the whole scale)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Image folder (DIR/images/<id>.png): adds a CNN baseline."),
+    baseline_arch: str = typer.Option("small", help="CNN baseline: small | densenet121 (MONAI)."),
+    baseline_epochs: int = typer.Option(30, help="CNN baseline epochs."),
+    tsne_column: Optional[str] = typer.Option(None, help="Colour the t-SNE by this column (default: --column)."),
+    no_tsne: bool = typer.Option(False, "--no-tsne", help="Skip the t-SNE picture."),
+    seed: int = typer.Option(0, help="Seed for t-SNE and the baseline."),
+    out: Path = typer.Option(..., "--out", help="Report folder: table.md, table.json, plots."),
+) -> None:
+    """Grading table on held-out ids (AUC, macro-F1, MAE, confusion), t-SNE.
+
+    Example: latentmed grade evaluate grader/ --latents latents.npz --labels labels.csv
+    --calibrations 'poly:1:0,2,3;poly:3:0,2,3' --data phantoms/ --out report/
+    """
+    from latentmed.latent.workflow import evaluate_grader
+
+    cal = [c.strip() for c in calibrations.split(";") if c.strip()] if calibrations else None
+    report = evaluate_grader(grader, latents, labels, column, calibrations=cal,
+                             f1_grades=parse_list(f1_grades, int, "--f1-grades") or None, data_dir=data,
+                             baseline_arch=baseline_arch, baseline_epochs=baseline_epochs, tsne=not no_tsne,
+                             tsne_column=tsne_column, seed=seed, out_dir=out, progress=True)
+    for r in report["rows"]:
+        console.print(f"{r['method']}: AUC {r['detection_auc']:.3f}  macro-F1 {r['macro_f1']:.3f}  "
+                      f"MAE {r['mae']:.3f}  (n={r['n']})")
+    console.print(f"report -> {out}/table.md")

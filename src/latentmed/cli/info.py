@@ -1,0 +1,1 @@
+"""`latentmed info` and `latentmed presets`."""

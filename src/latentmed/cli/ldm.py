@@ -1,0 +1,215 @@
+"""`latentmed ldm` commands (DiNO-Diffusion) and the `latentmed phantom chest2d` command function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from latentmed.cli._common import console, friendly_errors
+
+app = typer.Typer(help="DiNO-Diffusion: latent diffusion conditioned on frozen DINO tokens; synthetic data.",
+                  no_args_is_help=True)
+
+
+@friendly_errors
+def phantom_chest2d(
+    out: Path = typer.Argument(..., help="Output folder (images/, masks/, labels.csv)."),
+    n: int = typer.Option(200, "--n", help="Number of images."),
+    size: int = typer.Option(64, "--size", help="Image side in pixels (>= 32)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (image i uses rng([seed, i]))."),
+) -> None:
+    """Chest-radiograph-like phantoms with lung/heart masks and multi-label clinical labels.
+
+    Example: latentmed phantom chest2d data/chest --n 500 --size 64
+    """
+    from latentmed.data.phantoms.chest2d import generate_chest2d
+
+    path = generate_chest2d(out, n=n, size=size, seed=seed, progress=True)
+    console.print(f"wrote {n} images, masks and {path}")
+
+
+def _spec(cls, config: Path | None, overrides: list[str] | None, base: dict):
+    """Options -> ``base``; then the YAML ``config``; then ``--set KEY=VALUE`` overrides."""
+    from latentmed.config import load_config
+
+    return load_config(cls, config, list(overrides) if overrides else None, base=base)
+
+
+def _train_base(steps, batch_size, lr) -> dict:
+    out = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr}.items() if v is not None}
+    return {"train": out} if out else {}
+
+
+@app.command("train-vae")
+@friendly_errors
+def train_vae_cmd(
+    data: Path = typer.Argument(..., help="Image folder (labels.csv or images) or a folder of tar shards."),
+    out: Path = typer.Option(..., "--out", help="Output folder; the AutoencoderKL goes to OUT/vae."),
+    size: int = typer.Option(64, "--size", help="Image side after centre crop + resize."),
+    latent_channels: int = typer.Option(4, "--latent-channels"),
+    channels: str = typer.Option("32,64,64", "--channels", help="VAE block widths (downsampling 2^(len-1))."),
+    kl_weight: float = typer.Option(1e-6, "--kl-weight"),
+    steps: int = typer.Option(None, "--steps"), batch_size: int = typer.Option(None, "--batch-size"),
+    lr: float = typer.Option(None, "--lr"),
+    config: Path = typer.Option(None, "--config", help="YAML with VAETrainSpec keys."),
+    overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE overrides, e.g. train.ema_decay=0.99."),
+) -> None:
+    """Train the VAE (reconstruction + KL); the latent scaling factor is computed from the data.
+
+    Example: latentmed ldm train-vae data/chest --out runs/vae --size 64 --steps 500
+    """
+    from latentmed.ldm.training import VAETrainSpec, train_vae
+
+    base = {"image_size": size, "latent_channels": latent_channels, "kl_weight": kl_weight,
+            "block_out_channels": channels, **_train_base(steps, batch_size, lr)}
+    vae = train_vae(data, out, _spec(VAETrainSpec, config, overrides, base))
+    console.print(f"VAE saved to {out / 'vae'} (scaling factor {vae.config.scaling_factor:.4f})")
+
+
+@app.command("embed")
+@friendly_errors
+def embed_cmd(
+    data: Path = typer.Argument(..., help="Image folder or shards."),
+    out: Path = typer.Option(..., "--out", help="Cache file (.safetensors)."),
+    conditioner: str = typer.Option(..., "--conditioner", help="Local ViT folder, or tiny|tiny-vit for tests."),
+    tokens: str = typer.Option("global", "--tokens", help="global (CLS+registers) or all (with patch tokens)."),
+    size: int = typer.Option(64, "--size", help="Image side (as in training)."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+) -> None:
+    """Precompute the conditioning tokens of a data set (training re-reads them).
+
+    Example: latentmed ldm embed data/chest --conditioner weights/dinov2-reg --out runs/emb.safetensors
+    """
+    from latentmed.ldm.conditioner import load_conditioner
+    from latentmed.ldm.data import ImageDataset
+    from latentmed.ldm.training import embed_dataset, save_embeddings
+
+    cond = load_conditioner(conditioner, tokens)
+    ds = ImageDataset(data, size=size)
+    tok = embed_dataset(cond, ds, batch_size, progress=True)
+    save_embeddings(out, tok, cond, ds.keys)
+    console.print(f"{tuple(tok.shape)} tokens from {cond.source} -> {out}")
+
+
+@app.command("train")
+@friendly_errors
+def train_cmd(
+    data: Path = typer.Argument(..., help="Image folder or shards."),
+    vae: Path = typer.Option(..., "--vae", help="VAE folder (from train-vae, or a local SD-compatible vae/)."),
+    conditioner: str = typer.Option(..., "--conditioner", help="Local ViT folder, or tiny|tiny-vit for tests."),
+    out: Path = typer.Option(..., "--out", help="RUN folder (vae/, unet/, conditioner/, ldm.json)."),
+    tokens: str = typer.Option("global", "--tokens", help="global or all."),
+    embeddings: Path = typer.Option(None, "--embeddings", help="Token cache from `ldm embed`."),
+    heldout: Path = typer.Option(None, "--heldout", help="Held-out images for reconstruction-FID selection."),
+    fid_every: int = typer.Option(0, "--fid-every", help="Evaluate reconstruction FID every N steps (0: off)."),
+    size: int = typer.Option(64, "--size"), channels: str = typer.Option("32,64", "--channels"),
+    prediction: str = typer.Option("eps", "--prediction", help="eps (paper) or v."),
+    cond_dropout: float = typer.Option(0.1, "--cond-dropout", help="Condition dropout for guidance."),
+    augment: bool = typer.Option(False, "--augment/--no-augment", help="Light augmentation (paper Sec. 3)."),
+    steps: int = typer.Option(None, "--steps"), batch_size: int = typer.Option(None, "--batch-size"),
+    lr: float = typer.Option(None, "--lr"),
+    config: Path = typer.Option(None, "--config", help="YAML with LDMTrainSpec keys."),
+    overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE overrides, e.g. train.grad_accum=4."),
+) -> None:
+    """Train the token-conditioned UNet in the VAE's latent space.
+
+    Example: latentmed ldm train data/chest --vae runs/vae --conditioner tiny --out runs/ldm --steps 2000
+    """
+    from latentmed.ldm.conditioner import load_conditioner
+    from latentmed.ldm.training import LDMTrainSpec, train_ldm
+
+    base = {"image_size": size, "block_out_channels": channels, "prediction": prediction, "cond_dropout": cond_dropout,
+            "augment": augment, "fid_every": fid_every, **_train_base(steps, batch_size, lr)}
+    spec = _spec(LDMTrainSpec, config, overrides, base)
+    ldm = train_ldm(data, vae, load_conditioner(conditioner, tokens), out, spec, embeddings=embeddings,
+                    heldout=heldout)
+    console.print(f"run saved to {out} ({ldm.config.extra})")
+
+
+@app.command("synthesize")
+@friendly_errors
+def synthesize_cmd(
+    run: Path = typer.Argument(..., help="RUN folder from `ldm train`."),
+    data: Path = typer.Option(..., "--data", help="Real images with labels.csv."),
+    out: Path = typer.Option(..., "--out", help="Output folder (images/, labels.csv)."),
+    labels: str = typer.Option("cardiomegaly,effusion,opacity", "--labels", help="Label columns of labels.csv."),
+    strategy: str = typer.Option("reconstruction", "--strategy", help="reconstruction | interpolation."),
+    ratio: float = typer.Option(5, "--ratio", help="Synthetic images per real image."),
+    subset: int = typer.Option(None, "--subset", help="Label-balanced real subset size (default: all)."),
+    steps: int = typer.Option(50, "--steps", help="DDIM steps."),
+    guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a real subset + synthetic images (labels.csv marks synthetic=1 and the parents).
+
+    Example: latentmed ldm synthesize runs/ldm --data data/chest --strategy interpolation --ratio 5 --subset 100 --out syn/
+    """
+    from latentmed.cli._common import parse_list
+    from latentmed.ldm import load_ldm
+    from latentmed.ldm.synthesis import build_synthetic_dataset
+
+    path = build_synthetic_dataset(load_ldm(run), data, out, parse_list(labels), strategy=strategy, ratio=ratio,
+                                   subset=subset, steps=steps, guidance=guidance, seed=seed, progress=True)
+    console.print(f"wrote {path}")
+
+
+@app.command("augment-eval")
+@friendly_errors
+def augment_eval_cmd(
+    run: Path = typer.Argument(..., help="RUN folder from `ldm train` (trained on --data, not on --test)."),
+    data: Path = typer.Option(..., "--data", help="Real training pool with labels.csv."),
+    test: Path = typer.Option(..., "--test", help="Held-out real test set with labels.csv."),
+    out: Path = typer.Option(..., "--out", help="Report folder."),
+    labels: str = typer.Option("cardiomegaly,effusion,opacity", "--labels"),
+    subsets: str = typer.Option("50,200", "--subsets", help="Real data regimes (nested subset sizes)."),
+    ratios: str = typer.Option("1,5", "--ratios", help="Synthetic:real ratios."),
+    folds: int = typer.Option(5, "--folds"),
+    strategy: str = typer.Option("reconstruction", "--strategy"),
+    steps: int = typer.Option(20, "--steps", help="DDIM steps per synthetic image."),
+    guidance: float = typer.Option(1.0, "--guidance"),
+    arch: str = typer.Option("cnn", "--arch", help="cnn (small, CPU) or densenet121 (MONAI)."),
+    classifier_size: int = typer.Option(32, "--classifier-size"),
+    epochs: int = typer.Option(15, "--epochs"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Classifier AUC with k-fold CV on real, real+synthetic and synthetic-only sets; memorisation check.
+
+    Example: latentmed ldm augment-eval runs/ldm --data data/train --test data/test --folds 5 --out report/
+    """
+    from latentmed.cli._common import parse_list
+    from latentmed.ldm import load_ldm
+    from latentmed.ldm.augment import augment_eval
+
+    summary = augment_eval(load_ldm(run), data, test, parse_list(labels), out, subsets=parse_list(subsets, int),
+                           ratios=parse_list(ratios, int), folds=folds, strategy=strategy, steps=steps,
+                           guidance=guidance, arch=arch, classifier_size=classifier_size, epochs=epochs, seed=seed)
+    console.print((out / "table.md").read_text())
+    console.print(f"memorisation: {summary['memorisation']}")
+
+
+@app.command("grid")
+@friendly_errors
+def grid_cmd(
+    run: Path = typer.Argument(..., help="RUN folder."),
+    data: Path = typer.Option(..., "--data", help="Images to reconstruct / interpolate."),
+    out: Path = typer.Option(..., "--out", help="Output folder for reconstruction.png and interpolation.png."),
+    n: int = typer.Option(6, "--n", help="Number of source images (pairs for interpolation)."),
+    steps: int = typer.Option(50, "--steps"), guidance: float = typer.Option(1.0, "--guidance"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Reconstruction (variations from an image's own tokens) and interpolation grids.
+
+    Example: latentmed ldm grid runs/ldm --data data/chest --out runs/ldm/grids
+    """
+    from latentmed.ldm import load_ldm
+    from latentmed.ldm.data import ImageDataset
+    from latentmed.viz.ldm import interpolation_grid, reconstruction_grid
+
+    ldm = load_ldm(run)
+    ds = ImageDataset(data, size=ldm.image_size, channels=ldm.config.image_channels)
+    x = ds.stack(range(min(len(ds), 2 * n)))
+    reconstruction_grid(ldm, x[:n], out / "reconstruction.png", steps=steps, guidance=guidance, seed=seed)
+    interpolation_grid(ldm, x[:n // 2 or 1], x[n // 2 or 1:2 * (n // 2 or 1)], out / "interpolation.png",
+                       steps=steps, guidance=guidance, seed=seed)
+    console.print(f"wrote {out / 'reconstruction.png'} and {out / 'interpolation.png'}")

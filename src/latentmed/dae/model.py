@@ -1,0 +1,216 @@
+"""The diffusion autoencoder (DiffAE; Preechakul et al. 2022).
+
+``z_sem = Enc(x0)`` captures semantics; the conditional DDIM decoder ``p(x_{t-1} | x_t, z_sem)``
+captures the rest, and DDIM inversion of ``x0`` given ``z_sem`` gives the stochastic code
+``x_T`` (Sec. 3.2). Decoding ``(z_sem, x_T)`` with the inversion's grid reconstructs ``x0``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+from latentmed.diffusion import Denoiser, check_prediction, ddim_invert, ddim_sample, ddim_timesteps, get_schedule
+from latentmed.errors import LatentmedError
+from latentmed.nn import DiffAEUNet, EncoderConfig, SemanticEncoder, UNetConfig
+from latentmed.pretrained import PretrainedMixin
+
+
+@dataclass
+class DAEConfig:
+    """Architecture and diffusion settings of a :class:`DiffusionAutoencoder` (DiffAE Table 7 names)."""
+
+    image_size: int = 64
+    in_channels: int = 1
+    model_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 4, 8)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (16,)
+    num_heads: int = 4
+    dropout: float = 0.1
+    z_dim: int = 512
+    enc_channel_mult: tuple[int, ...] = (1, 2, 4, 8, 8)
+    enc_num_res_blocks: int = 2
+    enc_attention_resolutions: tuple[int, ...] = (16,)
+    dims: int = 2
+    schedule: str = "linear"
+    prediction: str = "eps"
+    clip_x0: bool = True
+
+    def __post_init__(self) -> None:
+        get_schedule(self.schedule)
+        check_prediction(self.prediction)
+        if self.dims not in (2, 3):
+            raise LatentmedError(f"dims must be 2 or 3, got {self.dims}.")
+        factor = 2 ** (len(self.channel_mult) - 1)
+        if self.image_size % factor:
+            raise LatentmedError(f"image_size {self.image_size} must be divisible by {factor} for channel_mult "
+                                 f"{self.channel_mult}; resize the images or use fewer levels.")
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
+    """Spherical interpolation per sample (over all non-batch dims); falls back to lerp for parallel vectors."""
+    af, bf = a.flatten(1), b.flatten(1)
+    cos = (af * bf).sum(1) / (af.norm(dim=1) * bf.norm(dim=1)).clamp_min(1e-12)
+    theta = torch.arccos(cos.clamp(-1, 1))
+    sin = torch.sin(theta)
+    small = sin.abs() < 1e-6
+    wa = torch.where(small, 1 - w * torch.ones_like(theta), torch.sin((1 - w) * theta) / sin.where(~small, 1))
+    wb = torch.where(small, w * torch.ones_like(theta), torch.sin(w * theta) / sin.where(~small, 1))
+    shape = (-1,) + (1,) * (a.ndim - 1)
+    return wa.view(shape) * a + wb.view(shape) * b
+
+
+class DiffusionAutoencoder(nn.Module, PretrainedMixin):
+    """Semantic encoder + conditional diffusion decoder.
+
+    ``forward(x_t, t, x_start=None, z_sem=None)`` is the training-time network call (the
+    encoder runs on ``x_start`` when ``z_sem`` is not given, so it trains end to end through
+    the denoising loss). Inference methods take images in [-1, 1], shape ``[B, C, *spatial]``.
+    """
+
+    config_class = DAEConfig
+
+    def __init__(self, config: DAEConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = SemanticEncoder(EncoderConfig(
+            image_size=c.image_size, in_channels=c.in_channels, model_channels=c.model_channels,
+            channel_mult=c.enc_channel_mult, num_res_blocks=c.enc_num_res_blocks,
+            attention_resolutions=c.enc_attention_resolutions, num_heads=c.num_heads, z_dim=c.z_dim, dims=c.dims))
+        self.unet = DiffAEUNet(UNetConfig(
+            image_size=c.image_size, in_channels=c.in_channels, model_channels=c.model_channels,
+            channel_mult=c.channel_mult, num_res_blocks=c.num_res_blocks,
+            attention_resolutions=c.attention_resolutions, num_heads=c.num_heads, dropout=c.dropout,
+            z_dim=c.z_dim, dims=c.dims))
+        self.schedule = get_schedule(c.schedule)
+        self._model_id: str | None = None
+
+    # ----------------------------------------------------------------- training call
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, x_start: torch.Tensor | None = None,
+                z_sem: torch.Tensor | None = None) -> torch.Tensor:
+        if z_sem is None:
+            if x_start is None:
+                raise LatentmedError("DiffusionAutoencoder.forward needs x_start (to encode) or z_sem.")
+            z_sem = self.encoder(x_start)
+        return self.unet(x_t, t, z_sem)
+
+    # ----------------------------------------------------------------- inference
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def model_id(self) -> str:
+        """Short hash of the weights: latents and graders remember which DAE made them."""
+        if self._model_id is None:
+            h = hashlib.sha256()
+            for k, v in sorted(self.state_dict().items()):
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+            self._model_id = h.hexdigest()[:16]
+        return self._model_id
+
+    def load_state_dict(self, *args, **kwargs):  # weights changed: forget the cached id
+        self._model_id = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def check_images(self, x: torch.Tensor, name: str = "images") -> torch.Tensor:
+        """Validate shape, channels, size and finiteness; return ``x`` on the model's device as float."""
+        c = self.config
+        want = f"[B, {c.in_channels}, " + ", ".join([str(c.image_size)] * c.dims) + "]"
+        if not torch.is_tensor(x):
+            raise LatentmedError(f"{name}: expected a torch tensor of shape {want}, got {type(x).__name__}.")
+        if x.ndim != c.dims + 2:
+            raise LatentmedError(f"{name}: expected shape {want}, got {tuple(x.shape)}. Add a batch dimension "
+                                 "with x[None] for one image.")
+        if x.shape[1] != c.in_channels:
+            raise LatentmedError(f"{name}: the model takes {c.in_channels} channel(s), got {x.shape[1]} "
+                                 f"(shape {tuple(x.shape)}). Convert to {'grayscale' if c.in_channels == 1 else 'RGB'}.")
+        if any(s != c.image_size for s in x.shape[2:]):
+            raise LatentmedError(f"{name}: the model takes {c.image_size}px images, got spatial size "
+                                 f"{tuple(x.shape[2:])}. Resize to {c.image_size} (e.g. --size {c.image_size}).")
+        if not torch.isfinite(x).all():
+            raise LatentmedError(f"{name}: contains NaN or infinite values.")
+        return x.to(self.device, torch.float32)
+
+    def denoiser(self, clip: bool | None = None) -> Denoiser:
+        """The decoder as a :class:`Denoiser` taking ``cond = z_sem``."""
+        clip = self.config.clip_x0 if clip is None else clip
+        return Denoiser(lambda x, t, z: self.unet(x, t, z), self.schedule, self.config.prediction,
+                        clip_x0=(-1.0, 1.0) if clip else None)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Semantic code ``z_sem = Enc(x)``, shape ``[B, z_dim]``."""
+        return self.encoder(self.check_images(x))
+
+    @torch.no_grad()
+    def encode_stochastic(self, x: torch.Tensor, z_sem: torch.Tensor, steps: int = 250, callback=None) -> torch.Tensor:
+        """Stochastic code ``x_T`` by deterministic DDIM inversion of ``x`` given ``z_sem`` (DiffAE eq. 8)."""
+        x = self.check_images(x)
+        self._check_z(z_sem, x.shape[0])
+        return ddim_invert(self.denoiser(clip=False), x, ddim_timesteps(steps), cond=z_sem.to(x), callback=callback)
+
+    @torch.no_grad()
+    def decode(self, z_sem: torch.Tensor, x_T: torch.Tensor | None = None, steps: int = 100,
+               generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
+        """Decode ``(z_sem, x_T)`` with DDIM; ``x_T = None`` draws Gaussian noise (stochastic decoding)."""
+        z_sem = self._check_z(z_sem)
+        c = self.config
+        if x_T is None:
+            shape = (z_sem.shape[0], c.in_channels, *([c.image_size] * c.dims))
+            x_T = torch.randn(shape, generator=generator, device=generator.device if generator else self.device)
+        x_T = x_T.to(self.device, torch.float32)
+        if x_T.shape[0] != z_sem.shape[0]:
+            raise LatentmedError(f"decode: {z_sem.shape[0]} z_sem but {x_T.shape[0]} x_T; pass one x_T per z_sem.")
+        return ddim_sample(self.denoiser(), x_T, ddim_timesteps(steps), cond=z_sem, callback=callback)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, steps: int = 100, inversion: bool = True, inversion_steps: int | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """Encode then decode. ``inversion=True`` uses x_T from DDIM inversion, else random x_T."""
+        z = self.encode(x)
+        x_T = self.encode_stochastic(x, z, inversion_steps or steps) if inversion else None
+        return self.decode(z, x_T, steps, generator=generator)
+
+    @torch.no_grad()
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, n: int = 8, steps: int = 100, z_mode: str = "slerp") -> torch.Tensor:
+        """Decode ``n`` points between images ``a`` and ``b`` (``[1, C, ...]`` each).
+
+        x_T is interpolated by slerp (Gaussian codes); z_sem by ``z_mode`` ('slerp' or 'lerp', the
+        latter as in DiffAE's released code). Returns ``[n, C, ...]``.
+        """
+        if n < 2:
+            raise LatentmedError(f"interpolate: n must be >= 2, got {n}.")
+        pair = torch.cat([self.check_images(a, "a"), self.check_images(b, "b")])
+        z = self.encode(pair)
+        x_T = self.encode_stochastic(pair, z, steps)
+        ws = torch.linspace(0, 1, n).tolist()
+        zs = torch.cat([slerp(z[:1], z[1:], w) if z_mode == "slerp" else torch.lerp(z[:1], z[1:], w) for w in ws])
+        xts = torch.cat([slerp(x_T[:1], x_T[1:], w) for w in ws])
+        return self.decode(zs, xts, steps)
+
+    def _check_z(self, z_sem: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+        if not torch.is_tensor(z_sem) or z_sem.ndim != 2 or z_sem.shape[1] != self.config.z_dim:
+            got = tuple(z_sem.shape) if torch.is_tensor(z_sem) else type(z_sem).__name__
+            raise LatentmedError(f"z_sem: expected shape [B, {self.config.z_dim}], got {got}. Latents from another "
+                                 "DAE do not fit this one.")
+        if batch is not None and z_sem.shape[0] != batch:
+            raise LatentmedError(f"z_sem: {z_sem.shape[0]} codes for {batch} images.")
+        if not torch.isfinite(z_sem).all():
+            raise LatentmedError("z_sem contains NaN or infinite values.")
+        return z_sem.to(self.device, torch.float32)
+
+    def num_parameters(self) -> dict[str, int]:
+        """Parameter counts of the encoder, the decoder UNet and the total."""
+        enc = sum(p.numel() for p in self.encoder.parameters())
+        dec = sum(p.numel() for p in self.unet.parameters())
+        return {"encoder": enc, "decoder": dec, "total": enc + dec}
+
+
+DAE_FIELDS = tuple(f.name for f in fields(DAEConfig))

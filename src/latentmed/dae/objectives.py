@@ -1,0 +1,102 @@
+"""DAE training objectives; per-sample losses over batches of images in [-1, 1].
+
+- ``baseline`` (Preechakul et al. 2022): eps-prediction, linear-beta schedule, t uniform on {1..T}/T.
+- ``one-phase``: any prediction type and schedule, t ~ U(0, 1].
+- ``two-phase`` (Khungurn et al.): for the first ``phase1_fraction`` of the steps t = 1 with
+  v-prediction, where x_t is pure noise and v = -x0, i.e. a plain autoencoder regressing -x0;
+  then v-prediction with the ``sc-4`` schedule and t ~ U(0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from latentmed.diffusion import check_prediction, diffusion_loss, get_schedule, sample_times
+from latentmed.errors import LatentmedError
+
+OBJECTIVES = ("baseline", "one-phase", "two-phase")
+
+
+@dataclass
+class ObjectiveConfig:
+    """Which objective, and its prediction type / schedule (empty = the objective's default)."""
+
+    name: str = "two-phase"
+    prediction: str = ""
+    schedule: str = ""
+    phase1_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.name not in OBJECTIVES:
+            raise LatentmedError(f"unknown objective {self.name!r}. Expected one of: {', '.join(OBJECTIVES)}.")
+        if self.name == "baseline" and (self.prediction not in ("", "eps") or self.schedule not in ("", "linear")):
+            raise LatentmedError("objective 'baseline' is eps-prediction with the linear schedule; use 'one-phase' "
+                                 "for another prediction type or schedule.")
+        if not 0 <= self.phase1_fraction < 1:
+            raise LatentmedError(f"objective.phase1_fraction must be in [0, 1), got {self.phase1_fraction}.")
+        if self.prediction:
+            check_prediction(self.prediction)
+        if self.schedule:
+            get_schedule(self.schedule)
+
+    @property
+    def resolved_prediction(self) -> str:
+        return self.prediction or {"baseline": "eps", "one-phase": "v", "two-phase": "v"}[self.name]
+
+    @property
+    def resolved_schedule(self) -> str:
+        return self.schedule or {"baseline": "linear", "one-phase": "sc-4", "two-phase": "sc-4"}[self.name]
+
+
+def images_of(batch) -> torch.Tensor:
+    """The image tensor of a batch (dict with 'image', tuple/list, or tensor)."""
+    if isinstance(batch, dict):
+        return batch["image"]
+    if isinstance(batch, (tuple, list)):
+        return batch[0]
+    return batch
+
+
+class DAEObjective:
+    """Callable ``(model, batch) -> per-sample loss``; ``set_step`` selects the two-phase phase."""
+
+    def __init__(self, config: ObjectiveConfig, total_steps: int):
+        self.config = config
+        self.schedule = get_schedule(config.resolved_schedule)
+        self.prediction = config.resolved_prediction
+        self.phase1_steps = int(round(config.phase1_fraction * total_steps)) if config.name == "two-phase" else 0
+        self.step = 0
+
+    def set_step(self, step: int) -> None:
+        self.step = step
+
+    @property
+    def phase(self) -> int:
+        return 1 if self.step < self.phase1_steps else 2
+
+    def __call__(self, model, batch):
+        x0 = images_of(batch)
+        b = x0.shape[0]
+        if self.phase == 1:
+            t = sample_times(b, "one", device=x0.device)
+            prediction = "v"
+        else:
+            kind = "discrete" if self.config.name == "baseline" else "uniform"
+            t = sample_times(b, kind, device=x0.device)
+            prediction = self.prediction
+        loss = diffusion_loss(lambda x_t, tt, c: model(x_t, tt, x_start=x0), x0, t, self.schedule, prediction)
+        return loss, {"phase": float(self.phase)}
+
+
+def latent_loss(schedule_name: str, prediction: str):
+    """Per-sample loss of the latent DDIM on batches of normalised z (t uniform on {1..T}/T)."""
+    schedule = get_schedule(schedule_name)
+
+    def loss_fn(model, batch):
+        z = images_of(batch)
+        t = sample_times(z.shape[0], "discrete", device=z.device)
+        return diffusion_loss(lambda z_t, tt, c: model(z_t, tt), z, t, schedule, prediction)
+
+    return loss_fn

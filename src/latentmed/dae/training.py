@@ -1,0 +1,208 @@
+"""Training a DAE run end to end: the DAE, then the latent DDIM on its z_sem.
+
+A run folder holds ``config.yaml`` (the resolved run config), ``checkpoint/`` (resumable),
+``log.csv`` + ``tb/``, ``previews/`` (reconstruction grids), ``model/`` (EMA DAE,
+``save_pretrained`` layout) and ``latent/model/`` (latent DDIM). Running again on the same
+folder resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from latentmed.config import from_dict, to_dict
+from latentmed.dae.latent_ddim import LatentDDIM, LatentDDIMConfig
+from latentmed.dae.model import DiffusionAutoencoder
+from latentmed.dae.objectives import DAEObjective, ObjectiveConfig, images_of, latent_loss
+from latentmed.dae.presets import preset_config
+from latentmed.errors import LatentmedError
+from latentmed.io import write_text
+from latentmed.train import TrainConfig, train
+from latentmed.viz import save_image_grid
+
+
+@dataclass
+class DataConfig:
+    """Where the training images come from (any source :func:`latentmed.data.open_images` reads)."""
+
+    path: str = ""
+    size: int = 0  # 0: the preset's image size
+    channels: int = 1
+
+
+@dataclass
+class LatentTrainConfig:
+    """The latent DDIM trained after the DAE (DiffAE Sec. 4); ``steps = 0`` skips it."""
+
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 1e-4
+    hidden: int = 512
+    num_layers: int = 4
+
+
+@dataclass
+class DAERunConfig:
+    """Everything a ``latentmed dae train`` run needs; YAML sections mirror the fields."""
+
+    preset: str = "tiny"
+    model: dict = field(default_factory=dict)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    latent: LatentTrainConfig = field(default_factory=LatentTrainConfig)
+    preview_steps: int = 20
+
+    def dae_config(self, image_size: int | None = None):
+        """The DAE architecture: preset + ``model`` overrides + size/channels + the objective's diffusion."""
+        overrides = dict(self.model)
+        if self.data.size:
+            overrides.setdefault("image_size", self.data.size)
+        elif image_size:
+            overrides.setdefault("image_size", image_size)
+        overrides.setdefault("in_channels", self.data.channels)
+        overrides["schedule"] = self.objective.resolved_schedule
+        overrides["prediction"] = self.objective.resolved_prediction
+        return preset_config(self.preset, **overrides)
+
+
+def save_run_config(cfg: DAERunConfig, run_dir: Path) -> None:
+    write_text(Path(run_dir) / "config.yaml", yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False))
+
+
+def load_run_config(run_dir: Path) -> DAERunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise LatentmedError(f"{run_dir}: not a DAE run folder (no config.yaml). Train one with `latentmed dae train`.")
+    return from_dict(DAERunConfig, yaml.safe_load(path.read_text()) or {}, where=str(path))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def load_dae(run_or_model_dir: str | Path, device: str = "cpu") -> DiffusionAutoencoder:
+    """The EMA DAE of a run folder (``RUN/model``) or of a ``save_pretrained`` folder."""
+    path = Path(run_or_model_dir)
+    if (path / "model" / "config.json").is_file():
+        path = path / "model"
+    if not (path / "config.json").is_file():
+        raise LatentmedError(f"{run_or_model_dir}: no trained DAE found (expected RUN/model/config.json). "
+                             "Is training finished? Run `latentmed dae train` (it resumes) first.")
+    return DiffusionAutoencoder.from_pretrained(path, device=device).eval()
+
+
+def load_latent_ddim(run_dir: str | Path, device: str = "cpu") -> LatentDDIM:
+    path = Path(run_dir) / "latent" / "model"
+    if not (path / "config.json").is_file():
+        raise LatentmedError(f"{run_dir}: this run has no latent DDIM (latent/model). Train with latent.steps > 0.")
+    return LatentDDIM.from_pretrained(path, device=device).eval()
+
+
+def _preview(dataset, steps: int):
+    images = torch.stack([dataset[i]["image"] if isinstance(dataset[i], dict) else images_of(dataset[i])
+                          for i in range(min(8, len(dataset)))])
+
+    def fn(ema_model, step: int, out_dir: Path) -> None:
+        model = ema_model
+        x = images.to(model.device)
+        rec_inv = model.reconstruct(x, steps=steps, inversion=True)
+        rec_rnd = model.reconstruct(x, steps=steps, inversion=False, generator=torch.Generator().manual_seed(0))
+        save_image_grid(torch.cat([x, rec_inv, rec_rnd]).cpu(), Path(out_dir) / "previews" / f"step{step:07d}.png",
+                        nrow=len(x))
+
+    return fn
+
+
+@torch.no_grad()
+def encode_dataset(dae: DiffusionAutoencoder, dataset, batch_size: int = 64, stochastic_steps: int = 0,
+                   progress: bool = True) -> dict[str, Any]:
+    """z_sem (and x_T when ``stochastic_steps > 0``) for every item; returns ``{"ids", "z_sem", "x_T"}``."""
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    ids, zs, xts = [], [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for batch in tqdm(loader, desc="encode", disable=not progress):
+        x = images_of(batch)
+        z = dae.encode(x)
+        zs.append(z.cpu())
+        if stochastic_steps:
+            xts.append(dae.encode_stochastic(x, z, stochastic_steps).cpu())
+        ids.extend(batch["id"] if isinstance(batch, dict) and "id" in batch else
+                   [str(len(ids) + i) for i in range(len(x))])
+    return {"ids": ids, "z_sem": torch.cat(zs), "x_T": torch.cat(xts) if xts else None}
+
+
+def train_dae(cfg: DAERunConfig, run_dir: str | Path, dataset=None) -> DiffusionAutoencoder:
+    """Train (or resume) the DAE of ``cfg`` in ``run_dir``, then its latent DDIM; return the EMA DAE."""
+    run_dir = Path(run_dir)
+    if dataset is None:
+        if not cfg.data.path:
+            raise LatentmedError("no training data: set data.path in the config or pass --data DIR.")
+        from latentmed.data import open_images
+
+        size = cfg.data.size or preset_config(cfg.preset, **cfg.model).image_size
+        dataset = open_images(cfg.data.path, size=size, channels=cfg.data.channels)
+    first = dataset[0]
+    x0 = first["image"] if isinstance(first, dict) else images_of(first)
+    dae_cfg = cfg.dae_config(image_size=x0.shape[-1])
+    if previous := (run_dir / "config.yaml").is_file() and load_run_config(run_dir):
+        if previous.dae_config(image_size=x0.shape[-1]) != dae_cfg:
+            raise LatentmedError(f"{run_dir}: already holds a run with another model configuration. Use a new --out "
+                                 "folder, or the same config to resume.")
+    model = DiffusionAutoencoder(dae_cfg)
+    model.check_images(x0[None], "training images")
+    save_run_config(cfg, run_dir)
+
+    if not (run_dir / "model" / "config.json").is_file() or _unfinished(run_dir, cfg.train.steps):
+        objective = DAEObjective(cfg.objective, cfg.train.steps)
+        preview = _preview(dataset, cfg.preview_steps) if cfg.train.preview_every else None
+        train(model, objective, dataset, cfg.train, run_dir, preview_fn=preview)
+    dae = load_dae(run_dir)
+
+    if cfg.latent.steps > 0 and not (run_dir / "latent" / "model" / "config.json").is_file():
+        train_latent_ddim(dae, dataset, cfg, run_dir / "latent")
+    return dae
+
+
+def _unfinished(run_dir: Path, steps: int) -> bool:
+    from latentmed.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run_dir)
+    return ckpt is None or int(ckpt[2]["step"]) < steps
+
+
+def train_latent_ddim(dae: DiffusionAutoencoder, dataset, cfg: DAERunConfig, out_dir: Path) -> LatentDDIM:
+    """Fit the latent DDIM on the normalised z_sem of ``dataset``."""
+    z = encode_dataset(dae, dataset, progress=cfg.train.progress)["z_sem"]
+    lcfg = cfg.latent
+    model = LatentDDIM(LatentDDIMConfig(z_dim=z.shape[1], hidden=lcfg.hidden, num_layers=lcfg.num_layers))
+    model.set_normalisation(z)
+    zn = model.normalise(z)
+    tcfg = dataclasses.replace(cfg.train, steps=lcfg.steps, batch_size=min(lcfg.batch_size, len(zn)), lr=lcfg.lr,
+                               preview_every=0, checkpoint_every=max(lcfg.steps // 2, 1), warmup_steps=0)
+    result = train(model, latent_loss(model.config.schedule, model.config.prediction), _TensorDataset(zn), tcfg,
+                   out_dir)
+    return result.ema_model
+
+
+class _TensorDataset(torch.utils.data.Dataset):
+    def __init__(self, z: torch.Tensor):
+        self.z = z
+
+    def __len__(self) -> int:
+        return len(self.z)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.z[i]

@@ -1,0 +1,236 @@
+"""``chest2d``: chest-radiograph-like phantom images with masks and multi-label clinical labels.
+
+A posteroanterior (PA) view in radiological convention: the patient's LEFT is on the
+image's RIGHT. Each image shows soft tissue, the rib cage, two lung fields (dark, with
+vessel texture and optional ribs), the mediastinum/spine, the heart (shifted to the
+patient's left) and the two hemidiaphragm domes.
+
+Label map written to ``masks/<id>.png`` (uint8):
+
+====  =====================================================================
+0     background (everything else)
+1     left lung (patient's left = image right), aerated part
+2     right lung (patient's right = image left), aerated part
+3     heart
+====  =====================================================================
+
+Fluid (effusion) is not aerated lung, so it is *not* in labels 1/2; opacities are inside
+the lung fields and stay labelled as lung. The heart overrides the lungs where they overlap.
+
+Clinical labels (``labels.csv``, 0/1 each, multi-label):
+
+- ``cardiomegaly``: cardiothoracic ratio CTR > 0.5, with CTR computed from the mask by
+  :func:`cardiothoracic_ratio` (maximal horizontal heart width over the maximal horizontal
+  extent of the lung fields, i.e. the inner thoracic width). The target CTR is drawn away
+  from 0.5 (``ctr_margin``) so that pixelation never flips the label.
+- ``effusion``: fluid with a meniscus blunting the costophrenic angle of one or both lungs.
+- ``opacity``: one or more dense (consolidation-like) patches inside a lung.
+
+The CSV also has ``ctr`` (from the mask), ``effusion_side`` and ``opacity_side``
+(``left``/``right``/``both``/empty). ``image`` and ``mask`` are paths relative to the CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from latentmed.errors import LatentmedError, expect
+from latentmed.io import atomic_path
+
+LABELS = ("cardiomegaly", "effusion", "opacity")
+MASK_LABELS = {0: "background", 1: "left_lung", 2: "right_lung", 3: "heart"}
+LEFT_LUNG, RIGHT_LUNG, HEART = 1, 2, 3
+
+
+@dataclass
+class Chest2DSample:
+    """One rendered phantom: ``image`` float32 [H, W] in [0, 1], ``mask`` uint8 [H, W], labels."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    labels: dict[str, int]
+    ctr: float
+    effusion_side: str
+    opacity_side: str
+
+
+def cardiothoracic_ratio(mask: np.ndarray) -> float:
+    """CTR from a label map: max horizontal heart width / horizontal extent of both lungs.
+
+    Widths count pixels (``max_x - min_x + 1``). Raises when a structure is missing.
+    """
+    mask = np.asarray(mask)
+    heart_cols = np.flatnonzero((mask == HEART).any(axis=0))
+    lung_cols = np.flatnonzero(((mask == LEFT_LUNG) | (mask == RIGHT_LUNG)).any(axis=0))
+    expect(heart_cols.size > 0 and lung_cols.size > 0,
+           "cardiothoracic_ratio: the mask needs heart (label 3) and lung (labels 1, 2) pixels.")
+    return float((heart_cols[-1] - heart_cols[0] + 1) / (lung_cols[-1] - lung_cols[0] + 1))
+
+
+def _side(rng: np.random.Generator) -> str:
+    return str(rng.choice(["left", "right", "both"], p=[0.4, 0.4, 0.2]))
+
+
+def render_chest2d(size: int = 64, rng: np.random.Generator | int | None = None, *,
+                   cardiomegaly: bool | None = None, effusion: bool | None = None, opacity: bool | None = None,
+                   prevalence: float = 0.35, ribs: bool = True, noise: float = 0.02,
+                   ctr_margin: float = 0.04) -> Chest2DSample:
+    """Render one phantom chest radiograph (see the module docstring for the conventions).
+
+    Labels left as ``None`` are drawn with probability ``prevalence``.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    expect(isinstance(size, int) and size >= 32, f"render_chest2d: size must be an int >= 32, got {size!r}.")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    draw = lambda v: bool(rng.random() < prevalence) if v is None else bool(v)  # noqa: E731
+    cardiomegaly, effusion, opacity = draw(cardiomegaly), draw(effusion), draw(opacity)
+
+    # pixel-centre coordinates in [-1, 1]; y grows downwards
+    c = (np.arange(size) + 0.5) / size * 2 - 1
+    y, x = np.meshgrid(c, c, indexing="ij")
+
+    # thorax (inner rib cage) ellipse and body outline
+    cx = rng.uniform(-0.04, 0.04)
+    cy = rng.uniform(-0.1, -0.04)
+    rx, ry = rng.uniform(0.6, 0.7), rng.uniform(0.72, 0.78)
+    thorax = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1
+    body = ((x - cx) / (rx + 0.2)) ** 2 + ((y - cy - 0.2) / (ry + 0.35)) ** 2 < 1
+
+    # hemidiaphragm domes: y_d(x) lower at the lateral costophrenic angles, higher in the middle
+    mediastinum = rng.uniform(0.09, 0.13)
+    d_right, d_left = rng.uniform(0.4, 0.46), rng.uniform(0.44, 0.5)  # right dome sits higher (liver)
+    dome = rng.uniform(0.18, 0.26)
+
+    def diaphragm(side_sign: float, base: float) -> np.ndarray:
+        u = np.clip((x - cx) * side_sign / rx, 0, 1)  # 0 at midline, 1 at lateral wall
+        return cy + base - dome * np.sin(np.pi * np.clip(0.25 + 0.75 * u, 0, 1)) + 0.12 * u ** 2
+
+    below_right = y > diaphragm(-1.0, d_right)
+    below_left = y > diaphragm(1.0, d_left)
+    right_field = thorax & (x < cx - mediastinum) & ~below_right  # image left = patient's right
+    left_field = thorax & (x > cx + mediastinum) & ~below_left
+
+    # heart: ellipse resting on the left hemidiaphragm, shifted to the patient's left (image right)
+    lung_cols = np.flatnonzero((right_field | left_field).any(axis=0))
+    thoracic_w = (lung_cols[-1] - lung_cols[0] + 1) / size * 2  # in [-1, 1] units
+    ctr_target = rng.uniform(0.5 + ctr_margin, 0.62) if cardiomegaly else rng.uniform(0.34, 0.5 - ctr_margin)
+    hw = ctr_target * thoracic_w / 2
+    hh = hw * rng.uniform(0.7, 0.85)
+    hx = cx + rng.uniform(0.06, 0.12)
+    hy = cy + d_left - dome * 0.75 - hh * 0.45
+    heart = ((x - hx) / hw) ** 2 + ((y - hy) / hh) ** 2 < 1
+
+    # effusion: fluid below a meniscus rising towards the lateral wall (blunted costophrenic angle)
+    fluid = np.zeros_like(thorax)
+    effusion_side = _side(rng) if effusion else ""
+    for side, field, sign, base in (("right", right_field, -1.0, d_right), ("left", left_field, 1.0, d_left)):
+        if effusion_side in (side, "both"):
+            u = np.clip((x - cx) * sign / rx, 0, 1)
+            level = cy + base - rng.uniform(0.12, 0.22) - 0.25 * u ** 3
+            fluid |= thorax & (x * sign > (cx * sign + mediastinum)) & (y > level) & ~heart & \
+                (field | (y > diaphragm(sign, base)) & (y < diaphragm(sign, base) + 0.05))
+
+    # image intensities (attenuation-like: bright = dense)
+    img = np.full((size, size), 0.06)
+    img[body] = 0.55
+    img[thorax] = 0.5
+    lungs = right_field | left_field
+    img[lungs] = 0.2
+    # vessel texture fading towards the periphery
+    tex = gaussian_filter(rng.normal(size=(size, size)), sigma=size / 48)
+    hilum = np.exp(-(((np.abs(x - cx) - 0.2) / 0.25) ** 2 + ((y - cy + 0.05) / 0.35) ** 2))
+    img[lungs] += (0.05 * tex + 0.1 * hilum)[lungs]
+    if ribs:
+        for k in range(7):
+            y0 = cy - ry * 0.85 + k * 0.24 + rng.uniform(-0.02, 0.02)
+            arc = y0 + 0.35 * (np.abs(x - cx) / rx) ** 2 - 0.1 * np.abs(x - cx) / rx
+            img[(np.abs(y - arc) < 0.03) & thorax] += 0.07
+    spine = (np.abs(x - cx) < mediastinum * 0.7) & body
+    img[spine] = np.maximum(img[spine], 0.62)
+    below = (below_left & (x > cx)) | (below_right & (x <= cx))
+    img[below & body] = 0.72
+    img[heart] = 0.78
+    img[fluid] = 0.66
+
+    opacity_side = ""
+    patches = np.zeros_like(thorax)
+    if opacity:
+        opacity_side = _side(rng)
+        for side, field in (("right", right_field), ("left", left_field)):
+            if opacity_side not in (side, "both"):
+                continue
+            aerated = field & ~heart & ~fluid
+            ys, xs = np.nonzero(aerated)
+            for _ in range(int(rng.integers(1, 3))):
+                i = rng.integers(len(ys))
+                py, px = c[ys[i]], c[xs[i]]
+                r = rng.uniform(0.08, 0.14)
+                blob = np.exp(-((x - px) ** 2 + (y - py) ** 2) / (2 * r ** 2))
+                img += 0.4 * blob * aerated
+                patches |= (blob > 0.5) & aerated
+    img = gaussian_filter(img, sigma=size / 96) + noise * rng.normal(size=img.shape)
+    img = np.clip(img, 0, 1).astype(np.float32)
+
+    mask = np.zeros((size, size), dtype=np.uint8)
+    mask[right_field & ~fluid] = RIGHT_LUNG
+    mask[left_field & ~fluid] = LEFT_LUNG
+    mask[heart] = HEART
+    ctr = cardiothoracic_ratio(mask)
+    labels = {"cardiomegaly": int(ctr > 0.5), "effusion": int(effusion), "opacity": int(opacity)}
+    return Chest2DSample(img, mask, labels, ctr, effusion_side, opacity_side)
+
+
+def _write_png(array: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def generate_chest2d(out_dir: str | os.PathLike, n: int, size: int = 64, seed: int = 0, *,
+                     prevalence: float = 0.35, ribs: bool = True, noise: float = 0.02, bit_depth: int = 8,
+                     progress: bool = False) -> Path:
+    """Write ``n`` phantoms to ``out_dir`` (``images/``, ``masks/``, ``labels.csv``); return the CSV path.
+
+    ``bit_depth`` 16 writes 16-bit PNGs (to exercise the 16->8-bit preprocessing).
+    Image ``i`` is rendered from ``np.random.default_rng([seed, i])`` so subsets are stable.
+    """
+    expect(isinstance(n, int) and n >= 1, f"generate_chest2d: n must be a positive int, got {n!r}.")
+    expect(bit_depth in (8, 16), f"generate_chest2d: bit_depth must be 8 or 16, got {bit_depth!r}.")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    rows = []
+    it = range(n)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="chest2d", unit="img")
+    width = max(4, len(str(n - 1)))
+    for i in it:
+        s = render_chest2d(size, np.random.default_rng([seed, i]), prevalence=prevalence, ribs=ribs, noise=noise)
+        sid = f"chest_{i:0{width}d}"
+        scale = 65535 if bit_depth == 16 else 255
+        arr = np.round(s.image * scale).astype(np.uint16 if bit_depth == 16 else np.uint8)
+        _write_png(arr, out / "images" / f"{sid}.png")
+        _write_png(s.mask, out / "masks" / f"{sid}.png")
+        rows.append({"id": sid, "image": f"images/{sid}.png", "mask": f"masks/{sid}.png", **s.labels,
+                     "ctr": f"{s.ctr:.4f}", "effusion_side": s.effusion_side, "opacity_side": s.opacity_side})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path = out / "labels.csv"
+    with atomic_path(csv_path) as tmp:
+        tmp.write_text(buf.getvalue())
+    return csv_path
+
+
+__all__ = ["LABELS", "MASK_LABELS", "Chest2DSample", "cardiothoracic_ratio", "generate_chest2d", "render_chest2d"]

@@ -1,0 +1,23 @@
+"""Latent-space grading and counterfactual explanations (Keicher, Atad et al.).
+
+- :class:`LinearProbe`, :class:`HyperplaneGrader`: scikit-learn estimators on ``z_sem``.
+- :mod:`latentmed.latent.counterfactual`: reflection / move-to-grade / traversal math and
+  :func:`make_counterfactuals` with a diffusion autoencoder.
+- :mod:`latentmed.latent.io`: latents ``.npz`` files and grader folders.
+- :mod:`latentmed.latent.workflow`: one function per CLI command (fit, predict, evaluate, counterfactual).
+"""
+
+from latentmed.latent.counterfactual import (CounterfactualResult, grade_latents, make_counterfactuals,
+                                             move_to_distance, reflect, signed_distance, traverse)
+from latentmed.latent.grader import HyperplaneGrader, calibration_name, parse_calibration
+from latentmed.latent.io import Latents, load_grader, load_latents, save_grader, save_latents
+from latentmed.latent.probe import LinearProbe
+from latentmed.latent.workflow import (counterfactuals_from_run, evaluate_grader, fit_grader, fit_graders,
+                                       holdout_split, join_labels, predict_grades, read_labels)
+
+__all__ = [
+    "CounterfactualResult", "HyperplaneGrader", "Latents", "LinearProbe", "calibration_name",
+    "counterfactuals_from_run", "evaluate_grader", "fit_grader", "fit_graders", "grade_latents", "holdout_split",
+    "join_labels", "load_grader", "load_latents", "make_counterfactuals", "move_to_distance", "parse_calibration",
+    "predict_grades", "read_labels", "reflect", "save_grader", "save_latents", "signed_distance", "traverse",
+]

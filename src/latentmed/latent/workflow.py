@@ -1,0 +1,237 @@
+"""One library function per ``latentmed grade`` / ``latentmed counterfactual`` command.
+
+They take paths or in-memory objects, return results and (given an output path) write them, so
+the CLI, ``latentmed demo`` and Python users share one implementation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from latentmed.errors import LatentmedError, expect
+from latentmed.latent.grader import HyperplaneGrader, parse_calibration
+from latentmed.latent.io import Latents, load_grader, load_latents, save_grader
+
+
+def read_labels(labels, id_column: str = "id"):
+    """A labels table indexed by string id: a CSV path (:func:`latentmed.data.read_labels`) or a DataFrame."""
+    import pandas as pd
+
+    if isinstance(labels, pd.DataFrame):
+        df = labels.copy()
+        if id_column in df.columns:
+            df = df.set_index(id_column)
+        df.index = df.index.astype(str)
+        expect(not df.index.duplicated().any(), f"labels have duplicate ids, e.g. "
+                                                f"{df.index[df.index.duplicated()][:3].tolist()}.")
+        return df
+    from latentmed.data import read_labels as read_csv
+
+    return read_csv(labels, id_column=id_column)
+
+
+def _match_ids(wanted: Sequence[str], available: Sequence[str]) -> dict[str, str]:
+    """Map ids in ``wanted`` to ``available``: exact, else by file name (``images/a`` <-> ``a``)."""
+    avail = set(available)
+    by_name = {}
+    for a in available:
+        by_name.setdefault(Path(a).name, a)
+    out = {}
+    for w in wanted:
+        if w in avail:
+            out[w] = w
+        elif Path(w).name in by_name:
+            out[w] = by_name[Path(w).name]
+    return out
+
+
+def _latents(latents) -> Latents:
+    return latents if isinstance(latents, Latents) else load_latents(latents)
+
+
+def _grader(grader) -> HyperplaneGrader:
+    return grader if isinstance(grader, HyperplaneGrader) else load_grader(grader)
+
+
+def join_labels(latents, labels, column: str, ids: Sequence[str] | None = None,
+                id_column: str = "id") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(z_sem, grades, ids)`` for the ids present in both (and in ``ids`` if given), in latents order."""
+    lat, df = _latents(latents), read_labels(labels, id_column)
+    expect(column in df.columns, f"labels have no column {column!r}; columns are {list(df.columns)}.")
+    df = df[df[column].notna()]
+    match = _match_ids(lat.ids.tolist(), df.index.tolist())
+    label_of = {i: df.at[match[i], column] for i in lat.ids.tolist() if i in match}
+    keep = list(label_of)
+    if not keep:
+        raise LatentmedError(f"the latents and the labels share no ids (latents: e.g. {lat.ids[:3].tolist()}; "
+                             f"labels: e.g. {df.index[:3].tolist()}); encode the same data set the labels "
+                             f"describe.")
+    if ids is not None:
+        wanted = set(str(i) for i in ids)
+        keep = [i for i in keep if i in wanted]
+        expect(keep, "none of the requested ids have both latents and labels.")
+    sel = lat.select(keep)
+    return sel.z_sem, np.asarray([label_of[i] for i in keep]), np.asarray(keep)
+
+
+def holdout_split(ids: Sequence[str], y, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified ``(train_ids, test_ids)`` with ``fraction`` held out (plain random split if a class is tiny)."""
+    from sklearn.model_selection import train_test_split
+
+    ids = np.asarray(ids)
+    expect(0.0 < fraction < 1.0, f"holdout fraction must be in (0, 1); got {fraction}.")
+    _, counts = np.unique(y, return_counts=True)
+    strat = y if counts.min() >= 2 else None
+    tr, te = train_test_split(ids, test_size=fraction, random_state=seed, stratify=strat)
+    return np.sort(tr), np.sort(te)
+
+
+def fit_grader(latents, labels, column: str, *, negative: Sequence[int] | None = None,
+               positive: Sequence[int] | None = None, classifier: str = "svm", calibration: str = "means",
+               holdout: float = 0.0, seed: int = 0, healthy_below: int | None = None, standardize: bool = True,
+               C: float = 1.0, ids: Sequence[str] | None = None, id_column: str = "id",
+               out: str | os.PathLike | None = None) -> HyperplaneGrader:
+    """Fit a :class:`HyperplaneGrader` on the latents of the labelled ids (minus a stratified ``holdout``).
+
+    ``calibration``: ``"means:0,3"``, ``"poly:3:0,2,3"``, ... (see :func:`parse_calibration`). The DAE's
+    ``model_id`` from the latents file is stored in the grader; ``metadata_`` records the column, the
+    training ids and the held-out ids. With ``out``, the grader is saved there.
+    """
+    lat = _latents(latents)
+    z, y, keep = join_labels(lat, labels, column, ids, id_column)
+    test_ids: np.ndarray = np.array([], dtype=str)
+    if holdout:
+        train_ids, test_ids = holdout_split(keep, y, holdout, seed)
+        z, y, keep = join_labels(lat, labels, column, train_ids, id_column)
+    grader = HyperplaneGrader(negative=None if negative is None else tuple(int(g) for g in negative),
+                              positive=None if positive is None else tuple(int(g) for g in positive),
+                              classifier=classifier, C=C, standardize=standardize, healthy_below=healthy_below,
+                              model_id=lat.model_id or None, random_state=seed, **parse_calibration(calibration))
+    grader.fit(z, y)
+    grader.metadata_ = {"column": column, "train_ids": keep.tolist(), "holdout_ids": test_ids.tolist(),
+                        "n_train": int(len(keep)), "latents_dim": lat.dim, "id_column": id_column}
+    if out is not None:
+        save_grader(grader, out)
+    return grader
+
+
+def fit_graders(latents, labels, columns: Sequence[str], out: str | os.PathLike | None = None,
+                **kwargs: Any) -> dict[str, HyperplaneGrader]:
+    """Several label columns on one set of latents: ``{column: grader}``, saved to ``out/<column>``."""
+    lat = _latents(latents)
+    return {c: fit_grader(lat, labels, c, out=None if out is None else Path(out) / c, **kwargs) for c in columns}
+
+
+def predict_grades(grader, latents, out: str | os.PathLike | None = None):
+    """DataFrame ``id, distance, grade_continuous, grade`` for every latent; written as CSV with ``out``."""
+    import pandas as pd
+
+    grader, lat = _grader(grader), _latents(latents)
+    grader.check_latents(lat.z_sem, lat.model_id, source="latents")
+    z = lat.z_sem.astype(np.float64)
+    df = pd.DataFrame({"id": lat.ids, "distance": grader.signed_distance(z),
+                       "grade_continuous": grader.predict_continuous(z), "grade": grader.predict(z)})
+    if out is not None:
+        from latentmed.io import write_text
+
+        write_text(out, df.to_csv(index=False, float_format="%.6g"))
+    return df
+
+
+def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: Sequence[str] | None = None,
+                    calibrations: Sequence[str] | None = None, f1_grades: Sequence[int] | None = None,
+                    data_dir: str | os.PathLike | None = None, baseline_arch: str = "small",
+                    baseline_epochs: int = 30, tsne: bool = True, tsne_column: str | None = None,
+                    id_column: str = "id", seed: int = 0, out_dir: str | os.PathLike | None = None,
+                    progress: bool = False) -> dict:
+    """Grading table on held-out ids: AUC, macro-F1, MAE, accuracy, confusion, per calibration (+ CNN).
+
+    Evaluates on ``ids`` if given, else on the labelled ids the grader was not trained on (its
+    ``metadata_["train_ids"]``). ``calibrations`` adds rows with the same hyperplane and other
+    calibrations (e.g. ``["means:0,3", "poly:1:0,2,3", "poly:3:0,2,3"]``). With ``data_dir``
+    (``DIR/images/<id>.png``), a CNN baseline is trained on the grader's training ids and added. With
+    ``out_dir``: ``table.md``, ``table.json``, confusion and calibration plots, and a t-SNE picture of
+    z_sem coloured by ``tsne_column`` (default: the graded column). Returns the JSON dict.
+    """
+    from latentmed.latent.evaluation import grader_rows, grading_metrics, markdown_table, tsne_embedding
+
+    grader, lat = _grader(grader), _latents(latents)
+    meta = getattr(grader, "metadata_", {}) or {}
+    column = column or meta.get("column")
+    expect(column is not None, "which label column? pass column= (--column).")
+    grader.check_latents(lat.z_sem, lat.model_id, source="latents")
+    train_ids = set(meta.get("train_ids", []))
+    z_all, y_all, ids_all = join_labels(lat, labels, column, None, id_column)
+    if ids is None:
+        held = ~np.isin(ids_all, list(train_ids))
+        expect(held.any(), "every labelled id was used to fit the grader; nothing is held out. Fit with "
+                           "--holdout 0.3 (holdout=0.3) or pass the test ids.")
+        ids = ids_all[held]
+    z, y, ids = join_labels(lat, labels, column, ids, id_column)
+    y = y.astype(int)
+    z = z.astype(np.float64)
+    rows = grader_rows(grader, z, y, calibrations, f1_grades)
+    if data_dir is not None:
+        expect(train_ids, "the CNN baseline needs the grader's training ids (fit with latentmed >= this version).")
+        from latentmed.latent.baseline import train_cnn_baseline
+        from latentmed.latent.counterfactual import load_images
+
+        z_tr, y_tr, tr_ids = join_labels(lat, labels, column, sorted(train_ids), id_column)
+        size = None
+        x_tr = load_images(data_dir, tr_ids, size=size)
+        x_te = load_images(data_dir, ids, size=x_tr.shape[-1])
+        pred = train_cnn_baseline(x_tr, y_tr.astype(int), x_te, positive=grader.positive_, arch=baseline_arch,
+                                  scale=grader.classes_, epochs=baseline_epochs, seed=seed, progress=progress)
+        predicted = pred.predicted
+        if grader.healthy_below is not None:
+            predicted = np.where(predicted < grader.healthy_below, grader.classes_.min(), predicted)
+        rows.append(grading_metrics(y, pred.detection_score, predicted, negative=grader.negative_,
+                                    positive=grader.positive_, f1_grades=rows[0]["f1_grades"],
+                                    scale=grader.classes_, method=f"CNN baseline ({baseline_arch}, supervised)"))
+    report = {"column": column, "n_test": int(len(ids)), "n_train": len(train_ids), "model_id": grader.model_id,
+              "negative": list(grader.negative_), "positive": list(grader.positive_),
+              "healthy_below": grader.healthy_below, "rows": rows, "files": []}
+    if out_dir is not None:
+        from latentmed.io import write_json, write_text
+        from latentmed.viz.latent import save_calibration, save_confusion, save_scatter
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files = report["files"]
+        for k, r in enumerate(rows):
+            files.append(str(save_confusion(r["confusion"], r["scale"], out_dir / f"confusion_{k}.png", r["method"])))
+        variants = [grader.recalibrate(**parse_calibration(c)) for c in (calibrations or [])]
+        files.append(str(save_calibration(grader, grader.signed_distance(z), y, out_dir / "calibration.png", variants)))
+        if tsne and len(z_all) >= 5:
+            col = tsne_column or column
+            df = read_labels(labels, id_column)
+            expect(col in df.columns, f"t-SNE column {col!r} not in the labels; columns are {list(df.columns)}.")
+            match = _match_ids(ids_all.tolist(), df.index.tolist())
+            colour = np.asarray([df.at[match[i], col] for i in ids_all])
+            if np.issubdtype(colour.dtype, np.floating) and np.allclose(colour, np.round(colour)):
+                colour = colour.astype(int)
+            emb = tsne_embedding(z_all, random_state=seed)
+            files.append(str(save_scatter(emb, colour, out_dir / f"tsne_{col}.png",
+                                          f"t-SNE of z_sem ({len(z_all)} samples)", col)))
+        write_text(out_dir / "table.md", markdown_table(rows, f"Grading of {column!r} on {len(ids)} held-out samples"))
+        write_json(out_dir / "table.json", report)
+        files += [str(out_dir / "table.md"), str(out_dir / "table.json")]
+    return report
+
+
+def counterfactuals_from_run(run, grader, data_dir, ids: Sequence[str], *, grades: Sequence[float] | None = None,
+                             flip: bool = False, steps: int = 50, out_dir: str | os.PathLike | None = None,
+                             device: str = "cpu", progress: bool = False):
+    """``latentmed counterfactual``: load the DAE of ``run`` and the grader, read the images, make the strips."""
+    from latentmed.dae import load_dae
+    from latentmed.latent.counterfactual import load_images, make_counterfactuals
+
+    grader = _grader(grader)
+    dae = load_dae(run, device=device)
+    expect(len(ids) > 0, "no ids given; pass --ids ID1,ID2 (ids from the labels CSV).")
+    x = load_images(data_dir, ids, channels=dae.config.in_channels, size=dae.config.image_size)
+    return make_counterfactuals(dae, x, ids, grader, grades, steps, out_dir, flip=flip, progress=progress)

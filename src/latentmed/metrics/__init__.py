@@ -1,0 +1,52 @@
+"""Metrics with a functional form (per-sample values) and an accumulating ``update``/``compute``/``reset`` class.
+
+* :mod:`latentmed.metrics.segmentation`: Dice, volumetric similarity, sensitivity, specificity,
+  NMI, Cohen's kappa, Hausdorff-95 of binary masks, 2D/3D, argument order (truth, pred).
+* :mod:`latentmed.metrics.image`: PSNR, SSIM (2D/3D), Frechet distance and FID with any feature
+  extractor, LPIPS from local weights, perceptual path length.
+* :mod:`latentmed.metrics.classification`: AUC, macro-F1, MAE, confusion matrix.
+"""
+
+from latentmed.metrics.classification import AUC, MAE, Confusion, MacroF1, auc, confusion, mae, macro_f1
+from latentmed.metrics.image import (
+    FID,
+    LPIPS,
+    PSNR,
+    SSIM,
+    MeanLPIPS,
+    TorchScriptInception,
+    feature_statistics,
+    frechet_distance,
+    perceptual_path_length,
+    psnr,
+    ssim,
+)
+from latentmed.metrics.segmentation import (
+    NMI,
+    SEGMENTATION_METRICS,
+    CohenKappa,
+    Dice,
+    Hausdorff95,
+    SegmentationScores,
+    Sensitivity,
+    Specificity,
+    VolumetricSimilarity,
+    cohen_kappa,
+    confusion_counts,
+    dice,
+    hausdorff95,
+    nmi,
+    segmentation_scores,
+    sensitivity,
+    specificity,
+    volumetric_similarity,
+)
+
+__all__ = [
+    "AUC", "MAE", "Confusion", "MacroF1", "auc", "confusion", "mae", "macro_f1",
+    "FID", "LPIPS", "PSNR", "SSIM", "MeanLPIPS", "TorchScriptInception", "feature_statistics",
+    "frechet_distance", "perceptual_path_length", "psnr", "ssim",
+    "NMI", "SEGMENTATION_METRICS", "CohenKappa", "Dice", "Hausdorff95", "SegmentationScores", "Sensitivity",
+    "Specificity", "VolumetricSimilarity", "cohen_kappa", "confusion_counts", "dice", "hausdorff95", "nmi",
+    "segmentation_scores", "sensitivity", "specificity", "volumetric_similarity",
+]

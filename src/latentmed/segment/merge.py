@@ -1,0 +1,136 @@
+"""Iterative attention merging and non-maximum suppression (DiffSeg, Tian et al. 2024, Sec. 3.3-3.4).
+
+An ``[N, H, W]`` stack of attention maps (one distribution over key positions per query pixel,
+``N = H*W``) is merged into object proposals: iteration 1 averages, for each anchor of an
+``M x M`` grid, all maps within symmetric-KL distance ``tau_1`` of the anchor's map; later
+iterations merge the proposals greedily (each proposal absorbs every not-yet-merged proposal
+within ``tau_i``). The symmetric KL is the reference code's ``(KL(p||q) + KL(q||p)) / 2``.
+The label map is the argmax of the proposals bilinearly upsampled to the image size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from latentmed.errors import LatentmedError
+
+_EPS = 1e-12
+
+
+def symmetric_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Pairwise ``(KL(p_i||q_j) + KL(q_j||p_i)) / 2`` of rows of ``p [I, D]`` and ``q [J, D]`` -> ``[I, J]``.
+
+    Uses ``sum (p - q)(log p - log q) / 2`` expanded into matrix products, so no ``[I, J, D]``
+    tensor is built.
+    """
+    p = p.double().clamp_min(_EPS)
+    q = q.double().clamp_min(_EPS)
+    lp, lq = p.log(), q.log()
+    self_p = (p * lp).sum(1, keepdim=True)
+    self_q = (q * lq).sum(1, keepdim=True).T
+    return (0.5 * (self_p + self_q - p @ lq.T - lp @ q.T)).clamp_min(0.0)
+
+
+def anchor_grid(size: tuple[int, int], points: int) -> np.ndarray:
+    """``points x points`` anchor coordinates ``[(row, col)]`` evenly spaced and centred in ``size``.
+
+    Generalises the reference's ``generate_sampling_grid`` (which assumes 64x64); the grid is
+    clipped to the map size when ``points`` exceeds it.
+    """
+    if points < 1:
+        raise LatentmedError(f"grid={points}: expected at least 1 anchor per side (DiffSeg uses 16).")
+    axes = []
+    for length in size:
+        n = min(points, length)
+        if n == 1:
+            axes.append(np.array([(length - 1) // 2]))
+            continue
+        step = (length - 1) // (n - 1)
+        total = step * (n - 1)
+        start = (length - 1 - total) // 2
+        axes.append(start + step * np.arange(n))
+    rows, cols = np.meshgrid(axes[0], axes[1], indexing="ij")
+    return np.stack([rows.ravel(), cols.ravel()], axis=1)
+
+
+def _thresholds(threshold: float | Sequence[float], iterations: int) -> list[float]:
+    taus = [float(threshold)] * iterations if np.isscalar(threshold) else [float(t) for t in threshold]
+    if not taus or any(not t > 0 for t in taus):
+        raise LatentmedError(f"threshold={threshold!r}, iterations={iterations}: expected positive KL thresholds "
+                             "and at least one iteration (DiffSeg: 3 iterations; ~0.05 on chest X-rays).")
+    return taus
+
+
+def merge_attention(attention: torch.Tensor, threshold: float | Sequence[float] = 0.05, *, iterations: int = 3,
+                    grid: int = 16, refine: bool = False, random_state: int = 0) -> torch.Tensor:
+    """Merge ``attention [N=H*W, H, W]`` into proposals ``[K, H, W]`` (Sec. 3.3).
+
+    ``threshold`` is one symmetric-KL threshold for every iteration or one per iteration.
+    ``refine=True`` runs scikit-learn KMeans on the ``N`` maps initialised from the proposals
+    and returns the cluster means (the reference's optional refinement).
+    """
+    if attention.ndim != 3 or attention.shape[0] != attention.shape[1] * attention.shape[2]:
+        raise LatentmedError(f"attention of shape {tuple(attention.shape)}: expected [H*W, H, W].")
+    taus = _thresholds(threshold, iterations)
+    n, H, W = attention.shape
+    flat = attention.reshape(n, H * W).double()
+    anchors = anchor_grid((H, W), grid)
+    idx = torch.as_tensor(anchors[:, 0] * W + anchors[:, 1])
+    # Iteration 1: each anchor averages all maps within tau_1 of its own map.
+    close = (symmetric_kl(flat[idx], flat) < taus[0]).double()  # [A, N]; the anchor itself is at 0
+    proposals = (close @ flat) / close.sum(1, keepdim=True)
+    # Later iterations: greedy merging of proposals.
+    for tau in taus[1:]:
+        close = (symmetric_kl(proposals, proposals) < tau).numpy()
+        merged = np.zeros(len(proposals), dtype=bool)
+        groups = []
+        for i in range(len(proposals)):
+            if merged[i]:
+                continue
+            group = close[i] & ~merged
+            group[i] = True
+            merged |= group
+            groups.append(proposals[torch.as_tensor(group)].mean(0))
+        proposals = torch.stack(groups)
+    if refine:
+        proposals = _kmeans_refine(flat, proposals, random_state)
+    return proposals.float().reshape(-1, H, W)
+
+
+def _kmeans_refine(flat: torch.Tensor, proposals: torch.Tensor, random_state: int) -> torch.Tensor:
+    from sklearn.cluster import KMeans
+
+    data = flat.numpy()
+    km = KMeans(n_clusters=len(proposals), init=proposals.numpy(), n_init=1, random_state=random_state).fit(data)
+    means = [data[km.labels_ == k].mean(0) for k in np.unique(km.labels_)]
+    return torch.as_tensor(np.stack(means))
+
+
+def proposals_to_labels(proposals: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Non-maximum suppression: bilinear upsampling of ``[K, h, w]`` to ``size`` and argmax -> ``[H, W]`` int64."""
+    up = proposals[None].float()
+    if tuple(up.shape[-2:]) != tuple(size):
+        up = F.interpolate(up, size=tuple(size), mode="bilinear", align_corners=False)
+    return up[0].argmax(0)
+
+
+@dataclass
+class MergeResult:
+    """Proposals ``[K, h, w]`` at attention resolution and the label map ``[H, W]`` (values ``0..K-1``)."""
+
+    proposals: torch.Tensor
+    labels: torch.Tensor
+
+
+def segment_attention(attention: torch.Tensor, size: tuple[int, int], threshold: float | Sequence[float] = 0.05,
+                      *, iterations: int = 3, grid: int = 16, refine: bool = False,
+                      random_state: int = 0) -> MergeResult:
+    """Merge ``attention [H*W, h, w]`` and return proposals with the full-size label map."""
+    proposals = merge_attention(attention, threshold, iterations=iterations, grid=grid, refine=refine,
+                                random_state=random_state)
+    return MergeResult(proposals, proposals_to_labels(proposals, size))

@@ -1,0 +1,390 @@
+"""VAE, LEBM and LSD-EBM for 3D binary masks (Wang et al., DGM4MICCAI 2024, and its baselines).
+
+All three share the interface used by training, refinement and evaluation:
+
+- ``model(x) -> (loss[B], logs)``: the per-sample training objective on high-quality masks
+  ``x`` [B,1,S,S,S] in {0,1}; pass it to :func:`latentmed.train.train` with
+  :func:`shape_loss`. Each objective is ONE stage (one ``train`` call): the parts of the
+  loss touch disjoint parameters (encoder/decoder vs. energy), so one optimiser step updates
+  both, as Algorithm 1 of the paper does in each iteration.
+- ``model.refine(x_coarse) -> probabilities`` [B,1,S,S,S] (Algorithm 2; threshold at 0.5);
+- ``model.sample(n) -> probabilities`` (Algorithm 3 for LSD-EBM).
+
+Losses are divided by the number of voxels (the ELBO in nats per voxel) so that gradient
+clipping treats the models alike; the energy term is added unscaled (``ebm_weight``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from latentmed.errors import expect
+from latentmed.pretrained import PretrainedMixin
+from latentmed.shape.langevin import langevin, randn
+from latentmed.shape.nets import EnergyMLP, MaskDecoder3d, MaskEncoder3d
+
+
+@dataclass
+class VAEConfig:
+    """VAE baseline (paper: d=100, 128^3)."""
+
+    image_size: int = 64
+    latent_dim: int = 100
+    base_channels: int = 16
+    max_channels: int = 128
+    kl_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        expect(self.latent_dim >= 1, f"latent_dim={self.latent_dim}: expected >= 1.")
+        expect(self.kl_weight >= 0, f"kl_weight={self.kl_weight}: expected >= 0.")
+
+
+@dataclass
+class LEBMConfig:
+    """Latent EBM prior model (Pang et al., NeurIPS 2020): short-run Langevin for prior and posterior.
+
+    Defaults follow Pang et al.'s code (K0=60, s0=0.4, K1=20, s1=0.1).
+    """
+
+    image_size: int = 64
+    latent_dim: int = 100
+    base_channels: int = 16
+    max_channels: int = 128
+    energy_hidden: int = 200
+    energy_layers: int = 3
+    prior_steps: int = 60
+    prior_step_size: float = 0.4
+    posterior_steps: int = 20
+    posterior_step_size: float = 0.1
+    ebm_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        expect(self.prior_steps >= 1 and self.posterior_steps >= 1, "prior_steps/posterior_steps: expected >= 1.")
+        expect(self.prior_step_size > 0 and self.posterior_step_size > 0, "Langevin step sizes must be > 0.")
+
+
+@dataclass
+class LSDEBMConfig:
+    """LSD-EBM (paper: T in {2, 15, 20}, d=100).
+
+    ``num_steps`` = T. The forward chain uses one noise level per step,
+    ``s_t^2 = 1 - alpha_bar_T^(1/T)``, so that ``prod_t (1 - s_t^2) = alpha_bar_T`` whatever T
+    (our choice; the paper does not give its schedule). Reverse steps run ``langevin_steps``
+    (K) Langevin steps of size ``lambda_t = langevin_step_scale * s_{t+1}^2``.
+    ``refine_steps``: how far Algorithm 2 diffuses a coarse input (default: T).
+    """
+
+    image_size: int = 64
+    latent_dim: int = 100
+    base_channels: int = 16
+    max_channels: int = 128
+    kl_weight: float = 1.0
+    num_steps: int = 15
+    alpha_bar_T: float = 0.05
+    energy_hidden: int = 200
+    energy_layers: int = 3
+    time_dim: int = 64
+    langevin_steps: int = 20
+    langevin_step_scale: float = 0.2
+    ebm_weight: float = 1.0
+    refine_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        expect(self.num_steps >= 1, f"num_steps={self.num_steps}: expected T >= 1.")
+        expect(0.0 < self.alpha_bar_T < 1.0, f"alpha_bar_T={self.alpha_bar_T}: expected a value in (0, 1).")
+        expect(self.langevin_steps >= 1, f"langevin_steps={self.langevin_steps}: expected K >= 1.")
+        expect(0.0 < self.langevin_step_scale < 2.0,
+               f"langevin_step_scale={self.langevin_step_scale}: expected (0, 2) for a stable chain.")
+        expect(self.refine_steps is None or 1 <= self.refine_steps <= self.num_steps,
+               f"refine_steps={self.refine_steps}: expected 1..num_steps={self.num_steps}.")
+
+
+def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample Bernoulli negative log-likelihood (BCE summed over voxels) ``[B]``."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) per sample ``[B]`` (Kingma & Welling, appendix B)."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+
+
+def _check_masks(x: torch.Tensor, size: int, what: str = "x") -> None:
+    expect(x.ndim == 5 and x.shape[1] == 1 and tuple(x.shape[2:]) == (size,) * 3,
+           f"{what}: expected masks of shape [B, 1, {size}, {size}, {size}], got {tuple(x.shape)}.")
+
+
+class _ShapeModel(PretrainedMixin, nn.Module):
+    """Shared pieces: decoder, voxel count, probability decoding, and input checks."""
+
+    config: VAEConfig | LEBMConfig | LSDEBMConfig
+    decoder: MaskDecoder3d
+
+    @property
+    def n_voxels(self) -> int:
+        return self.config.image_size ** 3
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Voxel probabilities p(x=1|z) ``[B,1,S,S,S]``."""
+        return torch.sigmoid(self.decoder(z))
+
+    def _prior_noise(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        ref = next(self.parameters())
+        return randn((n, self.config.latent_dim), generator, ref)
+
+
+class EncoderMixin:
+    """Amortised posterior q(z0|x) = N(mean(x), exp(logvar(x))) with separate heads."""
+
+    encoder: MaskEncoder3d
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(x)
+
+    @staticmethod
+    def reparameterize(mean: torch.Tensor, logvar: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        return mean + (0.5 * logvar).exp() * randn(mean.shape, generator, mean)
+
+
+class ShapeVAE(EncoderMixin, _ShapeModel):
+    """VAE baseline: Bernoulli decoder, loss = BCE + kl_weight * KL, refinement = decode(mean(x))."""
+
+    config_class = VAEConfig
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = MaskEncoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
+        self.decoder = MaskDecoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        _check_masks(x, self.config.image_size)
+        mean, logvar = self.encode(x)
+        z = self.reparameterize(mean, logvar)
+        nll = bernoulli_nll(self.decoder(z), x)
+        kl = gaussian_kl(mean, logvar)
+        loss = (nll + self.config.kl_weight * kl) / self.n_voxels
+        return loss, {"bce": nll.mean().item() / self.n_voxels, "kl": kl.mean().item()}
+
+    @torch.no_grad()
+    def refine(self, x: torch.Tensor, *, generator: torch.Generator | None = None, **_: object) -> torch.Tensor:
+        _check_masks(x, self.config.image_size)
+        return self.decode(self.encode(x)[0])
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.decode(self._prior_noise(n, generator))
+
+
+class ShapeLEBM(_ShapeModel):
+    """Latent EBM prior (Pang et al. 2020) with a Bernoulli 3D generator; no encoder.
+
+    Prior ``p_alpha(z) ∝ exp(-E_alpha(z)) N(z; 0, I)``. Training: short-run Langevin from
+    N(0, I) gives prior samples (K0 steps on ``E(z) + |z|^2/2``) and posterior samples
+    (K1 steps on ``BCE(x|g(z)) + E(z) + |z|^2/2``); the generator minimises the BCE of the
+    posterior samples and the energy minimises ``E(z_post) - E(z_prior)``. Langevin follows
+    Pang et al.: ``z <- z - (s^2/2) grad + s N(0, I)``, i.e. lambda = s^2.
+    Refinement: posterior Langevin given the coarse mask, then decode.
+    """
+
+    config_class = LEBMConfig
+
+    def __init__(self, config: LEBMConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.decoder = MaskDecoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
+        self.energy = EnergyMLP(c.latent_dim, c.energy_hidden, c.energy_layers)
+
+    def prior_energy(self, z: torch.Tensor) -> torch.Tensor:
+        return self.energy(z) + 0.5 * z.pow(2).sum(1)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        c = self.config
+        return langevin(self.prior_energy, self._prior_noise(n, generator), c.prior_steps, c.prior_step_size ** 2,
+                        generator=generator)
+
+    def sample_posterior(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        c = self.config
+
+        def posterior_energy(z: torch.Tensor) -> torch.Tensor:
+            return bernoulli_nll(self.decoder(z), x) + self.prior_energy(z)
+
+        return langevin(posterior_energy, self._prior_noise(x.shape[0], generator), c.posterior_steps,
+                        c.posterior_step_size ** 2, generator=generator)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        _check_masks(x, self.config.image_size)
+        z_post = self.sample_posterior(x)
+        z_prior = self.sample_prior(x.shape[0])
+        nll = bernoulli_nll(self.decoder(z_post), x)
+        gap = self.energy(z_post) - self.energy(z_prior)
+        loss = nll / self.n_voxels + self.config.ebm_weight * gap
+        return loss, {"bce": nll.mean().item() / self.n_voxels, "energy_gap": gap.mean().item()}
+
+    def refine(self, x: torch.Tensor, *, generator: torch.Generator | None = None, **_: object) -> torch.Tensor:
+        _check_masks(x, self.config.image_size)
+        z = self.sample_posterior(x, generator)
+        with torch.no_grad():
+            return self.decode(z)
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = self.sample_prior(n, generator)
+        with torch.no_grad():
+            return self.decode(z)
+
+
+class LSDEBM(EncoderMixin, _ShapeModel):
+    """Latent-space diffusion EBM (Wang et al. 2024, eqs. 1-4, Algorithms 1-3).
+
+    - Encoder q(z0|x) = N(mean, exp(logvar)) with SEPARATE heads (the reference code shares one).
+    - Forward chain (eq. 1): ``q(z_{t+1}|z_t) = N(sqrt(1 - s_{t+1}^2) z_t, s_{t+1}^2 I)``, with
+      the paper's noise scale (the reference code multiplies the noise by 0.1).
+    - Reverse step (eq. 2): ``p(z_t|z_{t+1}) ∝ exp(-E(z_t, t) - |z_{t+1} - z_t|^2 / (2 s_{t+1}^2))``,
+      sampled by K Langevin steps ``z <- z - (lambda/2) grad + N(0, lambda)`` STARTED AT z_{t+1}
+      with the full noise (the reference code starts from random noise with negligible noise).
+    - E(z, t): spectral-norm MLP with a sinusoidal time embedding (Yu et al. 2022).
+    - Training (Algorithm 1), one stage: ``BCE(x|z0) + kl_weight KL(q(z0|x) || N(0, I))`` for
+      encoder/decoder, plus ``E(z_t^+, t) - E(z~_t, t)`` for the energy, where t ~ U{0..T-1},
+      z_t^+ comes from the forward chain of a (detached) posterior sample and z~_t from the
+      reverse Langevin chain started at z_{t+1}. The encoder's prior term uses the Gaussian
+      reference N(0, I) (the chain's z_T): our simplification of the ELBO with the EBM prior.
+    - Refinement (Algorithm 2): encode (mean), diffuse to step t, reverse chain to 0, decode.
+    - Sampling (Algorithm 3): z_T ~ N(0, I), reverse chain from T.
+    """
+
+    config_class = LSDEBMConfig
+
+    def __init__(self, config: LSDEBMConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = MaskEncoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
+        self.decoder = MaskDecoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
+        self.energy = EnergyMLP(c.latent_dim, c.energy_hidden, c.energy_layers, time_dim=c.time_dim)
+        s2 = torch.full((c.num_steps,), 1.0 - c.alpha_bar_T ** (1.0 / c.num_steps), dtype=torch.float64)
+        # sigma2[t] = s_{t+1}^2 (the noise of the step t -> t+1), alpha_bar[t] = prod_{i<=t} (1 - s_i^2).
+        self.register_buffer("sigma2", s2.float(), persistent=False)
+        self.register_buffer("alpha_bar", torch.cat([torch.ones(1, dtype=torch.float64),
+                                                     torch.cumprod(1 - s2, 0)]).float(), persistent=False)
+
+    # --- the chain -----------------------------------------------------------------------
+    def diffuse(self, z0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample q(z_t|z0) = N(sqrt(alpha_bar_t) z0, (1 - alpha_bar_t) I) for per-sample steps ``t`` [B]."""
+        a = self.alpha_bar[t][:, None]
+        return a.sqrt() * z0 + (1 - a).sqrt() * randn(z0.shape, generator, z0)
+
+    def forward_step(self, z_t: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One step of eq. (1): z_{t+1} ~ N(sqrt(1 - s_{t+1}^2) z_t, s_{t+1}^2 I)."""
+        s2 = self.sigma2[t][:, None]
+        return (1 - s2).sqrt() * z_t + s2.sqrt() * randn(z_t.shape, generator, z_t)
+
+    def reverse_step(self, z_next: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+        """Sample p(z_t|z_{t+1}) (eq. 2) by K Langevin steps started at z_{t+1}; ``t`` [B] per sample."""
+        s2 = self.sigma2[t][:, None]
+        anchor = z_next.detach()
+
+        def conditional_energy(z: torch.Tensor) -> torch.Tensor:
+            return self.energy(z, t) + (anchor - z).pow(2).sum(1) / (2 * s2[:, 0])
+
+        return langevin(conditional_energy, anchor, self.config.langevin_steps, self.config.langevin_step_scale * s2,
+                        generator=generator)
+
+    def reverse_chain(self, z_t: torch.Tensor, t: int, generator: torch.Generator | None = None,
+                      callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Run the reverse chain from step ``t`` down to 0; ``callback(step, z)`` sees z_t ... z_0."""
+        expect(0 <= t <= self.config.num_steps, f"steps={t}: expected 0..T={self.config.num_steps}.")
+        z = z_t.detach()
+        if callback is not None:
+            callback(t, z)
+        for step in range(t - 1, -1, -1):
+            z = self.reverse_step(z, torch.full((z.shape[0],), step, device=z.device, dtype=torch.long), generator)
+            if callback is not None:
+                callback(step, z)
+        return z
+
+    # --- training (Algorithm 1) -------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        _check_masks(x, self.config.image_size)
+        mean, logvar = self.encode(x)
+        z0 = self.reparameterize(mean, logvar)
+        nll = bernoulli_nll(self.decoder(z0), x)
+        kl = gaussian_kl(mean, logvar)
+        t = torch.randint(0, self.config.num_steps, (x.shape[0],), device=x.device)
+        z_pos = self.diffuse(z0.detach(), t)
+        z_next = self.forward_step(z_pos, t)
+        z_neg = self.reverse_step(z_next, t)
+        gap = self.energy(z_pos, t) - self.energy(z_neg, t)
+        loss = (nll + self.config.kl_weight * kl) / self.n_voxels + self.config.ebm_weight * gap
+        return loss, {"bce": nll.mean().item() / self.n_voxels, "kl": kl.mean().item(),
+                      "energy_gap": gap.mean().item()}
+
+    # --- inference (Algorithms 2 and 3) -----------------------------------------------------
+    def refine_latent(self, x: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
+                      callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Algorithm 2 in latent space: z0 = mean(x), z_t ~ q(z_t|z0), reverse chain to z_0."""
+        _check_masks(x, self.config.image_size)
+        t = (self.config.refine_steps or self.config.num_steps) if steps is None else steps
+        with torch.no_grad():
+            z0 = self.encode(x)[0]
+            z_t = self.diffuse(z0, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), generator)
+        return self.reverse_chain(z_t, t, generator, callback)
+
+    def refine(self, x: torch.Tensor, *, steps: int | None = None, generator: torch.Generator | None = None,
+               callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Algorithm 2: voxel probabilities of the refined mask (threshold at 0.5)."""
+        z = self.refine_latent(x, steps, generator, callback)
+        with torch.no_grad():
+            return self.decode(z)
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None,
+               callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Algorithm 3: z_T ~ N(0, I), reverse chain, decode."""
+        z = self.reverse_chain(self._prior_noise(n, generator), self.config.num_steps, generator, callback)
+        with torch.no_grad():
+            return self.decode(z)
+
+
+MODELS: dict[str, type[_ShapeModel]] = {"vae": ShapeVAE, "lebm": ShapeLEBM, "lsd-ebm": LSDEBM}
+
+
+def model_class(name: str) -> type[_ShapeModel]:
+    """``"vae" | "lebm" | "lsd-ebm"`` -> model class."""
+    expect(name in MODELS, f"model {name!r}: expected one of {', '.join(MODELS)}.")
+    return MODELS[name]
+
+
+def load_shape_model(directory) -> _ShapeModel:
+    """Load any of the three models from a ``save_pretrained`` folder (a run's ``model/`` or the run itself)."""
+    from pathlib import Path
+
+    from latentmed.io import read_json
+
+    directory = Path(directory)
+    if (directory / "model" / "config.json").is_file():
+        directory = directory / "model"
+    meta = read_json(directory / "config.json")
+    by_class = {cls.__name__: cls for cls in MODELS.values()}
+    cls = by_class.get(meta.get("_class"))
+    expect(cls is not None, f"{directory}: holds a {meta.get('_class')!r} model; expected one of "
+                            f"{', '.join(by_class)} (a folder written by `latentmed shape train`).")
+    model = cls.from_pretrained(directory)
+    model.eval()
+    return model
+
+
+def shape_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss function for :func:`latentmed.train.train`: calls the model only through ``model(x)``."""
+    return model(batch["x"])
+
+
+__all__ = ["LEBMConfig", "LSDEBM", "LSDEBMConfig", "MODELS", "ShapeLEBM", "ShapeVAE", "VAEConfig",
+           "bernoulli_nll", "gaussian_kl", "load_shape_model", "model_class", "shape_loss"]

@@ -1,0 +1,7 @@
+"""The shared training loop (accelerate), EMA, atomic resumable checkpoints and run logs."""
+
+from latentmed.train.config import TrainConfig
+from latentmed.train.ema import EMA
+from latentmed.train.loop import StepBatchSampler, TrainResult, seed_everything, train, unwrap
+
+__all__ = ["EMA", "StepBatchSampler", "TrainConfig", "TrainResult", "seed_everything", "train", "unwrap"]

@@ -1,0 +1,37 @@
+"""Training hyper-parameters shared by every model (DiffAE defaults where they apply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from latentmed.errors import LatentmedError
+
+
+@dataclass
+class TrainConfig:
+    """One training run. DiffAE: Adam lr 1e-4, EMA 0.9999, grad-clip 1 (Preechakul et al. 2022, Table 7)."""
+
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    ema_decay: float = 0.9999
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU only)
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 500
+    preview_every: int = 0
+    num_workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise LatentmedError(f"train.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}.")
+        for name in ("steps", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise LatentmedError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
+        if not 0 <= self.ema_decay < 1:
+            raise LatentmedError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}.")

@@ -1,0 +1,234 @@
+"""One training loop for every model: (model, loss_fn, dataset, config) on HF accelerate.
+
+The same code runs on CPU, one GPU, or several with ``torchrun`` / ``accelerate launch`` (DDP).
+Each optimizer step ``k`` draws its batch indices and seeds torch from ``(seed, k)``, so a run
+that is killed and resumed from its checkpoint continues the very same loss curve.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+
+from latentmed.errors import LatentmedError
+from latentmed.train.checkpoint import load_checkpoint, save_checkpoint
+from latentmed.train.config import TrainConfig
+from latentmed.train.ema import EMA
+from latentmed.train.runlog import RunLogger
+
+LossFn = Callable[[nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model, its EMA copy, the final step and the logged rows."""
+
+    model: nn.Module
+    ema_model: nn.Module
+    step: int
+    history: list[dict] = field(default_factory=list)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DDP / accelerate / torch.compile wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner
+
+
+def step_seed(seed: int, step: int, rank: int = 0, micro: int = 0) -> int:
+    """Deterministic seed of one micro-step."""
+    return (seed * 1_000_003 + step * 9_176 + rank * 131 + micro * 7) % (2**31 - 1)
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Yields one batch of indices per (step, micro-batch), drawn from ``(seed, step)`` without state.
+
+    Batches are sampled without replacement within a step; in DDP each rank takes its slice of
+    the global batch.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, steps: int, grad_accum: int = 1,
+                 rank: int = 0, world_size: int = 1):
+        self.n, self.bs, self.seed = n, batch_size, seed
+        self.start, self.steps, self.accum = start_step, steps, grad_accum
+        self.rank, self.world = rank, world_size
+
+    def __iter__(self):
+        global_bs = self.bs * self.world
+        for step in range(self.start, self.steps):
+            for micro in range(self.accum):
+                g = torch.Generator().manual_seed(step_seed(self.seed, step, 0, micro))
+                if global_bs <= self.n:
+                    idx = torch.randperm(self.n, generator=g)[:global_bs]
+                else:
+                    idx = torch.randint(self.n, (global_bs,), generator=g)
+                yield idx[self.rank * self.bs:(self.rank + 1) * self.bs].tolist()
+
+    def __len__(self) -> int:
+        return (self.steps - self.start) * self.accum
+
+
+def _iterate_forever(loader: DataLoader):
+    while True:
+        yield from loader
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConfig, out_dir: str | Path, *,
+          collate_fn: Callable | None = None, preview_fn: Callable[[nn.Module, int, Path], None] | None = None,
+          parameters: list[nn.Parameter] | None = None, save_model: bool = True) -> TrainResult:
+    """Train ``model`` to minimise the mean of ``loss_fn(model, batch)`` (per-sample values).
+
+    - ``loss_fn`` calls the model only through ``model(...)`` (it may be DDP-wrapped) and returns
+      ``loss[B]`` or ``(loss[B], {name: float})`` for extra logged values.
+    - Adam(W) with linear warm-up, gradient clipping and accumulation, EMA, mixed precision on GPU.
+    - Resumes from ``out_dir/checkpoint`` when present; writes ``log.csv``, TensorBoard, checkpoints
+      every ``checkpoint_every`` steps and at the end, and ``out_dir/model`` (EMA weights) via
+      ``save_pretrained`` when the model has it.
+    - ``preview_fn(ema_model, step, out_dir)`` runs every ``preview_every`` steps (main process).
+    - A ``loss_fn`` with a ``set_step(step)`` method is told the step before each one (e.g. the
+      two-phase objective switches phase by step).
+    - ``parameters`` restricts the optimised parameters (default: all that require grad).
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    if len(dataset) == 0 if not isinstance(dataset, IterableDataset) else False:
+        raise LatentmedError("training data set is empty: point --data to a folder with images.")
+    cpu = not torch.cuda.is_available()
+    accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else config.mixed_precision,
+                              gradient_accumulation_steps=config.grad_accum)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    is_main = accelerator.is_main_process
+
+    params = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay) if config.weight_decay \
+        else torch.optim.Adam(params, lr=config.lr)
+    warm = max(1, config.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / warm))
+    ema = EMA(model, config.ema_decay)
+
+    start = 0
+    ckpt = load_checkpoint(out_dir)
+    if ckpt is not None:
+        model_state, ema_state, state = ckpt
+        from latentmed.pretrained import load_state_checked
+
+        load_state_checked(model, model_state, str(out_dir / "checkpoint"))
+        load_state_checked(ema.model, ema_state, str(out_dir / "checkpoint"))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ema.num_updates = int(state["ema_updates"])
+        start = int(state["step"])
+        if is_main:
+            accelerator.print(f"Resuming {out_dir} from step {start}.")
+
+    # The LR scheduler is not prepared: accelerate would step it once per process.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    ema.model.to(accelerator.device)
+
+    if isinstance(dataset, IterableDataset):
+        loader = DataLoader(dataset, batch_size=config.batch_size, collate_fn=collate_fn, num_workers=config.num_workers)
+        batches = _iterate_forever(loader)
+    else:
+        sampler = StepBatchSampler(len(dataset), config.batch_size, config.seed, start, config.steps,
+                                   config.grad_accum, rank, world)
+        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=config.num_workers)
+        batches = iter(loader)
+
+    logger = RunLogger(out_dir, resume_step=start) if is_main else None
+    bar = tqdm(total=config.steps, initial=start, desc="train", disable=not (is_main and config.progress),
+               dynamic_ncols=True)
+    step, running, extras = start, [], {}
+    set_step = getattr(loss_fn, "set_step", None)
+
+    def _checkpoint(k: int) -> None:
+        accelerator.wait_for_everyone()
+        if is_main:
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": k,
+                     "ema_updates": ema.num_updates}
+            save_checkpoint(out_dir, unwrap(model).state_dict(), ema.state_dict(), state)
+
+    try:
+        model.train()
+        while step < config.steps:
+            if set_step is not None:
+                set_step(step)
+            for micro in range(config.grad_accum):
+                batch = _to_device(next(batches), accelerator.device)
+                torch.manual_seed(step_seed(config.seed, step, rank, micro))
+                with accelerator.accumulate(model), accelerator.autocast():
+                    out = loss_fn(model, batch)
+                    per_sample, logs = out if isinstance(out, tuple) else (out, {})
+                    loss = per_sample.float().mean()
+                    if not torch.isfinite(loss):
+                        raise LatentmedError(f"loss became {loss.item()} at step {step}: lower train.lr, check the "
+                                             "data for non-finite values, or enable train.grad_clip.")
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and config.grad_clip > 0:
+                        accelerator.clip_grad_norm_(params, config.grad_clip)
+                    optimizer.step()
+                    if accelerator.sync_gradients:
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                running.append(loss.detach())
+                for k, v in logs.items():
+                    extras.setdefault(k, []).append(float(v))
+            ema.update(unwrap(model))
+            step += 1
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                mean_loss = accelerator.reduce(torch.stack(running).mean(), reduction="mean").item()
+                values = {"loss": mean_loss, "lr": scheduler.get_last_lr()[0],
+                          **{k: float(np.mean(v)) for k, v in extras.items()}}
+                if logger is not None:
+                    logger.log(step, values)
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                running, extras = [], {}
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+                _checkpoint(step)
+            if preview_fn is not None and config.preview_every and step % config.preview_every == 0 and is_main:
+                preview_fn(ema.model, step, out_dir)
+        _checkpoint(step)
+    finally:
+        bar.close()
+        if logger is not None:
+            logger.close()
+
+    final = unwrap(model)
+    if is_main and save_model and hasattr(final, "save_pretrained"):
+        final.save_pretrained(out_dir / "model", state_dict=ema.state_dict())
+    accelerator.wait_for_everyone()
+    history = logger.read() if logger is not None else []
+    return TrainResult(model=final, ema_model=ema.model, step=step, history=history)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+__all__ = ["StepBatchSampler", "TrainResult", "seed_everything", "step_seed", "train", "unwrap"]

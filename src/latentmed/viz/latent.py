@@ -1,0 +1,82 @@
+"""Latent-space pictures: t-SNE scatter, confusion matrix, distance-to-grade calibration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from latentmed.io import atomic_path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
+    _plt().close(fig)
+    return path
+
+
+def save_scatter(embedding: np.ndarray, labels: Sequence, path: str | os.PathLike, title: str = "",
+                 label_name: str = "label") -> Path:
+    """2-D scatter (e.g. t-SNE of z_sem) coloured by a label column (numeric: viridis; else categories)."""
+    plt = _plt()
+    labels = np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    values = np.unique(labels)
+    cmap = plt.get_cmap("viridis" if np.issubdtype(labels.dtype, np.number) else "tab20", max(len(values), 2))
+    for i, v in enumerate(values):
+        m = labels == v
+        ax.scatter(embedding[m, 0], embedding[m, 1], s=12, color=cmap(i), label=str(v), alpha=0.85)
+    ax.legend(title=label_name, fontsize=7, markerscale=1.2, loc="best", ncol=1 + len(values) // 10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def save_confusion(matrix, scale: Sequence[int], path: str | os.PathLike, title: str = "") -> Path:
+    """Confusion matrix heat map (rows: true grade, columns: predicted) with counts."""
+    plt = _plt()
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(scale), 0.8 + 0.7 * len(scale)))
+    ax.imshow(m, cmap="Blues")
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > m.max() / 2 else "black", fontsize=9)
+    ax.set_xticks(range(len(scale)), [f"G{g}" for g in scale])
+    ax.set_yticks(range(len(scale)), [f"G{g}" for g in scale])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def save_calibration(grader, distances, grades, path: str | os.PathLike, calibrated=()) -> Path:
+    """Signed distance of each sample against its true grade, with the calibration curve(s) g = p(d)."""
+    plt = _plt()
+    from latentmed.latent.grader import calibration_name
+
+    d = np.asarray(distances, dtype=np.float64)
+    g = np.asarray(grades)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    rng = np.random.default_rng(0)
+    ax.scatter(d, g + rng.uniform(-0.12, 0.12, len(g)), s=8, alpha=0.5, color="gray", label="samples")
+    xs = np.linspace(d.min() - 0.1 * np.ptp(d), d.max() + 0.1 * np.ptp(d), 200)
+    for gr in [grader, *calibrated]:
+        ax.plot(xs, gr.calibrate(xs), label=calibration_name(gr))
+    ax.axvline(0.0, color="k", lw=0.5, ls="--")
+    ax.set_xlabel("signed distance to the hyperplane")
+    ax.set_ylabel("grade")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,168 @@
+"""Evaluation library and `latentmed evaluate` CLI with tiny untrained models (fast, CPU)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from latentmed.cli import evaluate as ev_cli
+from latentmed.dae import DAEConfig, DiffusionAutoencoder, LatentDDIM, LatentDDIMConfig
+from latentmed.errors import LatentmedError
+from latentmed.evaluation import (evaluate_generation, evaluate_reconstruction, evaluate_segmentation_folders,
+                                  markdown_table, write_report)
+from latentmed.evaluation.comparison import comparison_table, train_and_evaluate, winners
+from latentmed.metrics import psnr, segmentation_scores, ssim
+
+runner = CliRunner()
+MICRO = dict(image_size=16, in_channels=1, model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+             attention_resolutions=(), num_heads=1, dropout=0.0, z_dim=8, enc_channel_mult=(1, 2),
+             enc_num_res_blocks=1, enc_attention_resolutions=())
+
+
+def micro_dae(seed=0):
+    torch.manual_seed(seed)
+    dae = DiffusionAutoencoder(DAEConfig(**MICRO)).eval()
+    with torch.no_grad():  # zero-initialised output convs would make the decoder ignore its input
+        for p in dae.parameters():
+            if p.ndim > 1 and not p.abs().sum():
+                p.normal_(0.0, 0.05)
+    dae.load_state_dict(dae.state_dict())
+    return dae
+
+
+def images(n=5, seed=0):
+    return torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_reconstruction_rows_match_direct_computation():
+    dae, x = micro_dae(), images()
+    rows = evaluate_reconstruction(dae, x, steps=[3], modes=["inversion", "stochastic"], batch_size=2,
+                                   fid_extractor=dae.encode, progress=False)
+    assert [(r.setting["mode"], r.setting["steps"]) for r in rows] == [("inversion", 3), ("stochastic", 3)]
+    rec = dae.reconstruct(x, steps=3, inversion=True).clamp(-1, 1)
+    np.testing.assert_allclose(rows[0].metrics["psnr"], psnr(x, rec).mean(), rtol=1e-4)
+    np.testing.assert_allclose(rows[0].metrics["ssim"], ssim(x, rec, sigma=1.5).mean(), atol=1e-5)
+    assert np.isfinite(rows[0].metrics["fid"]) and rows[0].extra["n"] == 5
+    # stochastic mode is reproducible with the seed and differs with another seed
+    again = evaluate_reconstruction(dae, x, steps=[3], modes=["stochastic"], progress=False)
+    other = evaluate_reconstruction(dae, x, steps=[3], modes=["stochastic"], seed=1, progress=False)
+    assert again[0].metrics["psnr"] == pytest.approx(rows[1].metrics["psnr"], rel=1e-6)
+    assert other[0].metrics["psnr"] != again[0].metrics["psnr"]
+    with pytest.raises(LatentmedError, match="mode"):
+        evaluate_reconstruction(dae, x, steps=[3], modes=["random"], progress=False)
+    with pytest.raises(LatentmedError, match="16px"):
+        evaluate_reconstruction(dae, torch.zeros(2, 1, 8, 8), steps=[3], progress=False)
+
+
+def test_generation_rows():
+    dae = micro_dae()
+    torch.manual_seed(0)
+    latent = LatentDDIM(LatentDDIMConfig(z_dim=8, hidden=16, num_layers=2)).eval()
+    rows, samples = evaluate_generation(dae, latent, images(6), n=4, steps=[2, 3], latent_steps=2,
+                                        fid_extractor=dae.encode, progress=False)
+    assert [r.setting["steps"] for r in rows] == [2, 3] and samples[3].shape == (4, 1, 16, 16)
+    assert all(np.isfinite(r.metrics["fid"]) and r.metrics["fid"] >= 0 for r in rows)
+    assert rows[0].metrics["fid_z"] == rows[1].metrics["fid_z"]  # same z_sem at every step count
+
+
+def test_report_and_comparison_table(tmp_path):
+    results = {"digits": [
+        {"method": m, "train_seconds": 1.0, "rows": [
+            {"mode": "stochastic", "steps": 10, "psnr": p, "ssim": s},
+            {"mode": "inversion", "steps": 10, "psnr": p + 5, "ssim": s + 0.1}]}
+        for m, p, s in (("baseline", 10.0, 0.2), ("two-phase", 12.5, 0.3))]}
+    records = comparison_table(results)
+    assert records[1]["stochastic@10 psnr"] == 12.5 and records[0]["inversion@10 ssim"] == pytest.approx(0.3)
+    assert winners(records)[0] == "digits stochastic@10 psnr: best two-phase (12.5), +2.5 over baseline (10)"
+    table = markdown_table(records)
+    assert "| digits | two-phase | 12.50 | 0.3000 |" in table
+    paths = write_report(tmp_path / "rep", "cmp", "Comparison", records, meta={"seed": 0}, notes=["note"])
+    assert "# Comparison" in paths["markdown"].read_text()
+    assert json.loads(paths["json"].read_text())["rows"][1]["method"] == "two-phase"
+
+
+def test_train_and_evaluate_two_phase(tmp_path):
+    from latentmed.train import TrainConfig
+
+    from latentmed.evaluation.comparison import as_dataset
+
+    x = images(8)
+    res = train_and_evaluate("two-phase", as_dataset(x[:6]), x[6:], tmp_path / "run", preset="tiny",
+                             model_overrides={k: v for k, v in MICRO.items() if k != "in_channels"},
+                             train_config=TrainConfig(steps=2, batch_size=2, checkpoint_every=2, progress=False),
+                             eval_steps=[2])
+    assert [r["mode"] for r in res["rows"]] == ["stochastic", "inversion"]
+    assert (tmp_path / "run" / "model" / "config.json").is_file()
+
+
+def _write_nifti(path, mask, zooms=(1.0, 1.0, 2.0)):
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), np.diag([*zooms, 1.0])), str(path))
+
+
+def test_segmentation_folders_and_cli(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    truths, preds = [], []
+    for case in ("a", "b"):
+        t = np.zeros((12, 12, 8), bool)
+        t[3:9, 3:9, 2:6] = True
+        p = t ^ (rng.random(t.shape) < 0.05)
+        _write_nifti(tmp_path / "gt" / f"{case}.nii.gz", t)
+        _write_nifti(tmp_path / "pred" / f"{case}.nii", p)
+        truths.append(t)
+        preds.append(p)
+    rows, means = evaluate_segmentation_folders(tmp_path / "gt", tmp_path / "pred", progress=False)
+    expected = segmentation_scores(np.stack(truths), np.stack(preds), batched=True, hausdorff=True,
+                                   spacing=(1, 1, 2))
+    assert [r["case"] for r in rows] == ["a", "b"]
+    np.testing.assert_allclose([r["dice"] for r in rows], expected["dice"])
+    np.testing.assert_allclose(means["hausdorff95"], expected["hausdorff95"].mean())
+    result = runner.invoke(ev_cli.app, ["segmentation", "--truth", str(tmp_path / "gt"), "--pred",
+                                        str(tmp_path / "pred"), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "rep" / "segmentation.json").read_text())
+    assert data["rows"][-1]["case"] == "mean (n=2)"
+    np.testing.assert_allclose(data["rows"][-1]["dice"], expected["dice"].mean())
+    # a truth mask without prediction, and a non-binary mask: one-line errors, exit code 2
+    _write_nifti(tmp_path / "gt" / "c.nii.gz", truths[0])
+    result = runner.invoke(ev_cli.app, ["segmentation", "--truth", str(tmp_path / "gt"), "--pred",
+                                        str(tmp_path / "pred")])
+    assert result.exit_code == 2 and "no prediction" in result.output
+    _write_nifti(tmp_path / "pred" / "c.nii.gz", truths[0] * 3)
+    with pytest.raises(LatentmedError, match="--label"):
+        evaluate_segmentation_folders(tmp_path / "gt", tmp_path / "pred", progress=False)
+    rows, _ = evaluate_segmentation_folders(tmp_path / "gt", tmp_path / "pred", label=3, hausdorff=False,
+                                            strict=False, progress=False)
+    assert len(rows) == 3
+
+
+def test_recon_and_generation_cli(tmp_path):
+    dae = micro_dae()
+    dae.save_pretrained(tmp_path / "run" / "model")
+    torch.manual_seed(0)
+    LatentDDIM(LatentDDIMConfig(z_dim=8, hidden=16, num_layers=2)).save_pretrained(tmp_path / "run" / "latent" / "model")
+    np.save(tmp_path / "heldout.npy", ((images(4).numpy()[:, 0] + 1) * 127.5).astype(np.uint8))
+    result = runner.invoke(ev_cli.app, ["recon", str(tmp_path / "run"), "--data", str(tmp_path / "heldout.npy"),
+                                        "--steps", "2", "--out", str(tmp_path / "rep"), "--fid", "encoder"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "rep" / "recon.json").read_text())["rows"]
+    assert [(r["mode"], r["steps"]) for r in rows] == [("stochastic", 2), ("inversion", 2)]
+    assert "PSNR (dB)" in (tmp_path / "rep" / "recon.md").read_text()
+    result = runner.invoke(ev_cli.app, ["generation", str(tmp_path / "run"), "--n", "3", "--steps", "2",
+                                        "--latent-steps", "2", "--data", str(tmp_path / "heldout.npy"),
+                                        "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "rep" / "samples_steps2.png").is_file()
+    assert "fid" in json.loads((tmp_path / "rep" / "generation.json").read_text())["rows"][0]
+    # missing LPIPS weights file: a one-line error naming where to get them
+    result = runner.invoke(ev_cli.app, ["recon", str(tmp_path / "run"), "--data", str(tmp_path / "heldout.npy"),
+                                        "--steps", "2", "--lpips-backbone", str(tmp_path / "none.pth"),
+                                        "--lpips-weights", str(tmp_path / "none2.pth")])
+    assert result.exit_code == 2 and "download" in result.output
+    result = runner.invoke(ev_cli.app, ["generation", str(tmp_path / "run"), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 2 and "--data" in result.output

@@ -1,0 +1,113 @@
+"""Latent diffusion model: RUN layout round trip, guidance, training through the shared loop, synthesis."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from latentmed.data.phantoms.chest2d import LABELS, generate_chest2d
+from latentmed.errors import LatentmedError
+from latentmed.ldm import DinoConditioner, build_unet, load_ldm, tiny_ldm
+from latentmed.ldm.model import GuidedNet, LatentDiffusion
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ldm")
+    ldm = tiny_ldm(image_size=32)
+    ldm.save(d / "run")
+    generate_chest2d(d / "data", n=12, size=32, seed=0)
+    return d
+
+
+def test_run_layout_roundtrip(run):
+    r = run / "run"
+    assert {p.name for p in r.iterdir()} >= {"vae", "unet", "conditioner", "ldm.json"}
+    assert (r / "conditioner" / "conditioner.json").is_file()
+    ldm = load_ldm(r)
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    z = ldm.encode_images(x)
+    assert z.shape == (3, 4, 16, 16)
+    tok = ldm.condition(x)
+    assert tok.shape == (3, ldm.conditioner.num_tokens, ldm.unet.config.cross_attention_dim)
+    g = torch.Generator().manual_seed(0)
+    a = ldm.sample(tok, steps=2, guidance=2.0, generator=g)
+    assert a.shape == (3, 1, 32, 32) and a.abs().max() <= 1
+    b = ldm.sample(tok, steps=2, guidance=2.0, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)
+    with pytest.raises(LatentmedError, match="resize them to 32x32"):
+        ldm.encode_images(torch.zeros(1, 1, 24, 24))
+
+
+def test_guidance_combines_conditional_and_null_outputs():
+    calls = []
+
+    def net(z, t, c):
+        calls.append(c.abs().sum().item())
+        return z * 0 + c.mean((1, 2)).view(-1, 1, 1, 1)  # output = mean token value
+
+    z = torch.zeros(2, 1, 2, 2)
+    c = torch.tensor([[[1.0]], [[3.0]]])
+    out = GuidedNet(net, guidance=3.0)(z, torch.tensor(0.5), c)
+    torch.testing.assert_close(out[:, 0, 0, 0], 0 + 3.0 * (c.flatten() - 0))
+    assert torch.equal(GuidedNet(net, 1.0)(z, 0.5, c), net(z, 0.5, c))
+
+
+def test_token_width_mismatch_is_an_error():
+    ldm = tiny_ldm(image_size=32)
+    wide = DinoConditioner.tiny(hidden_size=48, image_size=32)
+    with pytest.raises(LatentmedError, match="width 48 but the UNet cross-attends to width 32"):
+        LatentDiffusion(ldm.vae, ldm.unet, wide, ldm.config)
+
+
+def test_vae_and_unet_train_with_shared_loop(tmp_path, run):
+    from latentmed.ldm.training import LDMTrainSpec, VAETrainSpec, embed_dataset, save_embeddings, train_ldm, train_vae
+    from latentmed.ldm.data import ImageDataset
+    from latentmed.train import TrainConfig
+
+    tc = dict(batch_size=4, lr=1e-3, ema_decay=0.5, checkpoint_every=0, progress=False, log_every=1)
+    vae = train_vae(run / "data", tmp_path / "vae", VAETrainSpec(image_size=32, block_out_channels=(16, 32),
+                                                                train=TrainConfig(steps=3, **tc)))
+    ds = ImageDataset(run / "data", size=32)
+    z = vae.encode(ds.stack()).latent_dist.mean * vae.config.scaling_factor
+    assert abs(z.std().item() - 1) < 1e-3  # scaling factor = 1 / std of the latents
+    cond = DinoConditioner.tiny(image_size=32)
+    save_embeddings(tmp_path / "emb.safetensors", embed_dataset(cond, ds), cond, ds.keys)
+    ldm = train_ldm(run / "data", tmp_path / "vae", cond, tmp_path / "run",
+                    LDMTrainSpec(image_size=32, block_out_channels=(16, 32), fid_every=2, fid_images=4, fid_steps=1,
+                                 train=TrainConfig(steps=2, **tc)),
+                    embeddings=tmp_path / "emb.safetensors", heldout=run / "data")
+    rows = list(csv.reader(open(tmp_path / "run" / "log.csv")))
+    assert len(rows) >= 3  # header + 2 steps
+    assert ldm.config.extra["best_step"] == 2 and np.isfinite(ldm.config.extra["best_fid"])
+    assert load_ldm(tmp_path / "run").scaling_factor == pytest.approx(vae.config.scaling_factor)
+    with pytest.raises(LatentmedError, match="other images"):
+        from latentmed.ldm.training import load_embeddings
+
+        load_embeddings(tmp_path / "emb.safetensors", cond, ds.keys[::-1])
+
+
+def test_synthetic_dataset_builder(tmp_path, run):
+    from latentmed.ldm.synthesis import build_synthetic_dataset
+
+    ldm = load_ldm(run / "run")
+    csv_path = build_synthetic_dataset(ldm, run / "data", tmp_path / "syn", list(LABELS), strategy="interpolation",
+                                       ratio=2, subset=4, steps=2)
+    rows = list(csv.DictReader(open(csv_path)))
+    real = {r["id"]: r for r in rows if r["synthetic"] == "0"}
+    syn = [r for r in rows if r["synthetic"] == "1"]
+    assert len(real) == 4 and len(syn) == 8
+    for r in syn:
+        a, b = r["parent"].split(";")
+        assert a in real and b in real
+        assert all(r[c] == real[a][c] for c in LABELS)  # labels of the closer source (listed first)
+        ra, rb = ({c for c in LABELS if real[p][c] == "1"} for p in (a, b))
+        assert (ra & rb) or (not ra and not rb)  # the pair shares a label (or both have none)
+        assert (tmp_path / "syn" / r["image"]).is_file()
+    with pytest.raises(LatentmedError, match="larger than the 12 images"):
+        build_synthetic_dataset(ldm, run / "data", tmp_path / "x", list(LABELS), subset=50, steps=1)
+    with pytest.raises(LatentmedError, match="no column"):
+        build_synthetic_dataset(ldm, run / "data", tmp_path / "x", ["pneumonia"], subset=2, steps=1)

@@ -1,0 +1,151 @@
+"""DiffSeg end to end on tiny random diffusers models: pipeline, bad input, CLI, sweep outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from latentmed.errors import LatentmedError
+from latentmed.segment.diffseg import DiffSeg, DiffSegConfig, kmeans_intensity_baseline
+
+from test_segment import tiny_unet
+
+
+def tiny_vae():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(in_channels=1, out_channels=1, latent_channels=4, block_out_channels=(4, 8),
+                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                         layers_per_block=1, norm_num_groups=4, sample_size=16).eval()
+
+
+def test_diffseg_noises_the_latent_and_segments_at_image_size():
+    unet, vae = tiny_unet(), tiny_vae()
+    ds = DiffSeg.from_vae(unet, vae, config=DiffSegConfig(timestep=300, threshold=0.5, grid=4))
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    cond = torch.randn(1, 3, 6)
+    seen = {}
+    hook = unet.register_forward_pre_hook(lambda m, args, kwargs: seen.update(z=args[0], t=args[1]), with_kwargs=True)
+    results = ds.segment(x, cond)
+    hook.remove()
+    # the UNet saw z_t = alpha(0.3) z0 + sigma(0.3) eps at timestep 1000 * 0.3
+    z0 = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+    eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
+    a, s = ds.schedule.alpha(torch.tensor(0.3)), ds.schedule.sigma(torch.tensor(0.3))
+    torch.testing.assert_close(seen["z"], a * z0 + s * eps)
+    torch.testing.assert_close(seen["t"], torch.full((2,), 300.0))
+    assert len(results) == 2 and results[0].labels.shape == (16, 16)
+    assert results[0].proposals.shape[-2:] == (8, 8)  # the largest attention resolution of an 8x8 latent
+    again = ds.segment(x, cond)
+    assert torch.equal(again[0].labels, results[0].labels)  # seeded noise: deterministic
+
+
+def test_pixel_space_unet_and_bad_input():
+    unet = tiny_unet()
+    ds = DiffSeg.from_vae(unet, None, config=DiffSegConfig(grid=4, threshold=0.5))
+    x = torch.randn(1, 4, 8, 8)
+    assert ds.segment(x, torch.randn(1, 2, 6))[0].labels.shape == (8, 8)
+    with pytest.raises(LatentmedError, match="multiples of 2"):
+        ds.segment(torch.randn(1, 4, 7, 8), torch.randn(1, 2, 6))
+    with pytest.raises(LatentmedError, match="timestep=1000"):
+        ds.attention(x, torch.randn(1, 2, 6), timestep=1000)
+    with pytest.raises(LatentmedError, match="timestep=-1"):
+        DiffSeg(unet, config=DiffSegConfig(timestep=-1))
+    with pytest.raises(LatentmedError, match="cross_attention_dim"):
+        ds.segment(x, torch.randn(1, 2, 5))
+    with pytest.raises(LatentmedError, match="input channels"):
+        ds.segment(torch.randn(1, 1, 8, 8), torch.randn(1, 2, 6))
+    with pytest.raises(LatentmedError, match="no self-attention"):
+        DiffSeg(tiny_unet(attention=False))
+
+
+def test_kmeans_baseline_separates_intensities():
+    img = torch.full((1, 1, 8, 8), -1.0)
+    img[..., 4:] = 1.0
+    labels = kmeans_intensity_baseline(img, 2)[0].numpy()
+    assert len(np.unique(labels)) == 2 and (labels[:, :4] == labels[0, 0]).all() and (labels[:, 4:] != labels[0, 0]).all()
+
+
+@pytest.fixture(scope="module")
+def chest_run(tmp_path_factory):
+    """A tiny random DiNO-Diffusion run and 3 chest2d phantoms at 32 px."""
+    from latentmed.data.phantoms.chest2d import generate_chest2d
+    from latentmed.ldm.conditioner import DinoConditioner
+    from latentmed.ldm.model import LatentDiffusion, build_unet, build_vae, ldm_config_from
+
+    root = tmp_path_factory.mktemp("seg")
+    torch.manual_seed(0)
+    vae = build_vae(1, 4, block_out_channels=(4, 8), norm_num_groups=4, image_size=32)
+    cond = DinoConditioner.tiny(image_size=32, hidden_size=16, layers=1)
+    unet = build_unet(4, 16, cond.width, block_out_channels=(8, 16), attention_head_dim=2, norm_num_groups=4)
+    LatentDiffusion(vae, unet, cond, ldm_config_from(vae, unet, 32)).save(root / "run")
+    generate_chest2d(root / "data", 3, 32, 0)
+    return root
+
+
+def _invoke(args):
+    from typer.testing import CliRunner
+
+    from latentmed.cli.segment import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_zero_shot_and_sweep(chest_run):
+    from PIL import Image
+
+    run, data = chest_run / "run", chest_run / "data"
+    res = _invoke(["zero-shot", run, "--data", data, "--out", chest_run / "zs", "--grid", "4", "--threshold", "0.5"])
+    assert res.exit_code == 0, res.output
+    mask = np.asarray(Image.open(chest_run / "zs" / "masks" / "chest_0000.png"))
+    assert mask.shape == (32, 32) and (chest_run / "zs" / "overlays" / "chest_0002.png").is_file()
+
+    out = chest_run / "sweep"
+    res = _invoke(["sweep", run, "--data", data, "--truth", data, "--out", out, "--timesteps", "100,300",
+                   "--thresholds", "0.05,0.5", "--grid", "4"])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "sweep.json").read_text())
+    assert result["timesteps"] == [100, 300] and np.array(result["dice_mean"]).shape == (2, 2, 3)
+    assert set(result["baselines"]) == {"kmeans_k4", "kmeans_k_as_diffseg"}
+    for name in ("dice_vs_threshold.png", "dice_vs_timestep.png", "table.md", "overlays/chest_0000.png"):
+        assert (out / name).is_file()
+
+
+def test_cli_bad_input(chest_run, tmp_path):
+    from PIL import Image
+
+    run, data = chest_run / "run", chest_run / "data"
+    res = _invoke(["zero-shot", run, "--data", data, "--out", tmp_path / "a", "--timestep", "1000"])
+    assert res.exit_code == 2 and "timestep=1000" in res.output
+    bad = tmp_path / "truth"
+    bad.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 1, np.uint8)).save(bad / f"chest_000{i}.png")
+    res = _invoke(["sweep", run, "--data", data, "--truth", bad, "--out", tmp_path / "b"])
+    assert res.exit_code == 2 and "16x16" in res.output
+    for i in range(3):
+        Image.fromarray(np.full((32, 32), 7, np.uint8)).save(bad / f"chest_000{i}.png")
+    res = _invoke(["sweep", run, "--data", data, "--truth", bad, "--out", tmp_path / "b"])
+    assert res.exit_code == 2 and "labels [7]" in res.output
+    res = _invoke(["zero-shot", tmp_path, "--data", data, "--out", tmp_path / "c"])
+    assert res.exit_code == 2 and "ldm.json" in res.output
+
+
+def test_diffusers_folder_run(tmp_path, chest_run):
+    """Any diffusers UNet folder works (pixel space here, null conditioning)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D",) * 2,
+                                up_block_types=("CrossAttnUpBlock2D",) * 2, cross_attention_dim=6,
+                                attention_head_dim=2, norm_num_groups=4)
+    unet.save_pretrained(str(tmp_path / "run" / "unet"))
+    res = _invoke(["zero-shot", tmp_path / "run", "--data", chest_run / "data", "--out", tmp_path / "zs",
+                   "--grid", "4", "--limit", "1"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "zs" / "masks").glob("*.png"))) == 1
