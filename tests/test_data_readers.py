@@ -234,3 +234,23 @@ def test_truncated_png_named_on_access_or_skipped(tmp_path):
         ds[2]
     with pytest.warns(UserWarning, match="img2.png"):
         assert open_images(tmp_path / "png", skip_bad=True).ids == ["img0", "img1"]
+
+
+def test_16bit_tiff_subset_and_dataloader(tmp_path):
+    from torch.utils.data import DataLoader
+
+    folder = tmp_path / "tif"
+    folder.mkdir()
+    a = (np.arange(12 * 12, dtype=np.uint16).reshape(12, 12) * 400).astype(np.uint16)
+    for i in range(3):
+        Image.fromarray(a + i).save(folder / f"t{i}.tif")
+    ds = open_images(folder, value_range=(0, 65535))
+    np.testing.assert_allclose(ds[0]["image"][0].numpy(), a / 65535 * 2 - 1, atol=1e-6)
+    assert ds._source.eight_bit is False
+    (tmp_path / "y.csv").write_text("id,y\nt0,0\nt1,1\nt2,1\n")
+    ds.attach_labels(tmp_path / "y.csv")
+    sub = ds.subset(["t2", "t0"])
+    assert sub.ids == ["t2", "t0"] and float(sub[0]["labels"]["y"]) == 1.0
+    batch = next(iter(DataLoader(sub, batch_size=2)))
+    assert batch["image"].shape == (2, 1, 12, 12) and batch["id"] == ["t2", "t0"]
+    assert batch["labels"]["y"].tolist() == [1.0, 0.0]

@@ -44,7 +44,13 @@ def test_reconstruction_rows_match_direct_computation():
     rec = dae.reconstruct(x, steps=3, inversion=True).clamp(-1, 1)
     np.testing.assert_allclose(rows[0].metrics["psnr"], psnr(x, rec).mean(), rtol=1e-4)
     np.testing.assert_allclose(rows[0].metrics["ssim"], ssim(x, rec, sigma=1.5).mean(), atol=1e-5)
-    assert np.isfinite(rows[0].metrics["fid"]) and rows[0].extra["n"] == 5
+    assert rows[0].extra["n"] == 5
+    fr, ff = dae.encode(x).double().numpy(), dae.encode(rec).double().numpy()
+    from scipy.linalg import sqrtm
+
+    s1, s2 = np.cov(fr, rowvar=False), np.cov(ff, rowvar=False)
+    fid_ref = ((fr.mean(0) - ff.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * sqrtm(s1 @ s2).real)
+    np.testing.assert_allclose(rows[0].metrics["fid"], fid_ref, rtol=1e-3, atol=1e-5)
     # stochastic mode is reproducible with the seed and differs with another seed
     again = evaluate_reconstruction(dae, x, steps=[3], modes=["stochastic"], progress=False)
     other = evaluate_reconstruction(dae, x, steps=[3], modes=["stochastic"], seed=1, progress=False)
@@ -166,3 +172,11 @@ def test_recon_and_generation_cli(tmp_path):
     assert result.exit_code == 2 and "download" in result.output
     result = runner.invoke(ev_cli.app, ["generation", str(tmp_path / "run"), "--out", str(tmp_path / "rep")])
     assert result.exit_code == 2 and "--data" in result.output
+    result = runner.invoke(ev_cli.app, ["ppl", str(tmp_path / "run"), "--data", str(tmp_path / "heldout.npy"),
+                                        "--pairs", "2", "--segments", "3", "--steps", "2", "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    ppl_rows = json.loads((tmp_path / "rep" / "ppl.json").read_text())["rows"]
+    assert ppl_rows[0]["ppl"] > 0 and ppl_rows[0]["segments"] == 3
+    result = runner.invoke(ev_cli.app, ["ppl", str(tmp_path / "run"), "--data", str(tmp_path / "heldout.npy"),
+                                        "--pairs", "3"])
+    assert result.exit_code == 2 and "needs 6 images" in result.output

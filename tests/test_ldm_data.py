@@ -56,6 +56,6 @@ def test_bad_inputs(tmp_path):
         read_labels_csv(csv_path, ["cardiomegaly", "pneumonia"])
     with pytest.raises(LatentmedError, match="0/1 labels"):
         read_labels_csv(csv_path, ["ctr"])
+    (tmp_path / "empty").mkdir()
     with pytest.raises(LatentmedError, match="no images found"):
-        ImageDataset(tmp_path / "c" / "masks" / ".." / "nope_dir" if False else (tmp_path / "empty").mkdir() or
-                     tmp_path / "empty")
+        ImageDataset(tmp_path / "empty")

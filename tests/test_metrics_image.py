@@ -87,6 +87,9 @@ def test_fid_accumulates_like_the_formula():
     s1, s2 = np.cov(fr, rowvar=False), np.cov(ff, rowvar=False)
     ref = ((fr.mean(0) - ff.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * sqrtm(s1 @ s2).real)
     np.testing.assert_allclose(fid.compute(), ref, rtol=1e-6)
+    fid.reset_generated()  # keeps the real statistics
+    fid.update(real, real=False)
+    assert abs(float(fid.compute())) < 1e-8
     fid.reset()
     with pytest.raises(LatentmedError, match="at least 2 real"):
         fid.compute()
@@ -179,3 +182,11 @@ def test_perceptual_path_length():
     np.testing.assert_allclose(seen[0][-1], zb, atol=1e-6)
     with pytest.raises(LatentmedError, match="distance"):
         im.perceptual_path_length(lambda z: z, za, zb, distance="lpips")
+    # tuples of codes (e.g. a DAE's (z_sem, x_T)) are slerped separately: with the mse distance the joint
+    # PPL is the size-weighted mean of the parts' PPLs
+    g = torch.Generator().manual_seed(0)
+    z1a, z1b, x1a, x1b = (torch.randn(s, generator=g) for s in ((2, 3), (2, 3), (2, 1, 2, 2), (2, 1, 2, 2)))
+    joint = im.perceptual_path_length(lambda c: torch.cat([c[0], c[1].flatten(1)], 1), (z1a, x1a), (z1b, x1b), n=5)
+    p_z = im.perceptual_path_length(lambda z: z, z1a, z1b, n=5)
+    p_x = im.perceptual_path_length(lambda x: x, x1a, x1b, n=5)
+    np.testing.assert_allclose(joint, (3 * p_z + 4 * p_x) / 7, rtol=1e-5)

@@ -73,6 +73,7 @@ def test_dice_matches_monai():
         acc.compute()
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_hausdorff95_matches_monai():
     from monai.metrics import compute_hausdorff_distance
 

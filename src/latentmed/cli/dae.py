@@ -1,5 +1,203 @@
-"""`latentmed dae` commands."""
+"""`latentmed dae ...`: train, encode, reconstruct, sample, interpolate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
-app = typer.Typer(help="dae commands.", no_args_is_help=True)
+from latentmed.cli._common import console, friendly_errors
+
+app = typer.Typer(help="Diffusion autoencoders: train, encode (z_sem, x_T), reconstruct, sample, interpolate.",
+                  no_args_is_help=True)
+
+DATA_HELP = "Images: a folder of PNG/JPEG/TIFF, a .npy/.npz (MedMNIST layout too), a NIfTI file or a DICOM series."
+
+
+def _open(data: Path, size: Optional[int], channels: int, skip_bad: bool = False, **kw):
+    from latentmed.data import open_images
+
+    return open_images(data, size=size, channels=channels, skip_bad=skip_bad, **kw)
+
+
+def _device(device: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+@app.command()
+@friendly_errors
+def train(data: Path = typer.Option(..., "--data", help=DATA_HELP),
+          out: Path = typer.Option(..., "--out", help="Run folder; training resumes if it holds a checkpoint."),
+          config: Optional[Path] = typer.Option(None, "--config", help="YAML run config (sections: preset, model, "
+                                                "objective, train, data, latent)."),
+          labels: Optional[Path] = typer.Option(None, "--labels", help="Optional labels CSV; its ids are checked "
+                                                "against the images (training itself uses no labels)."),
+          preset: Optional[str] = typer.Option(None, help="tiny | diffae-64 | vertebra-96."),
+          objective: Optional[str] = typer.Option(None, help="baseline | one-phase | two-phase."),
+          steps: Optional[int] = typer.Option(None, help="Training steps."),
+          batch_size: Optional[int] = typer.Option(None, help="Batch size."),
+          size: Optional[int] = typer.Option(None, help="Resize images to this size."),
+          channels: int = typer.Option(1, help="1 (grayscale) or 3 (RGB)."),
+          skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images with a warning."),
+          set_: List[str] = typer.Option([], "--set", help="Config override KEY=VALUE, e.g. train.lr=2e-4 "
+                                         "(repeatable).")) -> None:
+    """Train a DAE (then its latent DDIM) on unlabelled images.
+
+    Example: latentmed dae train --data spine/images --preset tiny --objective two-phase --steps 2000 --out runs/spine
+    """
+    from latentmed.config import load_config
+    from latentmed.dae import DAERunConfig, train_dae
+
+    overrides = list(set_)
+    for key, value in (("preset", preset), ("objective.name", objective), ("train.steps", steps),
+                       ("train.batch_size", batch_size), ("data.size", size)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    overrides += [f"data.path={data}", f"data.channels={channels}"]
+    cfg = load_config(DAERunConfig, config, overrides)
+    from latentmed.dae.presets import preset_config
+
+    dataset = _open(data, cfg.data.size or preset_config(cfg.preset, **cfg.model).image_size, channels, skip_bad)
+    if labels is not None:
+        from latentmed.data import read_labels
+
+        read_labels(labels, ids=dataset.ids)
+    console.print(f"Training {cfg.preset} DAE ({cfg.objective.name}) on {len(dataset)} images -> {out}")
+    train_dae(cfg, out, dataset)
+    console.print(f"Done: {out}/model (EMA weights), {out}/log.csv")
+
+
+@app.command()
+@friendly_errors
+def encode(run: Path = typer.Argument(..., help="DAE run folder."),
+           data: Path = typer.Option(..., "--data", help=DATA_HELP),
+           out: Path = typer.Option(..., "--out", help="Output .npz with ids, z_sem (and x_T), model_id."),
+           stochastic: bool = typer.Option(False, "--stochastic", help="Also compute x_T by DDIM inversion."),
+           steps: int = typer.Option(250, help="Inversion steps for x_T (the papers: 250)."),
+           batch_size: int = typer.Option(64, help="Images per batch."),
+           skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images with a warning."),
+           device: str = typer.Option("auto", help="cpu | cuda | auto.")) -> None:
+    """Encode images to z_sem (and x_T with --stochastic), keyed by image id.
+
+    Example: latentmed dae encode runs/spine --data spine/images --out latents.npz
+    """
+    from latentmed.dae import encode_dataset, load_dae
+    from latentmed.latent.io import save_latents
+
+    dae = load_dae(run, _device(device))
+    dataset = _open(data, dae.config.image_size, dae.config.in_channels, skip_bad)
+    enc = encode_dataset(dae, dataset, batch_size, steps if stochastic else 0)
+    x_T = enc["x_T"].numpy() if enc["x_T"] is not None else None
+    save_latents(out, enc["ids"], enc["z_sem"].numpy(), x_T, dae.model_id)
+    console.print(f"Wrote {out}: {len(enc['ids'])} latents of dim {enc['z_sem'].shape[1]}"
+                  + (" with x_T" if stochastic else ""))
+
+
+@app.command()
+@friendly_errors
+def reconstruct(run: Path = typer.Argument(..., help="DAE run folder."),
+                data: Path = typer.Option(..., "--data", help=DATA_HELP),
+                out: Path = typer.Option(..., "--out", help="Output folder (grid.png + one PNG per image)."),
+                steps: int = typer.Option(100, help="DDIM decoding steps (inversion uses the same grid)."),
+                inversion: bool = typer.Option(True, "--inversion/--random", help="x_T by inversion or random."),
+                limit: int = typer.Option(16, help="Reconstruct at most this many images."),
+                seed: int = typer.Option(0, help="Seed of random x_T."),
+                device: str = typer.Option("auto", help="cpu | cuda | auto.")) -> None:
+    """Reconstruct images (x_T by DDIM inversion, or random) and report PSNR.
+
+    Example: latentmed dae reconstruct runs/spine --data spine/images --out recon --steps 50
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from latentmed.dae import load_dae
+    from latentmed.viz import save_image, save_image_grid, to_uint8
+
+    dae = load_dae(run, _device(device))
+    dataset = _open(data, dae.config.image_size, dae.config.in_channels)
+    n = min(limit, len(dataset))
+    items = [dataset[i] for i in range(n)]
+    x = torch.stack([it["image"] for it in items])
+    recs = []
+    gen = torch.Generator().manual_seed(seed)
+    for i in tqdm(range(0, n, 16), desc="reconstruct"):
+        recs.append(dae.reconstruct(x[i:i + 16], steps=steps, inversion=inversion, generator=gen).cpu())
+    rec = torch.cat(recs)
+    for it, r in zip(items, rec):
+        save_image(to_uint8(r)[0], Path(out) / f"{it['id']}.png")
+    save_image_grid(torch.cat([x, rec]), Path(out) / "grid.png", nrow=n)
+    mse = ((rec.clamp(-1, 1) - x) ** 2).flatten(1).mean(1)
+    psnr = (10 * torch.log10(4 / mse.clamp_min(1e-12))).mean().item()
+    console.print(f"Wrote {out}/grid.png (top: input, bottom: reconstruction). Mean PSNR {psnr:.2f} dB "
+                  f"({'inversion' if inversion else 'random x_T'}, {steps} steps).")
+
+
+@app.command()
+@friendly_errors
+def sample(run: Path = typer.Argument(..., help="DAE run folder with a latent DDIM."),
+           out: Path = typer.Option(..., "--out", help="Output folder."),
+           n: int = typer.Option(16, "--n", help="Number of images."),
+           steps: int = typer.Option(100, help="DDIM steps of the image decoder."),
+           latent_steps: int = typer.Option(100, help="DDIM steps of the latent DDIM."),
+           seed: int = typer.Option(0, help="Random seed."),
+           device: str = typer.Option("auto", help="cpu | cuda | auto.")) -> None:
+    """Sample new images: z_sem from the latent DDIM, then decode with random x_T.
+
+    Example: latentmed dae sample runs/spine --n 16 --out samples
+    """
+    import torch
+
+    from latentmed.dae import load_dae, load_latent_ddim
+    from latentmed.viz import save_image, save_image_grid, to_uint8
+
+    dev = _device(device)
+    dae, latent = load_dae(run, dev), load_latent_ddim(run, dev)
+    gen = torch.Generator().manual_seed(seed)
+    z = latent.sample(n, latent_steps, generator=gen)
+    x = dae.decode(z, None, steps, generator=gen).cpu()
+    for i, img in enumerate(x):
+        save_image(to_uint8(img)[0], Path(out) / f"sample_{i:04d}.png")
+    save_image_grid(x, Path(out) / "grid.png")
+    console.print(f"Wrote {n} samples and {out}/grid.png")
+
+
+@app.command()
+@friendly_errors
+def interpolate(run: Path = typer.Argument(..., help="DAE run folder."),
+                a: str = typer.Argument(..., help="First image: a file, or an id in --data."),
+                b: str = typer.Argument(..., help="Second image: a file, or an id in --data."),
+                out: Path = typer.Option(Path("interpolation.png"), "--out", help="Output strip (PNG)."),
+                data: Optional[Path] = typer.Option(None, "--data", help="Look A and B up by id here."),
+                n: int = typer.Option(8, "--n", help="Images in the strip, ends included."),
+                steps: int = typer.Option(100, help="DDIM steps (inversion and decoding)."),
+                device: str = typer.Option("auto", help="cpu | cuda | auto.")) -> None:
+    """Interpolate between two images (slerp on z_sem and x_T) and write a strip.
+
+    Example: latentmed dae interpolate runs/spine s0001 s0002 --data spine/images --n 8 --out strip.png
+    """
+    from latentmed.dae import load_dae
+    from latentmed.viz import save_image_grid
+
+    dae = load_dae(run, _device(device))
+    size, ch = dae.config.image_size, dae.config.in_channels
+    pair = [_image(item, data, size, ch) for item in (a, b)]
+    strip = dae.interpolate(pair[0], pair[1], n=n, steps=steps)
+    save_image_grid(strip.cpu(), out, nrow=n)
+    console.print(f"Wrote {out}")
+
+
+def _image(item: str, data: Optional[Path], size: int, channels: int):
+    from latentmed.errors import LatentmedError
+
+    if data is not None:
+        ds = _open(data, size, channels)
+        if item not in ds.ids:
+            raise LatentmedError(f"id {item!r} not found in {data} ({len(ds)} images, e.g. {', '.join(ds.ids[:3])}).")
+        return ds[ds.ids.index(item)]["image"][None]
+    path = Path(item)
+    if not path.exists():
+        raise LatentmedError(f"{item}: no such file. Give an image file, or an id together with --data DIR.")
+    return _open(path, size, channels)[0]["image"][None]

@@ -11,6 +11,11 @@ from latentmed.cli._common import console, friendly_errors
 app = typer.Typer(help="Data utilities (shards).", no_args_is_help=True)
 
 
+@app.callback()
+def _group() -> None:
+    """Data utilities (keeps `shard` a sub-command even while it is the only one)."""
+
+
 @app.command("shard")
 @friendly_errors
 def shard(

@@ -123,6 +123,45 @@ def generation(
     console.print(f"wrote {paths['markdown']} and {paths['json']}")
 
 
+@app.command("ppl")
+@friendly_errors
+def ppl(
+    run: Path = typer.Argument(..., help="DAE run folder (holding model/) or a save_pretrained model folder."),
+    data: Path = typer.Option(..., "--data", help="Images; 2k and 2k+1 form pair k."),
+    pairs: int = typer.Option(4, "--pairs", help="Number of image pairs."),
+    segments: int = typer.Option(100, "--segments", help="Slerp segments N (the paper: 100)."),
+    steps: int = typer.Option(20, "--steps", help="DDIM steps for inversion and decoding."),
+    out: Path = typer.Option(Path("report"), "--out"),
+    lpips_net: str = typer.Option("alex", "--lpips-net", help="LPIPS backbone: alex or vgg."),
+    lpips_backbone: Optional[Path] = typer.Option(None, "--lpips-backbone", help="torchvision ImageNet weights."),
+    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="LPIPS v0.1 linear weights."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Perceptual path length of interpolations between image pairs (LPIPS with weights, else MSE).
+
+    Example: latentmed evaluate ppl runs/spine --data heldout/ --pairs 8 --segments 100 --out report/
+    """
+    from latentmed.dae import load_dae
+    from latentmed.data import open_images
+    from latentmed.evaluation import evaluate_interpolation_ppl, write_report
+
+    dae = load_dae(run, device=device)
+    lp = _lpips(lpips_net, lpips_backbone, lpips_weights)
+    distance = lp.to(device) if lp is not None else "mse"
+    dataset = open_images(data, size=dae.config.image_size, channels=dae.config.in_channels)
+    row = evaluate_interpolation_ppl(dae, dataset, pairs=pairs, segments=segments, steps=steps, distance=distance,
+                                     batch_size=batch_size)
+    meta = {"run": str(run), "model_id": dae.model_id, "data": str(data), "pairs": pairs,
+            "distance": f"LPIPS {lpips_net}" if lp is not None else "MSE (no LPIPS weights given)"}
+    paths = write_report(out, "ppl", "DAE interpolation: perceptual path length",
+                         [{**row.setting, **row.metrics}], meta=meta,
+                         notes=["PPL = N * sum_i d(G(slerp(i/N)), G(slerp((i+1)/N))) over (z_sem, x_T), x_T by "
+                                "DDIM inversion.", f"per pair: {[round(v, 4) for v in row.extra['per_pair']]}"])
+    console.print(Path(paths["markdown"]).read_text())
+    console.print(f"wrote {paths['markdown']} and {paths['json']}")
+
+
 @app.command("segmentation")
 @friendly_errors
 def segmentation(

@@ -30,9 +30,15 @@ def phantom_chest2d(
 
 
 def _spec(cls, config: Path | None, overrides: list[str] | None, base: dict):
-    """Options -> ``base``; then the YAML ``config``; then ``--set KEY=VALUE`` overrides."""
+    """Spec defaults, then options (``base``), then the YAML ``config``, then ``--set KEY=VALUE`` overrides.
+
+    The spec's own training defaults (e.g. the VAE's lr and EMA decay) are kept under partial ``train`` keys.
+    """
+    from dataclasses import asdict
+
     from latentmed.config import load_config
 
+    base = {**base, "train": {**asdict(cls().train), **base.get("train", {})}}
     return load_config(cls, config, list(overrides) if overrides else None, base=base)
 
 
@@ -171,6 +177,7 @@ def augment_eval_cmd(
     arch: str = typer.Option("cnn", "--arch", help="cnn (small, CPU) or densenet121 (MONAI)."),
     classifier_size: int = typer.Option(32, "--classifier-size"),
     epochs: int = typer.Option(15, "--epochs"),
+    min_steps: int = typer.Option(150, "--min-steps", help="Minimum classifier optimisation steps."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Classifier AUC with k-fold CV on real, real+synthetic and synthetic-only sets; memorisation check.
@@ -183,7 +190,8 @@ def augment_eval_cmd(
 
     summary = augment_eval(load_ldm(run), data, test, parse_list(labels), out, subsets=parse_list(subsets, int),
                            ratios=parse_list(ratios, int), folds=folds, strategy=strategy, steps=steps,
-                           guidance=guidance, arch=arch, classifier_size=classifier_size, epochs=epochs, seed=seed)
+                           guidance=guidance, arch=arch, classifier_size=classifier_size, epochs=epochs,
+                           min_steps=min_steps, seed=seed)
     console.print((out / "table.md").read_text())
     console.print(f"memorisation: {summary['memorisation']}")
 

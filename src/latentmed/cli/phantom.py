@@ -50,7 +50,8 @@ def spine2d(
         task = progress.add_task("render", total=n)
         out_dir = generate_spine2d(out, n=n, size=size, seed=seed, grade_weights=grade_weights,
                                    adjacent_fracture_rate=adjacent_fracture_rate, levels=level_list,
-                                   overwrite=overwrite, callback=lambda done, total: progress.update(task, completed=done))
+                                   overwrite=overwrite,
+                                   callback=lambda done, total: progress.update(task, completed=done))
     console.print(f"wrote {n} images to {out_dir / 'images'} and labels to {out_dir / 'labels.csv'}")
 
 

@@ -9,7 +9,6 @@ optional cache (a ``.npy`` memmap plus a JSON sidecar) holds the preprocessed im
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
@@ -427,7 +426,8 @@ def open_images(source, *, size=None, channels: int = 1, axis="sagittal", slices
         path = Path(source)
         desc = str(path)
         if not path.exists():
-            raise LatentmedError(f"{path}: no such file or folder (expected an image folder, .npy/.npz, NIfTI or DICOM).")
+            raise LatentmedError(f"{path}: no such file or folder (expected an image folder, .npy/.npz, "
+                                 "NIfTI or DICOM).")
         vol_kwargs = dict(axis=axis, slices=slices, centroids=centroids, window=window, crop=crop,
                           value_range=value_range)
         if path.is_dir():

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -91,13 +91,8 @@ class Volume:
     kind: str  # "nifti" | "dicom"
     files: tuple[Path, ...] = ()
 
-    def shape(self) -> tuple[int, ...]:
-        if self.kind == "nifti":
-            return tuple(int(s) for s in _nib_load(self.path).shape[:3])
-        return (len(self.files), *_dicom_plane_shape(self.files[0]))
-
     def header(self) -> tuple[tuple[int, ...], np.ndarray]:
-        """``(shape, affine)`` without reading voxel data (NIfTI); DICOM series read their headers."""
+        """``(shape, affine)``; NIfTI without reading voxel data, a DICOM series is read in full."""
         if self.kind == "nifti":
             img = _nib_load(self.path)
             return tuple(int(s) for s in img.shape[:3]), np.asarray(img.affine, dtype=float)
@@ -135,11 +130,6 @@ def _dcmread(path: Path, stop_before_pixels: bool = False):
         return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels)
     except Exception as exc:
         raise LatentmedError(f"{path}: cannot read DICOM file ({exc}).") from exc
-
-
-def _dicom_plane_shape(path: Path) -> tuple[int, int]:
-    ds = _dcmread(path, stop_before_pixels=True)
-    return int(ds.Rows), int(ds.Columns)
 
 
 def group_dicom_series(files: Sequence[Path]) -> list[Volume]:
@@ -207,7 +197,8 @@ def load_centroids(source) -> list[tuple[str, np.ndarray]]:
 
     VerSe JSON: ``[{"direction": ["P", "I", "R"]}, {"label": 20, "X": .., "Y": .., "Z": ..}, ...]``;
     coordinates are voxel indices in the orientation given by ``direction`` (reoriented to the
-    volume's own voxel axes by :func:`centroids_to_voxels`). Labels become names (20 -> ``L1``).
+    volume's own voxel axes by :func:`centroids_to_voxels`; a flipped axis maps c -> n - 1 - c,
+    where VerSe's ``reorient_centroids_to`` uses n - c). Labels become names (20 -> ``L1``).
     Returned direction (or ``None``) is stored on the first entry's name as ``("__direction__", codes)``.
     """
     direction = None

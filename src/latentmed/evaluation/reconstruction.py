@@ -126,12 +126,18 @@ def evaluate_reconstruction(dae, images: Any, *, steps: Sequence[int] = (10, 20,
     batches = list(x_all.split(int(batch_size)))
     rows = []
     total = len(steps) * len(modes) * len(batches)
+    fid = None
+    if fid_extractor is not None:  # statistics of the originals, computed once
+        fid = FID(fid_extractor, batch_size=int(batch_size))
+        for x in batches:
+            fid.update(x.to(dae.device), real=True)
     with tqdm(total=total, desc="reconstruct", disable=not progress) as bar:
         for s in steps:
             for mode in modes:
                 gen = torch.Generator(device=dae.device).manual_seed(int(seed))
                 sums: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "lpips": []}
-                fid = FID(fid_extractor, batch_size=int(batch_size)) if fid_extractor is not None else None
+                if fid is not None:
+                    fid.reset_generated()
                 start = time.perf_counter()
                 for x in batches:
                     x = x.to(dae.device)
@@ -143,7 +149,6 @@ def evaluate_reconstruction(dae, images: Any, *, steps: Sequence[int] = (10, 20,
                     if lpips is not None:
                         sums["lpips"].append(lpips(x, rec).double().cpu())
                     if fid is not None:
-                        fid.update(x, real=True)
                         fid.update(rec, real=False)
                     bar.update(1)
                 metrics = {k: float(torch.cat(v).mean()) for k, v in sums.items() if v}
@@ -219,3 +224,37 @@ def evaluate_generation(dae, latent_ddim, real_images: Any, *, n: int = 64, step
                                                           "latent_steps": int(latent_steps),
                                                           "seconds": round(time.perf_counter() - start, 3)}))
     return rows, samples
+
+
+@torch.no_grad()
+def evaluate_interpolation_ppl(dae, images: Any, *, pairs: int = 4, segments: int = 100, steps: int = 20,
+                               distance: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "mse",
+                               batch_size: int = 32, progress: bool = True) -> MetricRow:
+    """Perceptual path length of DAE interpolations between image pairs (two-phase paper, supplement).
+
+    Images ``2k`` and ``2k+1`` form pair ``k``; each is encoded to ``(z_sem, x_T)`` (x_T by DDIM
+    inversion with ``steps`` steps), both codes are slerped over ``segments`` segments and
+    decoded with ``steps`` steps; ``distance`` is LPIPS in the paper (pass an
+    :class:`~latentmed.metrics.LPIPS` module) or ``"mse"``/``"l1"``.
+    """
+    from tqdm.auto import tqdm
+
+    from latentmed.metrics.image import perceptual_path_length
+
+    x = _images_tensor(images, 2 * int(pairs))
+    if int(pairs) < 1 or x.shape[0] < 2 * int(pairs):
+        raise LatentmedError(f"PPL over {pairs} pair(s) needs {2 * int(pairs)} images, got {x.shape[0]}.")
+    x = dae.check_images(x)
+    z = dae.encode(x)
+    x_T = dae.encode_stochastic(x, z, steps=int(steps))
+    values = []
+    start = time.perf_counter()
+    for k in tqdm(range(int(pairs)), desc="ppl", disable=not progress):
+        a, b = 2 * k, 2 * k + 1
+        values.append(perceptual_path_length(lambda c: dae.decode(c[0], c[1], steps=int(steps)).clamp(-1, 1),
+                                             (z[a:a + 1], x_T[a:a + 1]), (z[b:b + 1], x_T[b:b + 1]),
+                                             n=int(segments), distance=distance, batch_size=int(batch_size)))
+    ppl = torch.cat(values)
+    return MetricRow({"steps": int(steps), "segments": int(segments)},
+                     {"ppl": float(ppl.mean()), "ppl_std": float(ppl.std()) if len(ppl) > 1 else 0.0},
+                     {"pairs": int(pairs), "per_pair": ppl.tolist(), "seconds": round(time.perf_counter() - start, 3)})

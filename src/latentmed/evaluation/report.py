@@ -16,6 +16,8 @@ METRIC_FORMATS: dict[str, tuple[str, str]] = {
     "lpips": ("LPIPS ↓", "{:.4f}"),
     "fid": ("FID ↓", "{:.2f}"),
     "fid_z": ("FID z_sem ↓", "{:.3f}"),
+    "ppl": ("PPL ↓", "{:.4g}"),
+    "ppl_std": ("PPL std", "{:.4g}"),
     "dice": ("Dice ↑", "{:.4f}"),
     "volumetric_similarity": ("VS ↑", "{:.4f}"),
     "sensitivity": ("SEN ↑", "{:.4f}"),

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from latentmed.errors import LatentmedError, expect
-from latentmed.io import load_safetensors, save_safetensors, write_json
+from latentmed.io import load_safetensors, save_safetensors
 from latentmed.train import TrainConfig, train
 
 
@@ -194,7 +194,9 @@ def train_ldm(data: str | os.PathLike, vae_dir: str | os.PathLike, conditioner, 
               heldout: str | os.PathLike | None = None, fid_extractor: Callable | None = None):
     """Train the token-conditioned UNet; writes the full RUN layout (see :mod:`latentmed.ldm`).
 
-    ``embeddings``: cache from :func:`save_embeddings` (else tokens are computed every step).
+    ``embeddings``: cache from :func:`save_embeddings` (else tokens are computed every step). With
+    ``spec.augment`` the cached tokens are those of the un-augmented image (the UNet then learns
+    small geometric variations around its condition); without a cache they follow the augmentation.
     ``heldout`` + ``spec.fid_every``: reconstruction-FID checkpoint selection; ``fid_extractor``
     maps images to features (default: the conditioner's CLS token).
     """

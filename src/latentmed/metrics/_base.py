@@ -79,6 +79,9 @@ class PerSampleMean:
         return self.update(*args)
 
     def __repr__(self) -> str:
-        n = 0 if self._values is None else len(self.values() if not isinstance(self._values, dict)
-                                                else next(iter(self.values().values())))
+        if self._values is None:
+            n = 0
+        else:
+            first = next(iter(self._values.values())) if isinstance(self._values, dict) else self._values
+            n = sum(len(v) for v in first)
         return f"{type(self).__name__}(n_samples={n})"

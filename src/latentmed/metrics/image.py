@@ -452,26 +452,7 @@ class MeanLPIPS(PerSampleMean):
 
 
 # --------------------------------------------------------------------------------------- PPL
-def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation of flattened codes ``a``, ``b`` ``[M, ...]`` at ``t`` ``[M]`` (Shoemake, 1985).
-
-    Interpolates direction and norm as DiffAE does for ``x_T``; falls back to lerp when the
-    codes are (anti)parallel within 1e-7.
-    """
-    shape = a.shape
-    a64, b64 = a.reshape(shape[0], -1).double(), b.reshape(shape[0], -1).double()
-    t = t.reshape(-1, 1).double()
-    cos = (a64 * b64).sum(1, keepdim=True) / (a64.norm(dim=1, keepdim=True) * b64.norm(dim=1, keepdim=True)
-                                              ).clamp_min(1e-300)
-    theta = torch.arccos(cos.clamp(-1, 1))
-    sin = torch.sin(theta)
-    small = sin.abs() < 1e-7
-    w_a = torch.where(small, 1 - t, torch.sin((1 - t) * theta) / torch.where(small, 1.0, sin))
-    w_b = torch.where(small, t, torch.sin(t * theta) / torch.where(small, 1.0, sin))
-    return (w_a * a64 + w_b * b64).reshape(shape)
-
-
-def perceptual_path_length(generator_fn: Callable[[torch.Tensor], torch.Tensor], z_a: Any, z_b: Any, *,
+def perceptual_path_length(generator_fn: Callable[..., torch.Tensor], z_a: Any, z_b: Any, *,
                            n: int = 100, distance: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "mse",
                            batch_size: int = 32) -> torch.Tensor:
     """Perceptual path length of the interpolation from ``z_a`` to ``z_b`` (two-phase paper, supplement).
@@ -479,25 +460,33 @@ def perceptual_path_length(generator_fn: Callable[[torch.Tensor], torch.Tensor],
     ``PPL = N * sum_{i=0}^{N-1} d(G(slerp(z_a, z_b, i/N)), G(slerp(z_a, z_b, (i+1)/N)))``.
 
     Args:
-        generator_fn: maps codes ``[M, ...]`` to images ``[M, C, ...]``; must be deterministic
-            (for a DAE, decode ``z_sem`` with a fixed ``x_T`` inside the function).
-        z_a, z_b: one pair of codes ``[d]`` or a batch of pairs ``[B, d]``.
+        generator_fn: maps codes ``[M, ...]`` to images ``[M, C, ...]``; must be deterministic.
+        z_a, z_b: one pair of codes ``[d]``, a batch of pairs ``[B, ...]``, or tuples of batched
+            codes slerped separately and passed to ``generator_fn`` as a tuple, e.g.
+            ``(z_sem, x_T)`` of a DAE with ``generator_fn = lambda c: dae.decode(c[0], c[1])``.
         n: number of segments N (the paper uses 100).
         distance: callable ``d(x, y) -> [M]`` (e.g. an :class:`LPIPS` module, as in the paper)
             or ``"mse"`` / ``"l1"`` (mean over pixels).
         batch_size: images decoded per ``generator_fn`` call.
 
     Returns:
-        0-d tensor for one pair, ``[B]`` for a batch of pairs.
+        0-d tensor for one pair ``[d]``, ``[B]`` for a batch of pairs.
     """
-    a, b = as_tensor(z_a, "z_a"), as_tensor(z_b, "z_b")
-    if a.shape != b.shape:
-        raise LatentmedError(f"z_a has shape {tuple(a.shape)} but z_b has {tuple(b.shape)}.")
+    from latentmed.dae.model import slerp
+
+    is_tuple = isinstance(z_a, (tuple, list))
+    parts_a = [as_tensor(v, "z_a") for v in (z_a if is_tuple else [z_a])]
+    parts_b = [as_tensor(v, "z_b") for v in (z_b if is_tuple else [z_b])]
+    if len(parts_a) != len(parts_b) or any(a.shape != b.shape for a, b in zip(parts_a, parts_b)):
+        raise LatentmedError(f"z_a and z_b must have the same shapes, got {[tuple(a.shape) for a in parts_a]} and "
+                             f"{[tuple(b.shape) for b in parts_b]}.")
     if int(n) < 1:
         raise LatentmedError(f"n={n}: expected at least 1 segment.")
-    single = a.ndim == 1
+    single = not is_tuple and parts_a[0].ndim == 1
     if single:
-        a, b = a[None], b[None]
+        parts_a, parts_b = [parts_a[0][None]], [parts_b[0][None]]
+    if len({a.shape[0] for a in parts_a}) != 1:
+        raise LatentmedError("the codes in z_a must all have the same batch size (one row per pair).")
     if isinstance(distance, str):
         if distance not in ("mse", "l1"):
             raise LatentmedError(f"distance={distance!r}: expected 'mse', 'l1' or a callable (e.g. LPIPS).")
@@ -507,12 +496,14 @@ def perceptual_path_length(generator_fn: Callable[[torch.Tensor], torch.Tensor],
         dist = distance
     else:
         raise LatentmedError(f"distance: expected a string or callable, got {type(distance).__name__}.")
-    ts = torch.linspace(0, 1, int(n) + 1, dtype=torch.float64)
+    ws = torch.linspace(0, 1, int(n) + 1, dtype=torch.float64).tolist()
     results = []
     with torch.no_grad():
-        for i in range(a.shape[0]):
-            codes = _slerp(a[i:i + 1].expand(len(ts), *a.shape[1:]), b[i:i + 1].expand(len(ts), *a.shape[1:]), ts)
-            images = torch.cat([generator_fn(c) for c in codes.to(a.dtype).split(batch_size)])
+        for i in range(parts_a[0].shape[0]):
+            codes = [torch.cat([slerp(a[i:i + 1].double(), b[i:i + 1].double(), w) for w in ws]).to(a.dtype)
+                     for a, b in zip(parts_a, parts_b)]
+            chunks = zip(*[c.split(batch_size) for c in codes])
+            images = torch.cat([generator_fn(tuple(ch) if is_tuple else ch[0]) for ch in chunks])
             d = torch.cat([dist(x, y).reshape(-1) for x, y in zip(images[:-1].split(batch_size),
                                                                  images[1:].split(batch_size))])
             results.append(int(n) * d.double().sum())

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from latentmed.errors import expect
 from latentmed.pretrained import PretrainedMixin
-from latentmed.shape.langevin import langevin, randn
+from latentmed.shape.langevin import frozen_parametrizations, langevin, randn
 from latentmed.shape.nets import EnergyMLP, MaskDecoder3d, MaskEncoder3d
 
 
@@ -208,8 +208,9 @@ class ShapeLEBM(_ShapeModel):
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.config
-        return langevin(self.prior_energy, self._prior_noise(n, generator), c.prior_steps, c.prior_step_size ** 2,
-                        generator=generator)
+        with frozen_parametrizations(self.energy):
+            return langevin(self.prior_energy, self._prior_noise(n, generator), c.prior_steps,
+                            c.prior_step_size ** 2, generator=generator)
 
     def sample_posterior(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.config
@@ -217,8 +218,9 @@ class ShapeLEBM(_ShapeModel):
         def posterior_energy(z: torch.Tensor) -> torch.Tensor:
             return bernoulli_nll(self.decoder(z), x) + self.prior_energy(z)
 
-        return langevin(posterior_energy, self._prior_noise(x.shape[0], generator), c.posterior_steps,
-                        c.posterior_step_size ** 2, generator=generator)
+        with frozen_parametrizations(self.energy):
+            return langevin(posterior_energy, self._prior_noise(x.shape[0], generator), c.posterior_steps,
+                            c.posterior_step_size ** 2, generator=generator)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         _check_masks(x, self.config.image_size)
@@ -291,12 +293,15 @@ class LSDEBM(EncoderMixin, _ShapeModel):
         """Sample p(z_t|z_{t+1}) (eq. 2) by K Langevin steps started at z_{t+1}; ``t`` [B] per sample."""
         s2 = self.sigma2[t][:, None]
         anchor = z_next.detach()
+        with torch.no_grad():
+            temb = self.energy.time_embedding(t)
 
         def conditional_energy(z: torch.Tensor) -> torch.Tensor:
-            return self.energy(z, t) + (anchor - z).pow(2).sum(1) / (2 * s2[:, 0])
+            return self.energy(z, temb=temb) + (anchor - z).pow(2).sum(1) / (2 * s2[:, 0])
 
-        return langevin(conditional_energy, anchor, self.config.langevin_steps, self.config.langevin_step_scale * s2,
-                        generator=generator)
+        with frozen_parametrizations(self.energy):
+            return langevin(conditional_energy, anchor, self.config.langevin_steps,
+                            self.config.langevin_step_scale * s2, generator=generator)
 
     def reverse_chain(self, z_t: torch.Tensor, t: int, generator: torch.Generator | None = None,
                       callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
@@ -333,6 +338,8 @@ class LSDEBM(EncoderMixin, _ShapeModel):
         """Algorithm 2 in latent space: z0 = mean(x), z_t ~ q(z_t|z0), reverse chain to z_0."""
         _check_masks(x, self.config.image_size)
         t = (self.config.refine_steps or self.config.num_steps) if steps is None else steps
+        expect(isinstance(t, int) and 1 <= t <= self.config.num_steps,
+               f"steps={t}: expected a refinement step t in 1..T={self.config.num_steps} for this model.")
         with torch.no_grad():
             z0 = self.encode(x)[0]
             z_t = self.diffuse(z0, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), generator)

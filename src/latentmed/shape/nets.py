@@ -67,6 +67,8 @@ class MaskDecoder3d(nn.Module):
         for i in range(n):
             layers += [_norm(ch[i]), nn.SiLU(), nn.ConvTranspose3d(ch[i], ch[i + 1], 4, stride=2, padding=1)]
         self.net = nn.Sequential(*layers)
+        # Start at a background-heavy prior (5% foreground) so early steps do not waste time on the bias.
+        nn.init.constant_(layers[-1].bias, math.log(0.05 / 0.95))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(self.fc(z).view(z.shape[0], self.top, 4, 4, 4))
@@ -100,11 +102,16 @@ class EnergyMLP(nn.Module):
         if time_dim:
             self.time_mlp = nn.Sequential(sn(nn.Linear(time_dim, hidden)), nn.GELU(), sn(nn.Linear(hidden, hidden)))
 
-    def forward(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        temb = 0.0
-        if self.time_dim:
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """Embedding of steps ``t`` [B] -> [B, hidden]; compute once per Langevin chain and pass as ``temb``."""
+        return self.time_mlp(sinusoidal_embedding(t, self.time_dim))
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor | None = None, temb: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if self.time_dim and temb is None:
             expect(t is not None, "EnergyMLP with a time embedding needs the step t.")
-            temb = self.time_mlp(sinusoidal_embedding(t, self.time_dim))
+            temb = self.time_embedding(t)
+        temb = temb if self.time_dim else 0.0
         h = self.act(self.inp(z) + temb)
         for layer in self.hidden:
             h = self.act(layer(h) + temb)

@@ -64,6 +64,9 @@ def plot_dice_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], 
             ax.axhline(baselines[name], ls="--", lw=1, color=line.get_color(), alpha=0.7)
     if logx:
         ax.set_xscale("log")
+        ax.minorticks_off()
+    ax.set_xticks(list(x))
+    ax.set_xticklabels([f"{v:g}" for v in x], fontsize=7, rotation=45 if len(x) > 6 else 0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Dice")
     ax.set_ylim(0, 1)

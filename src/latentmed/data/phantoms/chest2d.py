@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentmed.errors import LatentmedError, expect
+from latentmed.errors import expect
 from latentmed.io import atomic_path
 
 LABELS = ("cardiomegaly", "effusion", "opacity")

@@ -203,7 +203,7 @@ def render_spine2d(height_loss: float = 0.0, level: str | int = "L1", size: int 
 
     # Discs, canal and posterior elements, per segment in the local frame of the nearest body.
     canal_w = (13.0 + 3.0 * rng.uniform(-1, 1)) * scale
-    for b, (ua, v), sdf in zip(bodies, locals_, sdfs):
+    for b, (ua, v) in zip(bodies, locals_):
         half = b["h0"] / 2 + b["disc"] * 0.75 + 1.0
         in_seg = np.clip((half - np.abs(v)) / p, 0, 1)
         band = np.clip((b["depth"] / 2 + 1.2 * scale - np.abs(ua)) / p, 0, 1) * in_seg
@@ -213,6 +213,8 @@ def render_spine2d(height_loss: float = 0.0, level: str | int = "L1", size: int 
         img = blend(img, _INTENSITY["csf"], canal)
         cord = np.clip((2.6 * scale - np.abs(ua - (back - canal_w / 2))) / p, 0, 1) * in_seg
         img = blend(img, _INTENSITY["cord"], cord)
+    for b, (ua, v) in zip(bodies, locals_):  # after all canals, so no canal covers a process
+        back = -(b["depth"] / 2) - 1.5 * scale
         # Spinous process / lamina: an ellipse sloping caudally behind the canal.
         slope = math.radians(25 + 30 * (1 - min(max((k - b["j"]) / 16, 0), 1)))
         length, thick = 30.0 * scale, 9.0 * scale

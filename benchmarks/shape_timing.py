@@ -1,0 +1,96 @@
+"""Timing of VAE, LEBM and LSD-EBM: reconstruction (refinement) time per sample and training time per epoch.
+
+Prints JSON. CPU at 64^3 always; 128^3 too when CUDA is available. The paper (A100, 128^3):
+VAE 0.039 s, LEBM 0.65 s, LSD-EBM 6.25 s per reconstructed sample.
+
+    OMP_NUM_THREADS=2 python benchmarks/shape_timing.py --sizes 64 --epoch-size 100
+
+Models use the default configurations (d=100, LSD-EBM T=15, K=20; LEBM K0=60, K1=20 as in
+Pang et al.), untrained weights (timing does not depend on the weights). An "epoch" is
+``--epoch-size`` samples at ``--batch-size`` (optimizer steps included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def bench(size: int, device: str, batch_size: int, epoch_size: int, repeats: int, models: list[str]) -> dict:
+    import torch
+
+    from latentmed.shape.models import model_class
+
+    out = {}
+    for name in models:
+        cls = model_class(name)
+        model = cls(cls.config_class(image_size=size)).to(device)
+        x = (torch.rand(batch_size, 1, size, size, size, device=device) > 0.8).float()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+        def train_step():
+            loss, _ = model(x)
+            loss.mean().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sync()
+
+        model.train()
+        step = _time(train_step, repeats)
+        model.eval()
+        one = x[:1]
+
+        def refine_one():
+            model.refine(one)
+            sync()
+
+        def refine_batch():
+            model.refine(x)
+            sync()
+
+        per_sample = _time(refine_one, repeats)
+        batched = _time(refine_batch, repeats) / batch_size
+        out[name] = {"train_seconds_per_step": step, "train_seconds_per_epoch": step * epoch_size / batch_size,
+                     "refine_seconds_per_sample": per_sample, "refine_seconds_per_sample_batched": batched,
+                     "parameters": sum(p.numel() for p in model.parameters())}
+        print(f"# {device} {size}^3 {name}: {json.dumps(out[name])}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="64", help="comma-separated CPU cube sizes")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--epoch-size", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--models", default="vae,lebm,lsd-ebm")
+    args = ap.parse_args()
+
+    import torch
+
+    models = args.models.split(",")
+    result = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+              "load_average": os.getloadavg(), "batch_size": args.batch_size, "epoch_size": args.epoch_size,
+              "cpu": {}}
+    for size in (int(s) for s in args.sizes.split(",")):
+        result["cpu"][f"{size}^3"] = bench(size, "cpu", args.batch_size, args.epoch_size, args.repeats, models)
+    if torch.cuda.is_available():
+        result["cuda"] = {f"{s}^3": bench(s, "cuda", args.batch_size, args.epoch_size, max(3, args.repeats), models)
+                          for s in (64, 128)}
+    result["load_average_after"] = os.getloadavg()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

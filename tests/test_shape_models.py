@@ -1,0 +1,166 @@
+import math
+
+import pytest
+import torch
+
+from latentmed.errors import LatentmedError
+from latentmed.shape.langevin import langevin
+from latentmed.shape.models import (
+    LSDEBM,
+    LEBMConfig,
+    LSDEBMConfig,
+    ShapeLEBM,
+    ShapeVAE,
+    VAEConfig,
+    bernoulli_nll,
+    gaussian_kl,
+    load_shape_model,
+)
+from latentmed.shape.nets import sinusoidal_embedding
+
+TINY = dict(image_size=16, latent_dim=6, base_channels=4, max_channels=8)
+
+
+def _masks(b=3, s=16):
+    g = torch.Generator().manual_seed(0)
+    return (torch.rand(b, 1, s, s, s, generator=g) > 0.7).float()
+
+
+def _lsd(**kw):
+    return LSDEBM(LSDEBMConfig(**TINY, energy_hidden=16, energy_layers=2, time_dim=8, num_steps=4,
+                               langevin_steps=3, **kw))
+
+
+def test_likelihood_and_kl_match_torch_distributions():
+    logits = torch.randn(2, 1, 3, 3, 3)
+    x = (torch.rand_like(logits) > 0.5).float()
+    ref = -torch.distributions.Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1)
+    assert torch.allclose(bernoulli_nll(logits, x), ref, atol=1e-5)
+    mean, logvar = torch.randn(4, 5), torch.randn(4, 5)
+    q = torch.distributions.Normal(mean, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros(4, 5), torch.ones(4, 5))
+    assert torch.allclose(gaussian_kl(mean, logvar), torch.distributions.kl_divergence(q, p).sum(1), atol=1e-5)
+
+
+def test_sinusoidal_embedding_formula():
+    e = sinusoidal_embedding(torch.tensor([0, 3]), 8)
+    freqs = [math.exp(-math.log(10000.0) * i / 4) for i in range(4)]
+    assert torch.allclose(e[1], torch.tensor([math.sin(3 * f) for f in freqs] + [math.cos(3 * f) for f in freqs]))
+    assert torch.allclose(e[0, 4:], torch.ones(4))
+
+
+def test_langevin_is_batched_and_samples_the_target():
+    m = torch.tensor([1.0, -2.0])
+    quad = lambda z: 0.5 * (z - m).pow(2).sum(1)  # noqa: E731  N(m, I)
+    z0 = torch.randn(5, 2)
+    # gradient descent on a batch equals per-sample runs (no cross-talk between samples)
+    batch = langevin(quad, z0, 7, 0.3, noise=False)
+    single = torch.cat([langevin(quad, z0[i:i + 1], 7, 0.3, noise=False) for i in range(5)])
+    assert torch.allclose(batch, single, atol=1e-6)
+    # with noise: many chains reach N(m, I) (discretisation: var = 1 / (1 - lambda/4))
+    g = torch.Generator().manual_seed(0)
+    z = langevin(quad, torch.zeros(20000, 2), 120, 0.1, generator=g)
+    assert torch.allclose(z.mean(0), m, atol=0.05)
+    assert torch.allclose(z.var(0), torch.full((2,), 1 / (1 - 0.1 / 4)), atol=0.06)
+    # per-sample step sizes broadcast ([B, 1])
+    steps = torch.tensor([[0.1], [0.5]])
+    out = langevin(quad, torch.zeros(2, 2), 1, steps, noise=False)
+    assert torch.allclose(out, 0.5 * steps * m)
+
+
+def test_encoder_has_separate_mean_and_logvar_heads():
+    vae = ShapeVAE(VAEConfig(**TINY))
+    enc = vae.encoder
+    assert enc.mean_head.weight.data_ptr() != enc.logvar_head.weight.data_ptr()
+    mean, logvar = vae.encode(_masks())
+    assert mean.shape == logvar.shape == (3, 6) and not torch.allclose(mean, logvar)
+
+
+@pytest.mark.parametrize("cls,cfg", [
+    (ShapeVAE, VAEConfig(**TINY)),
+    (ShapeLEBM, LEBMConfig(**TINY, energy_hidden=16, energy_layers=2, prior_steps=3, posterior_steps=2)),
+    (LSDEBM, LSDEBMConfig(**TINY, energy_hidden=16, energy_layers=2, time_dim=8, num_steps=3, langevin_steps=2)),
+])
+def test_per_sample_loss_and_gradients(cls, cfg):
+    model = cls(cfg)
+    loss, logs = model(_masks())
+    assert loss.shape == (3,) and torch.isfinite(loss).all() and "bce" in logs
+    loss.mean().backward()
+    assert model.decoder.fc.weight.grad.abs().sum() > 0
+    if hasattr(model, "energy"):
+        assert model.energy.inp.parametrizations.weight.original.grad.abs().sum() > 0
+    model.eval()
+    g = torch.Generator().manual_seed(1)
+    out = model.refine(_masks(2), generator=g)
+    assert out.shape == (2, 1, 16, 16, 16) and ((out >= 0) & (out <= 1)).all()
+    assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 16, 16, 16)
+    with pytest.raises(LatentmedError, match="expected masks of shape"):
+        model(torch.zeros(1, 1, 8, 8, 8))
+
+
+def test_energy_term_does_not_train_the_encoder():
+    model = _lsd(kl_weight=0.0)
+    torch.manual_seed(0)
+    mean, logvar = model.encode(_masks())
+    z0 = model.reparameterize(mean, logvar)
+    t = torch.zeros(3, dtype=torch.long)
+    z_pos = model.diffuse(z0.detach(), t)
+    gap = model.energy(z_pos, t) - model.energy(model.reverse_step(model.forward_step(z_pos, t), t), t)
+    gap.sum().backward()
+    assert model.encoder.mean_head.weight.grad is None
+    assert model.energy.out.parametrizations.weight.original.grad is not None
+
+
+def test_forward_chain_marginals():
+    model = _lsd(alpha_bar_T=0.1)
+    assert math.isclose(float(model.alpha_bar[-1]), 0.1, rel_tol=1e-5)
+    assert torch.allclose(model.alpha_bar[1:], torch.cumprod(1 - model.sigma2, 0))
+    g = torch.Generator().manual_seed(0)
+    z0 = torch.full((40000, 6), 2.0)
+    z = z0
+    for t in range(2):  # two single steps equal the marginal q(z_2|z_0)
+        z = model.forward_step(z, torch.full((len(z),), t, dtype=torch.long), g)
+    a = model.alpha_bar[2]
+    assert torch.allclose(z.mean(), 2.0 * a.sqrt(), atol=0.02)
+    assert torch.allclose(z.var(), 1 - a, atol=0.02)
+    zm = model.diffuse(z0, torch.full((len(z0),), 2, dtype=torch.long), g)
+    assert torch.allclose(zm.mean(), z.mean(), atol=0.02) and torch.allclose(zm.var(), z.var(), atol=0.02)
+
+
+def test_reverse_step_with_zero_energy_is_the_gaussian_kernel():
+    model = _lsd(langevin_step_scale=0.2)
+    model.config.langevin_steps = 150
+    model.energy.forward = lambda z, t=None, temb=None: z.sum(1) * 0.0
+    anchor = torch.tensor([[0.5, -1.0, 0.0, 2.0, 1.0, 0.0]]).repeat(8000, 1)
+    t = torch.full((8000,), 1, dtype=torch.long)
+    z = model.reverse_step(anchor, t, torch.Generator().manual_seed(0))
+    s2 = float(model.sigma2[1])
+    assert torch.allclose(z.mean(0), anchor[0], atol=0.03 + 3 * math.sqrt(s2 / 8000))
+    assert torch.allclose(z.var(0).mean(), torch.tensor(s2 / (1 - 0.2 / 4)), rtol=0.05)
+
+
+def test_refinement_is_seeded_and_records_the_chain(tmp_path):
+    model = _lsd().eval()
+    x = _masks(2)
+    seen = []
+    a = model.refine(x, steps=2, generator=torch.Generator().manual_seed(3), callback=lambda t, z: seen.append(t))
+    b = model.refine(x, steps=2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and seen == [2, 1, 0]
+    with pytest.raises(LatentmedError, match="steps=9"):
+        model.refine(x, steps=9)
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_shape_model(tmp_path / "m")
+    assert isinstance(loaded, LSDEBM)
+    c = loaded.refine(x, steps=2, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(a, c, atol=1e-6)
+    vae = ShapeVAE(VAEConfig(**TINY)).eval()
+    assert torch.allclose(vae.refine(x), vae.decode(vae.encode(x)[0]))
+
+
+def test_config_validation():
+    with pytest.raises(LatentmedError, match="power of two"):
+        ShapeVAE(VAEConfig(image_size=24))
+    with pytest.raises(LatentmedError, match="refine_steps"):
+        LSDEBMConfig(num_steps=2, refine_steps=3)
+    with pytest.raises(LatentmedError, match="alpha_bar_T"):
+        LSDEBMConfig(alpha_bar_T=1.5)
