@@ -84,6 +84,11 @@ def main() -> None:
     for label, kind, extra in specs:
         run_dir = out / "runs" / label.replace(" ", "_").replace("=", "")
         cfg = load_run_config(None, common + extra + ["train.progress=false"])
+        timing_file = run_dir / "timing.json"
+        if timing_file.is_file() and json.loads(timing_file.read_text())["steps"] == args.steps:
+            timings[label] = json.loads(timing_file.read_text())  # trained before: keep its timing
+            print(label, "already trained", flush=True)
+            continue
         start = time.perf_counter()
         result = train_shape_model(kind, train_dir, run_dir, cfg, image_size=args.size)
         seconds = time.perf_counter() - start
@@ -91,6 +96,7 @@ def main() -> None:
         timings[label] = {"train_seconds": seconds, "steps": result.step,
                           "seconds_per_epoch": seconds / steps_done * args.n_train / args.batch_size,
                           "final_log": result.history[-1] if result.history else {}}
+        timing_file.write_text(json.dumps(timings[label], indent=2))
         print(label, json.dumps(timings[label]), flush=True)
 
     names, coarse, truth = load_pairs(coarse_dir, test_dir, args.size)
@@ -108,7 +114,8 @@ def main() -> None:
                     result.seconds_per_sample.update(r.seconds_per_sample)
                     outputs.update(o)
     result.save(out / "eval")
-    traces = {k: latent_variance_trace(m, coarse) for k, m in models.items() if k.startswith("LSD-EBM")}
+    traces = {k: latent_variance_trace(m, coarse, steps=m.config.num_steps) for k, m in models.items()
+              if k.startswith("LSD-EBM")}
     if traces:
         save_latent_variance_plot(traces, out / "eval" / "latent_variance.png")
     for i in range(min(3, len(names))):

@@ -161,7 +161,7 @@ def evaluate(
         result, outputs = run_evaluation(models, coarse, truth_cubes, names, steps=steps, seed=seed,
                                          keep_outputs=True)
     result.save(out)
-    traces = {name: latent_variance_trace(m, coarse, steps=steps, seed=seed)
+    traces = {name: latent_variance_trace(m, coarse, steps=steps or m.config.num_steps, seed=seed)
               for name, m in models.items() if isinstance(m, LSDEBM)}
     if traces:
         save_latent_variance_plot(traces, Path(out) / "latent_variance.png")

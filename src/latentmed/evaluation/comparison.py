@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from latentmed.evaluation.reconstruction import MetricRow, evaluate_reconstruction
+from latentmed.evaluation.reconstruction import evaluate_reconstruction
 
 METHODS = ("baseline", "one-phase", "two-phase")
 
@@ -134,5 +134,5 @@ def compare_methods(datasets: dict[str, tuple[torch.Tensor, torch.Tensor]], out_
     return results
 
 
-__all__ = ["METHODS", "MetricRow", "as_dataset", "compare_methods", "comparison_table", "digits_images",
+__all__ = ["METHODS", "as_dataset", "compare_methods", "comparison_table", "digits_images",
            "spine2d_images", "train_and_evaluate", "winners"]

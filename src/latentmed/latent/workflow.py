@@ -180,9 +180,8 @@ def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: 
         from latentmed.latent.baseline import train_cnn_baseline
         from latentmed.latent.counterfactual import load_images
 
-        z_tr, y_tr, tr_ids = join_labels(lat, labels, column, sorted(train_ids), id_column)
-        size = None
-        x_tr = load_images(data_dir, tr_ids, size=size)
+        _, y_tr, tr_ids = join_labels(lat, labels, column, sorted(train_ids), id_column)
+        x_tr = load_images(data_dir, tr_ids)
         x_te = load_images(data_dir, ids, size=x_tr.shape[-1])
         pred = train_cnn_baseline(x_tr, y_tr.astype(int), x_te, positive=grader.positive_, arch=baseline_arch,
                                   scale=grader.classes_, epochs=baseline_epochs, seed=seed, progress=progress)

@@ -76,7 +76,9 @@ class LSDEBMConfig:
     ``s_t^2 = 1 - alpha_bar_T^(1/T)``, so that ``prod_t (1 - s_t^2) = alpha_bar_T`` whatever T
     (our choice; the paper does not give its schedule). Reverse steps run ``langevin_steps``
     (K) Langevin steps of size ``lambda_t = langevin_step_scale * s_{t+1}^2``.
-    ``refine_steps``: how far Algorithm 2 diffuses a coarse input (default: T).
+    ``refine_steps``: how far Algorithm 2 diffuses a coarse input; default ``max(1, round(T/5))``
+    (our choice: with the paper's full noise scale, diffusing a coarse input all the way to T
+    forgets it, and on the spine3d phantom small t refined best; see ``default_refine_steps``).
     """
 
     image_size: int = 64
@@ -102,6 +104,11 @@ class LSDEBMConfig:
                f"langevin_step_scale={self.langevin_step_scale}: expected (0, 2) for a stable chain.")
         expect(self.refine_steps is None or 1 <= self.refine_steps <= self.num_steps,
                f"refine_steps={self.refine_steps}: expected 1..num_steps={self.num_steps}.")
+
+    @property
+    def default_refine_steps(self) -> int:
+        """The refinement step t used when none is given."""
+        return self.refine_steps or max(1, round(self.num_steps / 5))
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -258,7 +265,8 @@ class LSDEBM(EncoderMixin, _ShapeModel):
       z_t^+ comes from the forward chain of a (detached) posterior sample and z~_t from the
       reverse Langevin chain started at z_{t+1}. The encoder's prior term uses the Gaussian
       reference N(0, I) (the chain's z_T): our simplification of the ELBO with the EBM prior.
-    - Refinement (Algorithm 2): encode (mean), diffuse to step t, reverse chain to 0, decode.
+    - Refinement (Algorithm 2): encode (mean), diffuse to step t (default ``config.default_refine_steps``),
+      reverse chain to 0, decode.
     - Sampling (Algorithm 3): z_T ~ N(0, I), reverse chain from T.
     """
 
@@ -283,7 +291,8 @@ class LSDEBM(EncoderMixin, _ShapeModel):
         a = self.alpha_bar[t][:, None]
         return a.sqrt() * z0 + (1 - a).sqrt() * randn(z0.shape, generator, z0)
 
-    def forward_step(self, z_t: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward_step(self, z_t: torch.Tensor, t: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
         """One step of eq. (1): z_{t+1} ~ N(sqrt(1 - s_{t+1}^2) z_t, s_{t+1}^2 I)."""
         s2 = self.sigma2[t][:, None]
         return (1 - s2).sqrt() * z_t + s2.sqrt() * randn(z_t.shape, generator, z_t)
@@ -337,7 +346,7 @@ class LSDEBM(EncoderMixin, _ShapeModel):
                       callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
         """Algorithm 2 in latent space: z0 = mean(x), z_t ~ q(z_t|z0), reverse chain to z_0."""
         _check_masks(x, self.config.image_size)
-        t = (self.config.refine_steps or self.config.num_steps) if steps is None else steps
+        t = self.config.default_refine_steps if steps is None else steps
         expect(isinstance(t, int) and 1 <= t <= self.config.num_steps,
                f"steps={t}: expected a refinement step t in 1..T={self.config.num_steps} for this model.")
         with torch.no_grad():

@@ -135,7 +135,7 @@ def crop_to_cube(mask: np.ndarray, size: int, where: str = "mask") -> np.ndarray
 
 def augment_mask(mask: np.ndarray, rng: np.random.Generator, zoom: tuple[float, float] = (0.9, 1.1),
                  max_shift: int = 7) -> np.ndarray:
-    """The paper's augmentation: random isotropic zoom in ``zoom`` (nearest) and an integer shift up to ``max_shift``."""
+    """The paper's augmentation: random isotropic zoom in ``zoom`` (nearest), integer shift up to ``max_shift``."""
     from scipy import ndimage
 
     factor = float(rng.uniform(*zoom))

@@ -28,8 +28,9 @@ def save_counterfactual_strip(path: str | os.PathLike, original: np.ndarray, rec
     """Two-row PNG: top original | reconstruction | counterfactuals (labelled); bottom signed differences.
 
     Differences are taken against the reconstruction (same ``x_T``), so they show only what moving the
-    latent changed: red where intensity appears, blue where it goes (``bwr``, symmetric scale shared by
-    the row). Under the reconstruction: reconstruction - original (the autoencoder's own error).
+    latent changed: red where intensity appears, blue where it goes (``bwr``, one symmetric scale shared
+    by the counterfactuals). Under the reconstruction: reconstruction - original (the autoencoder's own
+    error, on its own scale so that it does not hide small edits).
     """
     import matplotlib
 
@@ -39,16 +40,21 @@ def save_counterfactual_strip(path: str | os.PathLike, original: np.ndarray, rec
     counterfactuals = np.asarray(counterfactuals)
     cols = 2 + len(counterfactuals)
     diffs = [signed_difference(reconstruction, original)] + [signed_difference(c, reconstruction) for c in counterfactuals]
-    vmax = max(1e-3, max(float(np.abs(d).max()) for d in diffs))
+    # own scales: the autoencoder's error would otherwise hide small counterfactual edits
+    vmax_rec = max(1e-6, float(np.abs(diffs[0]).max()))
+    vmax = max(1e-6, max((float(np.abs(d).max()) for d in diffs[1:]), default=0.0))
     fig, axes = plt.subplots(2, cols, figsize=(1.6 * cols, 3.6), squeeze=False)
     top = [("original", original), ("reconstruction", reconstruction)] + list(zip(labels, counterfactuals))
     for j, (label, img) in enumerate(top):
         axes[0, j].imshow(_to_display(img), cmap="gray", vmin=0, vmax=1)
         axes[0, j].set_title(label, fontsize=9)
-    axes[1, 0].text(0.5, 0.5, f"red: appears\nblue: goes\n|scale| {vmax:.2f}", ha="center", va="center", fontsize=8)
+    axes[1, 0].text(0.5, 0.5, f"red: appears\nblue: goes\nscale ±{vmax:.3g}\n(recon ±{vmax_rec:.3g})",
+                    ha="center", va="center", fontsize=8)
     im = None
     for j, d in enumerate(diffs, start=1):
-        im = axes[1, j].imshow(d, cmap="bwr", vmin=-vmax, vmax=vmax)
+        v = vmax_rec if j == 1 else vmax
+        shown = axes[1, j].imshow(d, cmap="bwr", vmin=-v, vmax=v)
+        im = shown if j > 1 else im
         axes[1, j].set_title("recon - orig" if j == 1 else f"{labels[j - 2]} - recon", fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([])

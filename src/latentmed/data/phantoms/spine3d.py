@@ -7,7 +7,8 @@ processes. Sizes and angles depend on the level (L1-L5: the body grows caudally,
 transverse processes are longest at L3) and vary between individuals (a per-case
 random scale of each part). Axes: 0 = inferior->superior, 1 = posterior->anterior,
 2 = right->left; spacing 1 mm (identity affine). The unit length is ``size/72`` voxels
-and the centre of mass sits at the cube centre, so a cube of ``size`` holds the vertebra with a margin, as in the paper's 1 mm crops.
+and the centre of mass sits at the cube centre, so a cube of ``size`` holds the vertebra with a
+margin, as in the paper's 1 mm crops.
 
 The phantom is the project's own test bed (no data set can be downloaded here); it is
 not anatomically exact.
