@@ -1,6 +1,6 @@
 """Speed of the DiNO-Diffusion pieces: VAE / UNet training steps and DDIM sampling throughput.
 
-    OMP_NUM_THREADS=2 python benchmarks/ldm_speed.py --size 32 --vae-channels 16,32,32 --unet-channels 32,64
+    OMP_NUM_THREADS=1 python benchmarks/ldm_speed.py --size 32 --vae-channels 16,32,32 --unet-channels 32,64
     python benchmarks/ldm_speed.py --device cuda --size 256 --vae-channels 128,256,512,512 --unet-channels 320,640,1280
 """
 

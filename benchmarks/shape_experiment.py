@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--lebm-prior-steps", type=int, default=30)
     ap.add_argument("--lebm-posterior-step-size", type=float, default=0.05)
     ap.add_argument("--models", type=str, default="vae,lebm,lsd-ebm")
+    ap.add_argument("--gaussian-reference", action="store_true",
+                    help="also train LSD-EBM with E(z,t) + |z|^2/2 (model.gaussian_reference=true)")
     args = ap.parse_args()
 
     import torch
@@ -79,6 +81,9 @@ def main() -> None:
     if "lsd-ebm" in wanted:
         for T in [int(t) for t in args.T.split(",") if t]:
             specs.append((f"LSD-EBM T={T}", "lsd-ebm", [f"model.num_steps={T}"]))
+            if args.gaussian_reference:
+                specs.append((f"LSD-EBM+N T={T}", "lsd-ebm",
+                              [f"model.num_steps={T}", "model.gaussian_reference=true"]))
 
     timings: dict[str, dict] = {}
     for label, kind, extra in specs:

@@ -4,7 +4,7 @@ phantoms -> VAE -> token cache -> conditioned UNet (with reconstruction-FID sele
 reconstruction / interpolation grids -> augmentation table (k-fold, >= 2 regimes x >= 2 ratios)
 -> memorisation check. Every stage is also a CLI command (see the module's ``--help``).
 
-    OMP_NUM_THREADS=2 python experiments/dino_augmentation.py --out runs/dino_aug
+    OMP_NUM_THREADS=1 python experiments/dino_augmentation.py --out runs/dino_aug  # ~35 min on a loaded 2-core CPU
 """
 
 from __future__ import annotations

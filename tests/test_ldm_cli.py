@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import csv
-import importlib
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -17,16 +14,7 @@ from latentmed.data.phantoms.chest2d import generate_chest2d
 from latentmed.errors import LatentmedError
 
 
-@pytest.fixture()
-def cli_state(monkeypatch):
-    """friendly_errors reads ``latentmed.cli.main._state``; stand in while the main app cannot import."""
-    try:
-        importlib.import_module("latentmed.cli.main")
-    except Exception:  # pragma: no cover - only while another group's module is incomplete
-        monkeypatch.setitem(sys.modules, "latentmed.cli.main", types.SimpleNamespace(_state={"debug": False}))
-
-
-def test_train_embed_synthesize_evaluate(tmp_path, cli_state):
+def test_train_embed_synthesize_evaluate(tmp_path):
     from latentmed.cli import data as data_cli
     from latentmed.cli import ldm as cli
     from latentmed.ldm import load_ldm

@@ -110,7 +110,7 @@ def test_cli_zero_shot_and_sweep(chest_run):
     assert res.exit_code == 0, res.output
     result = json.loads((out / "sweep.json").read_text())
     assert result["timesteps"] == [100, 300] and np.array(result["dice_mean"]).shape == (2, 2, 3)
-    assert set(result["baselines"]) == {"kmeans_k4", "kmeans_k_as_diffseg"}
+    assert set(result["baselines"]) == {"kmeans_k4", "kmeans_k_as_configured", "kmeans_k_as_best"}
     for name in ("dice_vs_threshold.png", "dice_vs_timestep.png", "table.md", "overlays/chest_0000.png"):
         assert (out / name).is_file()
 
@@ -149,3 +149,17 @@ def test_diffusers_folder_run(tmp_path, chest_run):
                    "--grid", "4", "--limit", "1"])
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "zs" / "masks").glob("*.png"))) == 1
+
+
+def test_truth_masks_follow_a_resize(chest_run, tmp_path):
+    """With --size the truth masks are centre-cropped and resized (nearest) like the images."""
+    from PIL import Image
+
+    from latentmed.segment.run import CHEST2D_STRUCTURES, load_truth
+
+    mask = np.asarray(Image.open(chest_run / "data" / "masks" / "chest_0000.png"))
+    Image.fromarray(np.kron(mask, np.ones((2, 2), np.uint8))).save(tmp_path / "chest_0000.png")
+    out = load_truth(tmp_path, ["chest_0000"], (32, 32), CHEST2D_STRUCTURES, resize=True)
+    assert np.array_equal(out[0], mask)
+    with pytest.raises(LatentmedError, match="64x64"):
+        load_truth(tmp_path, ["chest_0000"], (32, 32), CHEST2D_STRUCTURES)

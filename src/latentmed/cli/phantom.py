@@ -55,6 +55,9 @@ def spine2d(
     console.print(f"wrote {n} images to {out_dir / 'images'} and labels to {out_dir / 'labels.csv'}")
 
 
-# Other phantoms register their commands here, each in its own module, e.g.
-#   from latentmed.cli.phantom_spine3d import spine3d; app.command("spine3d")(spine3d)
-# (spine3d: LSD-EBM helper; chest2d: DiNO-Diffusion helper).
+# The 3D spine and chest phantoms' commands live beside their models' commands.
+from latentmed.cli.ldm import phantom_chest2d  # noqa: E402
+from latentmed.cli.shape import phantom_spine3d  # noqa: E402
+
+app.command("spine3d")(phantom_spine3d)
+app.command("chest2d")(phantom_chest2d)

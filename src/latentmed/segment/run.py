@@ -21,7 +21,7 @@ import torch
 
 from latentmed.errors import LatentmedError
 from latentmed.io import write_json, write_text
-from latentmed.segment.diffseg import DiffSeg, DiffSegConfig, kmeans_intensity_baseline
+from latentmed.segment.diffseg import DiffSeg, DiffSegConfig, check_timestep, kmeans_intensity_baseline
 from latentmed.segment.match import check_truth_labels, match_structures
 from latentmed.segment.merge import segment_attention
 
@@ -94,9 +94,13 @@ def load_images(data: str | os.PathLike, size: int | None = None, limit: int | N
 
 
 def load_truth(truth: str | os.PathLike, keys: Sequence[str], shape: tuple[int, int],
-               structures: Mapping[int, str]) -> np.ndarray:
-    """Truth label maps ``[N, H, W]`` for ``keys`` from ``DIR/masks/<id>.png`` or ``DIR/<id>.png``."""
-    from latentmed.ldm.data import decode_image
+               structures: Mapping[int, str], resize: bool = False) -> np.ndarray:
+    """Truth label maps ``[N, H, W]`` for ``keys`` from ``DIR/masks/<id>.png`` or ``DIR/<id>.png``.
+
+    ``resize=True`` (images were resized with ``size``) centre-crops the masks to 1:1 and resizes
+    them to ``shape`` by nearest neighbour, as the images were; otherwise sizes must match.
+    """
+    from latentmed.ldm.data import center_crop_square, decode_image
 
     root = Path(truth)
     out = []
@@ -106,6 +110,10 @@ def load_truth(truth: str | os.PathLike, keys: Sequence[str], shape: tuple[int, 
         if path is None:
             raise LatentmedError(f"no truth mask for image {key!r}: looked for {candidates[0]} and {candidates[1]}.")
         mask = decode_image(path, 1)
+        if resize and mask.shape != tuple(shape):
+            from PIL import Image
+
+            mask = np.asarray(Image.fromarray(center_crop_square(mask)).resize(shape[::-1], Image.NEAREST))
         if mask.shape != tuple(shape):
             raise LatentmedError(f"{path}: truth mask is {mask.shape[0]}x{mask.shape[1]} but the image is "
                                  f"{shape[0]}x{shape[1]}; masks must have the image size.")
@@ -170,24 +178,23 @@ def sweep(segmenter: Segmenter, data: str | os.PathLike, truth: str | os.PathLik
     Writes ``sweep.json`` (all numbers), ``table.csv`` and ``table.md`` (best setting and the
     configured one vs the baselines, the paper's Table 2 layout), ``dice_vs_threshold.png``
     (at the configured timestep), ``dice_vs_timestep.png`` (at the configured threshold) and a few
-    overlays ``overlays/<id>.png`` = [image | DiffSeg | KMeans | truth].
+    overlays ``overlays/<id>.png`` = [image | DiffSeg configured | DiffSeg best | KMeans | truth].
     """
     from latentmed.viz.segment import plot_dice_curves, save_overlay_panel
 
     out = Path(out)
     cfg = segmenter.diffseg.config
+    tau0 = float(np.atleast_1d(cfg.threshold)[0])  # a per-iteration tuple is swept through its first value
     timesteps = sorted({int(t) for t in timesteps} | {cfg.timestep})
-    thresholds = sorted({float(t) for t in thresholds} | ({float(cfg.threshold)} if np.isscalar(cfg.threshold) else set()))
+    thresholds = sorted({float(t) for t in thresholds} | {tau0})
     for t in timesteps:
-        from latentmed.segment.diffseg import check_timestep
-
         check_timestep(t, cfg.num_train_timesteps)
     keys, images = load_images(data, size, limit)
-    masks = load_truth(truth, keys, tuple(images.shape[-2:]), structures)
+    masks = load_truth(truth, keys, tuple(images.shape[-2:]), structures, resize=size is not None)
     names = list(structures.values())
     dice = np.full((len(timesteps), len(thresholds), len(keys), len(names)), np.nan)
     nseg = np.zeros((len(timesteps), len(thresholds), len(keys)))
-    at_default: dict[str, np.ndarray] = {}
+    kept: dict[tuple[int, int, int], np.ndarray] = {}  # label maps of the first `overlays` images
     bar, task = _progress(len(timesteps) * len(keys), "DiffSeg sweep", progress)
     with bar:
         for sl in _batches(len(keys), cfg.batch_size):
@@ -204,21 +211,25 @@ def sweep(segmenter: Segmenter, data: str | os.PathLike, truth: str | os.PathLik
                         nseg[ti, hi, i] = len(np.unique(labels))
                         m = match_structures(labels, masks[i], structures)
                         dice[ti, hi, i] = [m[n].dice for n in names]
-                        if t == cfg.timestep and tau == float(np.atleast_1d(cfg.threshold)[0]):
-                            at_default[keys[i]] = labels
+                        if i < overlays:
+                            kept[ti, hi, i] = labels
                 bar.advance(task, len(x))
-    # baselines: KMeans on intensities with k fixed, and with k = DiffSeg's segment count (configured setting)
-    ti0, hi0 = timesteps.index(cfg.timestep), thresholds.index(float(np.atleast_1d(cfg.threshold)[0]))
-    base = {}
-    km_fixed = kmeans_intensity_baseline(images, baseline_k, seed=cfg.seed)
-    km_same = kmeans_intensity_baseline(images, nseg[ti0, hi0].astype(int).tolist(), seed=cfg.seed)
-    for label, maps in ((f"kmeans_k{baseline_k}", km_fixed), ("kmeans_k_as_diffseg", km_same)):
-        scores = np.array([[match_structures(m.numpy(), masks[i], structures)[n].dice for n in names]
-                           for i, m in enumerate(maps)])
-        base[label] = dict(zip(names, np.nanmean(scores, 0).tolist()))
+    # baselines: KMeans on intensities with k fixed, and with k = DiffSeg's per-image segment count
+    # at the configured and at the best setting (the union matching favours more segments)
+    ti0, hi0 = timesteps.index(cfg.timestep), thresholds.index(tau0)
     mean = np.nanmean(dice, axis=2)  # [T, tau, structures]
     overall = mean.mean(-1)
     bt, bh = np.unravel_index(int(np.nanargmax(overall)), overall.shape)
+    base, base_segments = {}, {}
+    km_fixed = kmeans_intensity_baseline(images, baseline_k, seed=cfg.seed)
+    for label, ks in ((f"kmeans_k{baseline_k}", [baseline_k] * len(keys)),
+                      ("kmeans_k_as_configured", nseg[ti0, hi0].astype(int).tolist()),
+                      ("kmeans_k_as_best", nseg[bt, bh].astype(int).tolist())):
+        maps = km_fixed if label == f"kmeans_k{baseline_k}" else kmeans_intensity_baseline(images, ks, seed=cfg.seed)
+        scores = np.array([[match_structures(m.numpy(), masks[i], structures)[n].dice for n in names]
+                           for i, m in enumerate(maps)])
+        base[label] = dict(zip(names, np.nanmean(scores, 0).tolist()))
+        base_segments[label] = float(np.mean([len(np.unique(m.numpy())) for m in maps]))
     result = {
         "source": segmenter.source, "config": asdict(cfg), "images": len(keys), "structures": names,
         "timesteps": timesteps, "thresholds": thresholds,
@@ -229,18 +240,19 @@ def sweep(segmenter: Segmenter, data: str | os.PathLike, truth: str | os.PathLik
                        "dice": dict(zip(names, mean[ti0, hi0].tolist())), "segments_mean": float(nseg[ti0, hi0].mean())},
         "best": {"timestep": timesteps[bt], "threshold": thresholds[bh],
                  "dice": dict(zip(names, mean[bt, bh].tolist())), "segments_mean": float(nseg[bt, bh].mean())},
-        "baselines": base,
+        "baselines": base, "baseline_segments": base_segments,
     }
     write_json(out / "sweep.json", result)
     _write_tables(out, result)
     plot_dice_curves(thresholds, {n: mean[ti0, :, k] for k, n in enumerate(names)}, out / "dice_vs_threshold.png",
                      xlabel="merge threshold (symmetric KL)", logx=True, title=f"t = {cfg.timestep}",
-                     baselines=base[f"kmeans_k{baseline_k}"])
+                     baselines=base[f"kmeans_k{baseline_k}"], segments=nseg[ti0].mean(-1))
     plot_dice_curves(timesteps, {n: mean[:, hi0, k] for k, n in enumerate(names)}, out / "dice_vs_timestep.png",
                      xlabel="timestep t (of 1000)", title=f"threshold = {thresholds[hi0]:g}",
-                     baselines=base[f"kmeans_k{baseline_k}"])
+                     baselines=base[f"kmeans_k{baseline_k}"], segments=nseg[:, hi0].mean(-1))
     for i, key in enumerate(keys[:overlays]):
-        save_overlay_panel(images[i], [at_default[key], km_fixed[i].numpy(), masks[i]], out / "overlays" / f"{key}.png")
+        save_overlay_panel(images[i], [kept[ti0, hi0, i], kept[bt, bh, i], km_fixed[i].numpy(), masks[i]],
+                           out / "overlays" / f"{key}.png")
     return result
 
 
@@ -250,7 +262,7 @@ def _write_tables(out: Path, r: dict) -> None:
              r["configured"]["dice"], r["configured"]["segments_mean"]),
             ("DiffSeg (best: t=%d, tau=%g)" % (r["best"]["timestep"], r["best"]["threshold"]),
              r["best"]["dice"], r["best"]["segments_mean"])]
-    rows += [(k, v, float("nan")) for k, v in r["baselines"].items()]
+    rows += [(k, v, r["baseline_segments"][k]) for k, v in r["baselines"].items()]
     csv = ["method," + ",".join(names) + ",mean,segments"]
     md = ["| method | " + " | ".join(names) + " | mean | segments |", "|---" * (len(names) + 3) + "|"]
     for name, d, seg in rows:

@@ -86,6 +86,9 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
 class EnergyMLP(nn.Module):
     """Scalar energy E(z[, t]) [B]: spectral-norm MLP with GELU; ``time_dim > 0`` adds a time embedding.
 
+    Spectral norm on the input and hidden layers (smoothness, as Yu et al.); the output layer is
+    plain, so the Lipschitz constant of E is learned (its output weight norm).
+
     The time embedding (sinusoidal -> SN-linear -> GELU -> SN-linear) is added to every hidden
     layer, as in Yu et al.'s latent diffusion EBM.
     """
@@ -97,7 +100,9 @@ class EnergyMLP(nn.Module):
         self.time_dim = time_dim
         self.inp = sn(nn.Linear(latent_dim, hidden))
         self.hidden = nn.ModuleList(sn(nn.Linear(hidden, hidden)) for _ in range(layers - 1))
-        self.out = sn(nn.Linear(hidden, 1))
+        # The output layer is NOT normalised: with every layer normalised E would be 1-Lipschitz and
+        # could not confine latents whose scale is ~10 (the chain's variance then grows each step).
+        self.out = nn.Linear(hidden, 1)
         self.act = nn.GELU()
         if time_dim:
             self.time_mlp = nn.Sequential(sn(nn.Linear(time_dim, hidden)), nn.GELU(), sn(nn.Linear(hidden, hidden)))

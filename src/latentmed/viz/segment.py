@@ -50,8 +50,9 @@ def save_overlay_panel(image, panels: Sequence[np.ndarray], path: str | os.PathL
 
 def plot_dice_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], path: str | os.PathLike, *,
                      xlabel: str, title: str = "", logx: bool = False,
-                     baselines: Mapping[str, float] | None = None) -> Path:
-    """Dice (y) against one parameter (x), one line per structure; optional dashed baseline levels."""
+                     baselines: Mapping[str, float] | None = None, segments: Sequence[float] | None = None) -> Path:
+    """Dice (y) against one parameter (x), one line per structure; optional dashed baseline levels and
+    the mean number of segments on a second (log) axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,7 +73,12 @@ def plot_dice_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], 
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(title + (" (dashed: KMeans baseline)" if baselines else ""), fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
+    if segments is not None:
+        ax2 = ax.twinx()
+        ax2.plot(list(x), list(segments), ls=":", color="grey", marker=".")
+        ax2.set_yscale("log")
+        ax2.set_ylabel("segments per image (dotted)", color="grey", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
