@@ -6,7 +6,7 @@ TrainConfig and seed, on the spine2d phantom and on scikit-learn's bundled handw
 (8x8, upscaled; no download), and writes ``OUT/comparison.md`` + ``.json`` with stochastic
 (random x_T) and inversion reconstruction PSNR/SSIM on held-out images.
 
-CPU (about 15 min on 2 cores with the defaults; runs resume if interrupted):
+CPU (tiny preset; --steps 200 took 30 min for all six models on a busy 2-core machine; runs resume):
 
     OMP_NUM_THREADS=2 python experiments/compare_training.py --out runs/compare
 

@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     from latentmed.data.phantoms.chest2d import LABELS, generate_chest2d
     from latentmed.ldm import load_conditioner, load_ldm
     from latentmed.ldm.augment import augment_eval
-    from latentmed.ldm.data import ImageDataset
+    from latentmed.ldm.data import LDMImageDataset
     from latentmed.ldm.training import (LDMTrainSpec, VAETrainSpec, embed_dataset, save_embeddings, train_ldm,
                                         train_vae)
     from latentmed.train import TrainConfig
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     if "ldm" in stages:
         t = time.time()
         cond = load_conditioner(a.conditioner)
-        ds = ImageDataset(train_dir, size=a.size)
+        ds = LDMImageDataset(train_dir, size=a.size)
         save_embeddings(out / "embeddings.safetensors", embed_dataset(cond, ds), cond, ds.keys)
         train_ldm(train_dir, out / "vae_run", cond, out / "ldm", LDMTrainSpec(
             image_size=a.size, block_out_channels=tuple(int(c) for c in a.unet_channels.split(",")), fid_every=max(1, a.ldm_steps // 3), fid_images=64,
@@ -76,7 +76,7 @@ def main(argv=None) -> None:
     if "grids" in stages:
         t = time.time()
         ldm = load_ldm(out / "ldm")
-        x = ImageDataset(test_dir, size=a.size).stack(range(12))
+        x = LDMImageDataset(test_dir, size=a.size).stack(range(12))
         reconstruction_grid(ldm, x[:6], out / "grids" / "reconstruction.png", variations=4, steps=a.sample_steps)
         interpolation_grid(ldm, x[6:9], x[9:12], out / "grids" / "interpolation.png", steps=a.sample_steps)
         times["grids"] = time.time() - t

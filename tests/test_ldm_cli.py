@@ -18,7 +18,7 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     from latentmed.cli import data as data_cli
     from latentmed.cli import ldm as cli
     from latentmed.ldm import load_ldm
-    from latentmed.ldm.data import ImageDataset
+    from latentmed.ldm.data import LDMImageDataset
     from latentmed.ldm.training import load_embeddings
 
     generate_chest2d(tmp_path / "train", n=24, size=32, seed=0)
@@ -40,7 +40,7 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     ldm = load_ldm(tmp_path / "run")
     assert ldm.config.extra["best_step"] == 2 and np.isfinite(ldm.config.extra["best_fid"])
     assert len(list(csv.reader(open(tmp_path / "run" / "log.csv")))) >= 3  # header + 2 steps
-    ds = ImageDataset(tmp_path / "train", size=32)
+    ds = LDMImageDataset(tmp_path / "train", size=32)
     z = ldm.vae.encode(ds.stack()).latent_dist.mean * ldm.scaling_factor
     assert abs(z.std().item() - 1) < 1e-3  # scaling factor = 1 / std of the training latents
     with pytest.raises(LatentmedError, match="other images"):
@@ -72,4 +72,4 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     assert r.exit_code == 2 and "no VAE weights at" in r.output
     r = run(data_cli.app, ["shard", tmp_path / "train", "--out", tmp_path / "sh", "--shard-size", 10])
     assert r.exit_code == 0 and len(list((tmp_path / "sh").glob("*.tar"))) == 3
-    assert torch.equal(ImageDataset(tmp_path / "sh", size=32).stack(), ds.stack())
+    assert torch.equal(LDMImageDataset(tmp_path / "sh", size=32).stack(), ds.stack())

@@ -9,7 +9,7 @@ from PIL import Image
 
 from latentmed.data.phantoms.chest2d import generate_chest2d
 from latentmed.errors import LatentmedError
-from latentmed.ldm.data import (ImageDataset, augment, center_crop_square, preprocess, read_labels_csv, to_8bit,
+from latentmed.ldm.data import (LDMImageDataset, augment, center_crop_square, preprocess, read_labels_csv, to_8bit,
                                 write_shards)
 
 
@@ -17,7 +17,7 @@ def test_folder_and_shards_give_the_same_samples(tmp_path):
     generate_chest2d(tmp_path / "d", n=7, size=32, seed=0)
     paths = write_shards(tmp_path / "d", tmp_path / "s", shard_size=3)
     assert [p.name for p in paths] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
-    folder, shards = ImageDataset(tmp_path / "d", size=32), ImageDataset(tmp_path / "s", size=32)
+    folder, shards = LDMImageDataset(tmp_path / "d", size=32), LDMImageDataset(tmp_path / "s", size=32)
     assert shards.is_shards and not folder.is_shards and len(folder) == len(shards) == 7
     assert folder.keys == shards.keys
     torch.testing.assert_close(folder.stack(), shards.stack())
@@ -47,10 +47,10 @@ def test_bad_inputs(tmp_path):
     d.mkdir()
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(d / "a.png")
     Image.fromarray(np.zeros((24, 20), np.uint8)).save(d / "b.png")
-    ds = ImageDataset(d, size=None)
+    ds = LDMImageDataset(d, size=None)
     with pytest.raises(LatentmedError, match="mixed sizes"):
         ds.stack()
-    assert ImageDataset(d, size=16).stack().shape == (2, 1, 16, 16)  # with a size they are all cropped/resized
+    assert LDMImageDataset(d, size=16).stack().shape == (2, 1, 16, 16)  # with a size they are all cropped/resized
     csv_path = generate_chest2d(tmp_path / "c", n=2, size=32)
     with pytest.raises(LatentmedError, match="no column.*'pneumonia'.*cardiomegaly"):
         read_labels_csv(csv_path, ["cardiomegaly", "pneumonia"])
@@ -58,4 +58,4 @@ def test_bad_inputs(tmp_path):
         read_labels_csv(csv_path, ["ctr"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(LatentmedError, match="no images found"):
-        ImageDataset(tmp_path / "empty")
+        LDMImageDataset(tmp_path / "empty")

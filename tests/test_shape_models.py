@@ -16,7 +16,7 @@ from latentmed.shape.models import (
     gaussian_kl,
     load_shape_model,
 )
-from latentmed.shape.nets import sinusoidal_embedding
+from latentmed.nn.layers import timestep_embedding
 
 TINY = dict(image_size=16, latent_dim=6, base_channels=4, max_channels=8)
 
@@ -43,10 +43,11 @@ def test_likelihood_and_kl_match_torch_distributions():
 
 
 def test_sinusoidal_embedding_formula():
-    e = sinusoidal_embedding(torch.tensor([0, 3]), 8)
+    """The energy's time embedding (shared with the UNet) on integer chain steps (scale 1)."""
+    e = timestep_embedding(torch.tensor([0, 3]), 8, scale=1.0)
     freqs = [math.exp(-math.log(10000.0) * i / 4) for i in range(4)]
-    assert torch.allclose(e[1], torch.tensor([math.sin(3 * f) for f in freqs] + [math.cos(3 * f) for f in freqs]))
-    assert torch.allclose(e[0, 4:], torch.ones(4))
+    assert torch.allclose(e[1], torch.tensor([math.cos(3 * f) for f in freqs] + [math.sin(3 * f) for f in freqs]))
+    assert torch.allclose(e[0, :4], torch.ones(4))
 
 
 def test_langevin_is_batched_and_samples_the_target():

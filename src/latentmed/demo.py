@@ -27,9 +27,9 @@ class DemoSettings:
     size: int = 32
     dae_steps: int = 1500
     batch_size: int = 16
-    lr: float = 3e-4
-    latent_steps: int = 1500
-    decode_steps: int = 50
+    lr: float = 5e-4
+    latent_steps: int = 1000
+    decode_steps: int = 30
     n_show: int = 8
     cnn_epochs: int = 30
 

@@ -88,11 +88,11 @@ def embed_cmd(
     Example: latentmed ldm embed data/chest --conditioner weights/dinov2-reg --out runs/emb.safetensors
     """
     from latentmed.ldm.conditioner import load_conditioner
-    from latentmed.ldm.data import ImageDataset
+    from latentmed.ldm.data import LDMImageDataset
     from latentmed.ldm.training import embed_dataset, save_embeddings
 
     cond = load_conditioner(conditioner, tokens)
-    ds = ImageDataset(data, size=size)
+    ds = LDMImageDataset(data, size=size)
     tok = embed_dataset(cond, ds, batch_size, progress=True)
     save_embeddings(out, tok, cond, ds.keys)
     console.print(f"{tuple(tok.shape)} tokens from {cond.source} -> {out}")
@@ -211,11 +211,11 @@ def grid_cmd(
     Example: latentmed ldm grid runs/ldm --data data/chest --out runs/ldm/grids
     """
     from latentmed.ldm import load_ldm
-    from latentmed.ldm.data import ImageDataset
+    from latentmed.ldm.data import LDMImageDataset
     from latentmed.viz.ldm import interpolation_grid, reconstruction_grid
 
     ldm = load_ldm(run)
-    ds = ImageDataset(data, size=ldm.image_size, channels=ldm.config.image_channels)
+    ds = LDMImageDataset(data, size=ldm.image_size, channels=ldm.config.image_channels)
     x = ds.stack(range(min(len(ds), 2 * n)))
     reconstruction_grid(ldm, x[:n], out / "reconstruction.png", steps=steps, guidance=guidance, seed=seed)
     interpolation_grid(ldm, x[:n // 2 or 1], x[n // 2 or 1:2 * (n // 2 or 1)], out / "interpolation.png",

@@ -13,7 +13,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from latentmed.diffusion import Denoiser, check_prediction, ddim_invert, ddim_sample, ddim_timesteps, get_schedule
+from latentmed.diffusion import (Denoiser, check_prediction, ddim_invert, ddim_sample, ddim_timesteps, get_schedule,
+                                 slerp)
 from latentmed.errors import LatentmedError
 from latentmed.nn import DiffAEUNet, EncoderConfig, SemanticEncoder, UNetConfig
 from latentmed.pretrained import PretrainedMixin
@@ -49,19 +50,6 @@ class DAEConfig:
         if self.image_size % factor:
             raise LatentmedError(f"image_size {self.image_size} must be divisible by {factor} for channel_mult "
                                  f"{self.channel_mult}; resize the images or use fewer levels.")
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
-    """Spherical interpolation per sample (over all non-batch dims); falls back to lerp for parallel vectors."""
-    af, bf = a.flatten(1), b.flatten(1)
-    cos = (af * bf).sum(1) / (af.norm(dim=1) * bf.norm(dim=1)).clamp_min(1e-12)
-    theta = torch.arccos(cos.clamp(-1, 1))
-    sin = torch.sin(theta)
-    small = sin.abs() < 1e-6
-    wa = torch.where(small, 1 - w * torch.ones_like(theta), torch.sin((1 - w) * theta) / sin.where(~small, 1))
-    wb = torch.where(small, w * torch.ones_like(theta), torch.sin(w * theta) / sin.where(~small, 1))
-    shape = (-1,) + (1,) * (a.ndim - 1)
-    return wa.view(shape) * a + wb.view(shape) * b
 
 
 class DiffusionAutoencoder(nn.Module, PretrainedMixin):

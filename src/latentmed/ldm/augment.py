@@ -149,7 +149,7 @@ def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, 
     from sklearn.model_selection import KFold
 
     from latentmed.io import write_json, write_text
-    from latentmed.ldm.data import ImageDataset, label_matrix, read_labels_csv, write_labels_csv
+    from latentmed.ldm.data import LDMImageDataset, label_matrix, read_labels_csv, write_labels_csv
     from latentmed.ldm.synthesis import nested_subsets, synthesize
     from latentmed.viz import save_image_grid
 
@@ -164,9 +164,9 @@ def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, 
         expect(0 < y_test[:, j].sum() < len(y_test), f"{test_dir}: label {c!r} needs positives and negatives in "
                                                      "the test set for an AUC.")
     size = ldm.image_size
-    ds = ImageDataset(real_dir, size=size, channels=ldm.config.image_channels)
+    ds = LDMImageDataset(real_dir, size=size, channels=ldm.config.image_channels)
     x_all = ds.stack()
-    x_test = ImageDataset(test_dir, size=size, channels=ldm.config.image_channels).stack()
+    x_test = LDMImageDataset(test_dir, size=size, channels=ldm.config.image_channels).stack()
     down = (lambda x: F.interpolate(x, size=(classifier_size,) * 2, mode="area")) if classifier_size != size \
         else (lambda x: x)
     xt_c = down(x_test)

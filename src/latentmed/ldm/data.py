@@ -7,7 +7,7 @@ sharpening; affine with up to 5% shear, 5% translation and 90-140% scale).
 A *folder* is either ``DIR/labels.csv`` with an ``image`` column (paths relative to DIR, as the
 phantoms write) or any folder of ``.png/.jpg/.tif`` images (searched recursively).
 *Shards* (:func:`write_shards`) are plain tar files ``shard-000000.tar`` holding ``<key>.png``
-and ``<key>.json`` (the CSV row) per sample, the WebDataset convention; :class:`ImageDataset`
+and ``<key>.json`` (the CSV row) per sample, the WebDataset convention; :class:`LDMImageDataset`
 reads either, random access by tar offsets (no extra dependency).
 """
 
@@ -178,7 +178,7 @@ def _shard_items(shards: list[Path]) -> list[dict]:
     return out
 
 
-class ImageDataset(torch.utils.data.Dataset):
+class LDMImageDataset(torch.utils.data.Dataset):
     """Images from a folder or a folder of tar shards, as ``{"image": [C,S,S] in [-1,1], "index": i}``.
 
     ``size=None`` keeps the native size, which must then be the same for every image (checked on
@@ -270,7 +270,7 @@ def write_shards(src: str | os.PathLike, out_dir: str | os.PathLike, shard_size:
     Members keep the original encoded bytes (``<key>.png``) and the CSV row (``<key>.json``).
     """
     expect(shard_size >= 1, f"shard_size must be >= 1, got {shard_size}.")
-    ds = ImageDataset(src, size=8)  # only the listing is used
+    ds = LDMImageDataset(src, size=8)  # only the listing is used
     expect(not ds.is_shards, f"{src}: already shards; pass the image folder.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -117,13 +117,13 @@ def build_synthetic_dataset(ldm, real_dir: str | os.PathLike, out_dir: str | os.
 
     ``indices`` restricts the pool of real images (e.g. a training split) before sub-setting.
     """
-    from latentmed.ldm.data import ImageDataset, label_matrix, read_labels_csv, write_labels_csv
+    from latentmed.ldm.data import LDMImageDataset, label_matrix, read_labels_csv, write_labels_csv
     from latentmed.viz import save_image, to_uint8
 
     expect(ratio > 0, f"ratio must be > 0 (synthetic images per real image), got {ratio}.")
     real_dir = Path(real_dir)
     rows = read_labels_csv(real_dir / "labels.csv", label_columns)
-    ds = ImageDataset(real_dir, size=ldm.image_size, channels=ldm.config.image_channels)
+    ds = LDMImageDataset(real_dir, size=ldm.image_size, channels=ldm.config.image_channels)
     pool = np.arange(len(rows)) if indices is None else np.asarray(indices, dtype=np.int64)
     y_pool = label_matrix([rows[i] for i in pool], label_columns)
     subset = len(pool) if subset is None else int(subset)

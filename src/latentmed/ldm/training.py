@@ -84,11 +84,11 @@ class VAETrainSpec:
 
 def train_vae(data: str | os.PathLike, out_dir: str | os.PathLike, spec: VAETrainSpec | None = None):
     """Train an AutoencoderKL on ``data`` (folder or shards); writes ``out_dir/vae`` with the scaling factor."""
-    from latentmed.ldm.data import ImageDataset
+    from latentmed.ldm.data import LDMImageDataset
     from latentmed.ldm.model import build_vae
 
     spec = spec or VAETrainSpec()
-    ds = ImageDataset(data, size=spec.image_size, channels=spec.image_channels, augment=spec.augment)
+    ds = LDMImageDataset(data, size=spec.image_size, channels=spec.image_channels, augment=spec.augment)
     vae = build_vae(spec.image_channels, spec.latent_channels, spec.block_out_channels, spec.layers_per_block,
                     image_size=spec.image_size)
     out = Path(out_dir)
@@ -200,7 +200,7 @@ def train_ldm(data: str | os.PathLike, vae_dir: str | os.PathLike, conditioner, 
     ``heldout`` + ``spec.fid_every``: reconstruction-FID checkpoint selection; ``fid_extractor``
     maps images to features (default: the conditioner's CLS token).
     """
-    from latentmed.ldm.data import ImageDataset
+    from latentmed.ldm.data import LDMImageDataset
     from latentmed.ldm.model import LatentDiffusion, UNetNet, build_unet, check_token_width, ldm_config_from, load_vae
 
     spec = spec or LDMTrainSpec()
@@ -209,10 +209,10 @@ def train_ldm(data: str | os.PathLike, vae_dir: str | os.PathLike, conditioner, 
 
     schedule, prediction = get_schedule(spec.schedule), check_prediction(spec.prediction)
     tokens = None
-    ds0 = ImageDataset(data, size=spec.image_size, channels=spec.image_channels)
+    ds0 = LDMImageDataset(data, size=spec.image_size, channels=spec.image_channels)
     if embeddings is not None:
         tokens = load_embeddings(embeddings, conditioner, ds0.keys)
-    ds = ImageDataset(data, size=spec.image_size, channels=spec.image_channels, augment=spec.augment, tokens=tokens)
+    ds = LDMImageDataset(data, size=spec.image_size, channels=spec.image_channels, augment=spec.augment, tokens=tokens)
     f = 2 ** (len(vae.config.block_out_channels) - 1)
     expect(spec.image_size % f == 0, f"image_size {spec.image_size} is not divisible by the VAE's factor {f}.")
     unet = build_unet(vae.config.latent_channels, spec.image_size // f, conditioner.width, spec.block_out_channels,
@@ -227,7 +227,7 @@ def train_ldm(data: str | os.PathLike, vae_dir: str | os.PathLike, conditioner, 
     if heldout is not None and spec.fid_every > 0:
         from latentmed.metrics.image import FID
 
-        held = ImageDataset(heldout, size=spec.image_size, channels=spec.image_channels)
+        held = LDMImageDataset(heldout, size=spec.image_size, channels=spec.image_channels)
         real = held.stack(range(min(len(held), spec.fid_images)))
         extractor = fid_extractor or (lambda x: conditioner(x)[:, 0])
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from latentmed.diffusion.interpolation import slerp
 from latentmed.errors import LatentmedError
 from latentmed.metrics._base import PerSampleMean, as_tensor
 
@@ -471,7 +472,6 @@ def perceptual_path_length(generator_fn: Callable[..., torch.Tensor], z_a: Any, 
     Returns:
         0-d tensor for one pair ``[d]``, ``[B]`` for a batch of pairs.
     """
-    from latentmed.dae.model import slerp
 
     is_tuple = isinstance(z_a, (tuple, list))
     parts_a = [as_tensor(v, "z_a") for v in (z_a if is_tuple else [z_a])]

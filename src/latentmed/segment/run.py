@@ -3,7 +3,7 @@
 A RUN is either a DiNO-Diffusion run (``RUN/ldm.json`` from ``latentmed ldm train``: the UNet is
 conditioned on the image's own DINO tokens) or a plain diffusers folder (``RUN/unet/`` with an
 optional ``RUN/vae/`` and ``RUN/scheduler/``; it is conditioned on zero tokens, the null
-condition of classifier-free guidance). Images are read with :class:`latentmed.ldm.data.ImageDataset`
+condition of classifier-free guidance). Images are read with :class:`latentmed.ldm.data.LDMImageDataset`
 (``labels.csv`` with an ``image`` column, or a folder of images); truth masks are PNG label maps
 named after the image ids (``DIR/masks/<id>.png`` or ``DIR/<id>.png``).
 """
@@ -85,9 +85,9 @@ def _diffusers_schedule(folder: Path, num_train_timesteps: int):
 def load_images(data: str | os.PathLike, size: int | None = None, limit: int | None = None
                 ) -> tuple[list[str], torch.Tensor]:
     """Ids and images ``[N, 1, H, W]`` in [-1, 1] from a folder (native size unless ``size``)."""
-    from latentmed.ldm.data import ImageDataset
+    from latentmed.ldm.data import LDMImageDataset
 
-    ds = ImageDataset(data, size=size, channels=1)
+    ds = LDMImageDataset(data, size=size, channels=1)
     n = len(ds) if limit is None else min(limit, len(ds))
     keys = [str(ds.row(i).get("id") or ds.keys[i]) for i in range(n)]
     return keys, ds.stack(range(n))

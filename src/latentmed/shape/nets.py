@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from latentmed.errors import expect
+from latentmed.nn.layers import timestep_embedding
 
 
 def _levels(size: int) -> int:
@@ -74,15 +75,6 @@ class MaskDecoder3d(nn.Module):
         return self.net(self.fc(z).view(z.shape[0], self.top, 4, 4, 4))
 
 
-def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Transformer sinusoidal embedding of integer steps ``t`` [B] -> [B, dim] (Vaswani et al.)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
-    return nn.functional.pad(emb, (0, dim % 2))
-
-
 class EnergyMLP(nn.Module):
     """Scalar energy E(z[, t]) [B]: spectral-norm MLP with GELU; ``time_dim > 0`` adds a time embedding.
 
@@ -109,7 +101,7 @@ class EnergyMLP(nn.Module):
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """Embedding of steps ``t`` [B] -> [B, hidden]; compute once per Langevin chain and pass as ``temb``."""
-        return self.time_mlp(sinusoidal_embedding(t, self.time_dim))
+        return self.time_mlp(timestep_embedding(t, self.time_dim, scale=1.0))
 
     def forward(self, z: torch.Tensor, t: torch.Tensor | None = None, temb: torch.Tensor | None = None
                 ) -> torch.Tensor:
