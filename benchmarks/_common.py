@@ -24,20 +24,22 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def wall_time(fn, device: str = "cpu") -> float:
+    """Seconds of one call of ``fn``, synchronising CUDA around it."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def timed(fn, repeats: int, warmup: int = 1, device: str = "cpu") -> list[float]:
-    """Wall times (s) of ``repeats`` calls after ``warmup`` calls, synchronising CUDA."""
+    """Wall times (s) of ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return times
+    return [wall_time(fn, device) for _ in range(repeats)]
 
 
 def emit(result: dict) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -16,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 def main() -> None:
     import torch
 
-    from _common import device_info, emit
+    from _common import device_info, emit, wall_time
     from latentmed.dae import DiffusionAutoencoder, preset_config
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,13 +37,7 @@ def main() -> None:
         for name, fn in (("invert", lambda: dae.encode_stochastic(x, z, steps)),
                          ("decode", lambda: dae.decode(z, None, steps))):
             calls["n"] = 0
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            row[f"{name}_s"] = round(time.perf_counter() - t0, 3)
+            row[f"{name}_s"] = round(wall_time(fn, device), 3)
             row[f"{name}_nfe"] = calls["n"]
         row["ms_per_nfe"] = round(1000 * (row["invert_s"] + row["decode_s"]) / (row["invert_nfe"] + row["decode_nfe"]), 1)
         rows.append(row)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 
@@ -64,7 +65,7 @@ def bench(size: int, device: str, batch_size: int, epoch_size: int, repeats: int
         out[name] = {"train_seconds_per_step": step, "train_seconds_per_epoch": step * epoch_size / batch_size,
                      "refine_seconds_per_sample": per_sample, "refine_seconds_per_sample_batched": batched,
                      "parameters": sum(p.numel() for p in model.parameters())}
-        print(f"# {device} {size}^3 {name}: {json.dumps(out[name])}", flush=True)
+        print(f"# {device} {size}^3 {name}: {json.dumps(out[name])}", file=sys.stderr, flush=True)
     return out
 
 

@@ -157,8 +157,8 @@ def train_dae(cfg: DAERunConfig, run_dir: str | Path, dataset=None) -> Diffusion
     first = dataset[0]
     x0 = first["image"] if isinstance(first, dict) else images_of(first)
     dae_cfg = cfg.dae_config(image_size=x0.shape[-1])
-    if previous := (run_dir / "config.yaml").is_file() and load_run_config(run_dir):
-        if previous.dae_config(image_size=x0.shape[-1]) != dae_cfg:
+    if (run_dir / "config.yaml").is_file():
+        if load_run_config(run_dir).dae_config(image_size=x0.shape[-1]) != dae_cfg:
             raise LatentmedError(f"{run_dir}: already holds a run with another model configuration. Use a new --out "
                                  "folder, or the same config to resume.")
     model = DiffusionAutoencoder(dae_cfg)

@@ -7,7 +7,6 @@ that is killed and resumed from its checkpoint continues the very same loss curv
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +113,7 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
-    if len(dataset) == 0 if not isinstance(dataset, IterableDataset) else False:
+    if not isinstance(dataset, IterableDataset) and len(dataset) == 0:
         raise LatentmedError("training data set is empty: point --data to a folder with images.")
     cpu = not torch.cuda.is_available()
     accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else config.mixed_precision,
