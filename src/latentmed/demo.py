@@ -25,7 +25,7 @@ class DemoSettings:
 
     n_images: int = 600
     size: int = 32
-    dae_steps: int = 1500
+    dae_steps: int = 1200
     batch_size: int = 16
     lr: float = 5e-4
     latent_steps: int = 1000

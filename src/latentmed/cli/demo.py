@@ -14,7 +14,7 @@ from latentmed.errors import LatentmedError
 @friendly_errors
 def demo(out: Path = typer.Option(Path("latentmed-demo"), "--out", help="Output folder."),
          quick: bool = typer.Option(False, "--quick", help="About a minute: fewer images and steps (smoke run)."),
-         steps: Optional[int] = typer.Option(None, help="DAE training steps (default 1500; 40 with --quick). "
+         steps: Optional[int] = typer.Option(None, help="DAE training steps (default 1200; 40 with --quick). "
                                              "More steps give a z_sem that grades better."),
          seed: int = typer.Option(0, help="Random seed.")) -> None:
     """Phantom -> two-phase tiny DAE -> latents -> grader -> report, on a CPU.

@@ -23,9 +23,16 @@ def to_uint8(images: torch.Tensor | np.ndarray, value_range: tuple[float, float]
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2,
-               value_range: tuple[float, float] = (-1.0, 1.0), pad_value: int = 255) -> np.ndarray:
-    """Tile ``[N, C, H, W]`` into one uint8 ``[H', W', C]`` array, ``nrow`` images per row."""
+               value_range: tuple[float, float] = (-1.0, 1.0), pad_value: int = 255, min_tile: int = 96) -> np.ndarray:
+    """Tile ``[N, C, H, W]`` into one uint8 ``[H', W', C]`` array, ``nrow`` images per row.
+
+    Tiles smaller than ``min_tile`` pixels are enlarged by an integer nearest-neighbour factor so
+    small images (32 px phantoms) stay readable; pixel values are unchanged.
+    """
     arr = to_uint8(images, value_range)
+    factor = max(1, min_tile // max(arr.shape[1], arr.shape[2]))
+    if factor > 1:
+        arr = arr.repeat(factor, axis=1).repeat(factor, axis=2)
     n, h, w, c = arr.shape
     nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
     rows = int(math.ceil(n / nrow))
@@ -49,6 +56,6 @@ def save_image(array: np.ndarray, path: str | os.PathLike) -> Path:
 
 
 def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None,
-                    value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
-    """Tile ``images`` (``[N, C, H, W]`` in ``value_range``) and save as PNG."""
-    return save_image(image_grid(images, nrow=nrow, value_range=value_range), path)
+                    value_range: tuple[float, float] = (-1.0, 1.0), min_tile: int = 96) -> Path:
+    """Tile ``images`` (``[N, C, H, W]`` in ``value_range``) and save as PNG (see :func:`image_grid`)."""
+    return save_image(image_grid(images, nrow=nrow, value_range=value_range, min_tile=min_tile), path)
