@@ -13,10 +13,6 @@ class LatentmedError(ValueError):
     """Bad input or state that the user can fix; the message says how."""
 
 
-class NotFittedError(LatentmedError):
-    """An estimator or model was used before it was fitted or loaded."""
-
-
 def expect(condition: bool, message: str) -> None:
     """Raise :class:`LatentmedError` with ``message`` unless ``condition`` holds.
 

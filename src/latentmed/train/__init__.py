@@ -2,6 +2,6 @@
 
 from latentmed.train.config import TrainConfig
 from latentmed.train.ema import EMA
-from latentmed.train.loop import StepBatchSampler, TrainResult, seed_everything, train, unwrap
+from latentmed.train.loop import StepBatchSampler, TrainResult, train, unwrap
 
-__all__ = ["EMA", "StepBatchSampler", "TrainConfig", "TrainResult", "seed_everything", "train", "unwrap"]
+__all__ = ["EMA", "StepBatchSampler", "TrainConfig", "TrainResult", "train", "unwrap"]

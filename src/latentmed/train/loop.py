@@ -7,7 +7,6 @@ that is killed and resumed from its checkpoint continues the very same loss curv
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -223,11 +222,4 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
     return TrainResult(model=final, ema_model=ema.model, step=step, history=history)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-__all__ = ["StepBatchSampler", "TrainResult", "seed_everything", "step_seed", "train", "unwrap"]
+__all__ = ["StepBatchSampler", "TrainResult", "step_seed", "train", "unwrap"]
