@@ -55,6 +55,25 @@ def test_presets_and_parameter_counts():
         preset_config("tiny", image_size=30)
 
 
+def test_encoder_pooling_heads_and_old_configs(tmp_path):
+    """``avg``: DiffAE's GN-SiLU-avgpool-1x1 conv; ``flatten``: GN-SiLU-flatten-linear over the last map."""
+    x = blobs(3)
+    for pool in ("avg", "flatten"):
+        enc = micro(enc_pool=pool).encoder.eval()
+        h = enc.head[1](enc.head[0](enc.body(x)))  # GN, SiLU: [3, 32, 8, 8]
+        last = enc.head[-1] if pool == "flatten" else enc.head[-2]
+        expected = last(h.flatten(1)) if pool == "flatten" else last(h.mean((2, 3), keepdim=True)).flatten(1)
+        assert torch.allclose(enc(x), expected, atol=1e-5)
+    assert micro(enc_pool="flatten").encoder.head[-1].in_features == 32 * 8 * 8
+    with pytest.raises(LatentmedError, match="enc_pool.*avg, flatten.*'max'"):
+        micro(enc_pool="max")
+    micro(enc_pool="avg").save_pretrained(tmp_path / "old")  # configs written before enc_pool existed
+    cfg = json.loads((tmp_path / "old" / "config.json").read_text())
+    del cfg["enc_pool"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
+    assert DiffusionAutoencoder.from_pretrained(tmp_path / "old").config.enc_pool == "avg"
+
+
 def test_shapes_2d_and_3d_and_z_matters():
     dae = micro().eval()
     x = blobs(3)

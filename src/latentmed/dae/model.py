@@ -36,6 +36,7 @@ class DAEConfig:
     enc_channel_mult: tuple[int, ...] = (1, 2, 4, 8, 8)
     enc_num_res_blocks: int = 2
     enc_attention_resolutions: tuple[int, ...] = (16,)
+    enc_pool: str = "avg"
     dims: int = 2
     schedule: str = "linear"
     prediction: str = "eps"
@@ -69,7 +70,8 @@ class DiffusionAutoencoder(nn.Module, PretrainedMixin):
         self.encoder = SemanticEncoder(EncoderConfig(
             image_size=c.image_size, in_channels=c.in_channels, model_channels=c.model_channels,
             channel_mult=c.enc_channel_mult, num_res_blocks=c.enc_num_res_blocks,
-            attention_resolutions=c.enc_attention_resolutions, num_heads=c.num_heads, z_dim=c.z_dim, dims=c.dims))
+            attention_resolutions=c.enc_attention_resolutions, num_heads=c.num_heads, z_dim=c.z_dim, dims=c.dims,
+            pool=c.enc_pool))
         self.unet = DiffAEUNet(UNetConfig(
             image_size=c.image_size, in_channels=c.in_channels, model_channels=c.model_channels,
             channel_mult=c.channel_mult, num_res_blocks=c.num_res_blocks,

@@ -4,7 +4,10 @@
   encoder mult (1,2,4,8,8), 2 res blocks, attention at 16, dropout 0.1, z_sem 512.
 - ``vertebra-96``: the 96x96, 512-d setting of the fracture-grading papers (Keicher, Atad et
   al.); levels (1,1,2,3,4) as DiffAE's 128px model, attention at 24 and 12.
-- ``tiny``: ~1.5M parameters for CPU tests and the demo.
+- ``tiny``: ~1.7M parameters for CPU tests and the demo. Its encoder flattens the last feature
+  map instead of average pooling (``enc_pool="flatten"``): on the centred ``spine2d`` crops a
+  1200-step CPU run then separates fractures linearly in z_sem (5-fold logistic AUC 0.92
+  against 0.68 with DiffAE's average pooling; ``experiments/README.md``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                         enc_num_res_blocks=2, enc_attention_resolutions=(12,)),
     "tiny": dict(image_size=32, model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
                  attention_resolutions=(8,), dropout=0.0, z_dim=128, enc_channel_mult=(1, 2, 2, 2),
-                 enc_num_res_blocks=1, enc_attention_resolutions=()),
+                 enc_num_res_blocks=1, enc_attention_resolutions=(), enc_pool="flatten"),
 }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from latentmed.errors import LatentmedError
 from latentmed.nn.layers import (AttentionBlock, Downsample, ResBlock, Upsample, conv_nd, group_norm,
                                  timestep_embedding, zero_module)
 
@@ -109,10 +110,25 @@ class EncoderConfig:
     dropout: float = 0.0
     z_dim: int = 512
     dims: int = 2
+    pool: str = "avg"
+
+    def __post_init__(self) -> None:
+        if self.pool not in ENCODER_POOLS:
+            raise LatentmedError(f"enc_pool (the semantic encoder's pooling) must be one of {', '.join(ENCODER_POOLS)}; got {self.pool!r}.")
+
+
+#: ``avg``: DiffAE's global average pooling (translation invariant). ``flatten``: a linear map of
+#: the whole last feature map, which keeps *where* a feature is: for centred crops (a vertebra
+#: in the middle of the patch) the centre body's height then stays apart from its neighbours'.
+ENCODER_POOLS = ("avg", "flatten")
 
 
 class SemanticEncoder(nn.Module):
-    """Downsampling ResBlocks (no time, no z conditioning), then GN-SiLU-avgpool-1x1 conv to ``z_dim``."""
+    """Downsampling ResBlocks (no time, no z conditioning), then GN-SiLU and a pooled linear map to ``z_dim``.
+
+    ``pool="avg"`` is DiffAE's head (avgpool, 1x1 conv); ``pool="flatten"`` flattens the last
+    feature map into one linear layer instead (see :data:`ENCODER_POOLS`).
+    """
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -129,8 +145,12 @@ class SemanticEncoder(nn.Module):
                 layers.append(Downsample(cur, dims))
                 res //= 2
         self.body = _Sequential(layers)
-        pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
-        self.head = nn.Sequential(group_norm(cur), nn.SiLU(), pool, conv_nd(dims, cur, cfg.z_dim, 1), nn.Flatten())
+        if cfg.pool == "avg":
+            pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
+            head = [pool, conv_nd(dims, cur, cfg.z_dim, 1), nn.Flatten()]
+        else:
+            head = [nn.Flatten(), nn.Linear(cur * res ** dims, cfg.z_dim)]
+        self.head = nn.Sequential(group_norm(cur), nn.SiLU(), *head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
