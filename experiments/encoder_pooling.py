@@ -76,14 +76,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         loss_fn = DAEObjective(objective, a.steps)
         opt = torch.optim.Adam(dae.parameters(), lr=a.lr)
         batches = torch.Generator().manual_seed(a.seed)
-        t0, loss = time.perf_counter(), float("nan")
+        t0, loss = time.perf_counter(), None
         for step in range(a.steps + 1):
             if step % a.every == 0 or step == a.steps:
                 with torch.no_grad():
                     z = torch.cat([dae.eval().encode(x[i:i + 200]) for i in range(0, len(x), 200)]).numpy()
                 dae.train()
-                row = dict(pool=pool, step=step, loss=round(loss, 4), auc=probe_auc(z[keep], y, seed=a.seed),
-                           seconds=round(time.perf_counter() - t0, 1))
+                row = dict(pool=pool, step=step, loss=None if loss is None else round(loss, 4),
+                           auc=probe_auc(z[keep], y, seed=a.seed), seconds=round(time.perf_counter() - t0, 1))
                 print(json.dumps(row), flush=True)
                 rows.append(row)
             if step == a.steps:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             value.backward()
             torch.nn.utils.clip_grad_norm_(dae.parameters(), 1.0)
             opt.step()
-            loss = float(value)
+            loss = float(value.detach())
     if a.out:
         from latentmed.io import write_json, write_text
 

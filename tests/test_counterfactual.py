@@ -55,11 +55,26 @@ def test_make_counterfactuals_tiny_dae(tmp_path):
     np.testing.assert_array_equal(again.counterfactuals, res.counterfactuals)
     summary = json.loads((tmp_path / "counterfactuals.json").read_text())
     assert summary["labels"][-1] == "flipped" and len(summary["files"]) == 3
+    assert summary["target_grades"] == grades and len(summary["follow_slope"]) == 3
     assert all((tmp_path / f"{i}.png").is_file() for i in "abc")
     # a grader of another DAE is refused
     other = HyperplaneGrader(model_id="someone-else").fit(z, y)
     with pytest.raises(LatentmedError, match="grader was fitted on latents of DAE"):
         make_counterfactuals(dae, x, ["a", "b", "c"], other, grades, steps=STEPS)
+
+
+def test_follow_slope_measures_how_far_decoded_grades_move():
+    from latentmed.latent.counterfactual import CounterfactualResult
+
+    targets = [-1.0, 0.0, 2.0, 4.0]
+    got = np.array([[0.5 * t + 1 for t in targets], [2.0] * 4, [t - 3 for t in targets]])
+    got = np.concatenate([got, np.full((3, 1), 9.0)], axis=1)  # a 'flipped' column is ignored
+    empty = np.zeros((3, 1))
+    res = CounterfactualResult(["a", "b", "c"], empty, empty, empty, ["G-1", "G0", "G2", "G4", "flipped"], empty,
+                               empty, empty, empty, got, target_grades=targets)
+    np.testing.assert_allclose(res.follow_slope(), [0.5, 0.0, 1.0], atol=1e-12)
+    res.target_grades = [0.0]
+    assert np.isnan(res.follow_slope()).all()
 
 
 @pytest.fixture(scope="module")

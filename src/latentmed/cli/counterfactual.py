@@ -47,6 +47,8 @@ def counterfactual(
     result = counterfactuals_from_run(run, grader, data, parse_list(ids, str, "--ids"),
                                       grades=targets, flip=flip, steps=steps,
                                       out_dir=out, device=device, progress=True)
+    slopes = result.follow_slope()
     for i, image_id in enumerate(result.ids):
+        follow = "" if np.isnan(slopes[i]) else f", follow slope {slopes[i]:.2f}"
         console.print(f"{image_id}: grade {result.predicted_grade[i]:.2f}, reconstruction PSNR "
-                      f"{result.reconstruction_psnr[i]:.1f} dB -> {result.files[i]}")
+                      f"{result.reconstruction_psnr[i]:.1f} dB{follow} -> {result.files[i]}")

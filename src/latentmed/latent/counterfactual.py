@@ -91,7 +91,22 @@ class CounterfactualResult:
     original_distance: np.ndarray        # [N]
     reconstruction_psnr: np.ndarray      # [N] dB
     counterfactual_grade: np.ndarray     # [N, G] grader's continuous grade of each re-encoded counterfactual
+    target_grades: list[float] = dataclasses.field(default_factory=list)  # the grade columns' targets
     files: list[str] = dataclasses.field(default_factory=list)
+
+    def follow_slope(self) -> np.ndarray:
+        """``[N]`` least-squares slope of the re-encoded grade against the target grade, per image.
+
+        1 means the decoded images carry the grade they were asked for; 0 means the decoder ignored
+        the move along the normal (the images only look like their reconstruction). NaN without
+        at least two target grades.
+        """
+        t = np.asarray(self.target_grades, dtype=np.float64)
+        if len(t) < 2:
+            return np.full(len(self.ids), np.nan)
+        got = self.counterfactual_grade[:, :len(t)]
+        tc = t - t.mean()
+        return (got - got.mean(1, keepdims=True)) @ tc / (tc @ tc)
 
     def summary(self) -> dict:
         return {"ids": self.ids, "labels": self.labels,
@@ -101,6 +116,7 @@ class CounterfactualResult:
                 "counterfactual_grade": self.counterfactual_grade.round(4).tolist(),
                 "reconstruction_psnr_db": self.reconstruction_psnr.round(3).tolist(),
                 "mean_reconstruction_psnr_db": float(np.mean(self.reconstruction_psnr)),
+                "target_grades": list(self.target_grades), "follow_slope": [None if np.isnan(v) else round(float(v), 4) for v in self.follow_slope()],
                 "files": self.files}
 
 
@@ -168,7 +184,8 @@ def make_counterfactuals(dae, images, ids: Sequence[str], grader, grades: Sequen
         ids=ids, originals=originals, reconstructions=reconstructions, counterfactuals=cf.numpy(), labels=labels,
         target_distances=np.concatenate(targets), predicted_grade=grader.predict_continuous(z_all),
         original_distance=grader.signed_distance(z_all), reconstruction_psnr=psnr(reconstructions, originals),
-        counterfactual_grade=grader.predict_continuous(z_cf.double().numpy()).reshape(len(x), n_cols))
+        counterfactual_grade=grader.predict_continuous(z_cf.double().numpy()).reshape(len(x), n_cols),
+        target_grades=grades)
     if out_dir is not None:
         from latentmed.io import write_json
         from latentmed.viz.counterfactual import save_counterfactual_strip
