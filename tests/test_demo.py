@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 from typer.testing import CliRunner
 
 from latentmed.cli.main import app
@@ -13,13 +14,14 @@ def test_demo_quick_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text()
     for name in ("reconstructions.png", "interpolation.png", "samples.png", "grading/table.md",
-                 "grading/tsne_level.png", "grader/config.json" if (out / "grader/config.json").exists() else "grader"):
+                 "grading/tsne_level.png", "grading/tsne_fracture.png", "grader/config.json" if (out / "grader/config.json").exists() else "grader"):
         assert (out / name).exists(), name
     assert "| DDIM inversion |" in report and "CNN baseline" in report and "counterfactuals/" in report
     facts = json.loads((out / "report.json").read_text())["facts"]
     assert facts["psnr_inversion_db"] > facts["psnr_random_xT_db"]
     assert facts["settings"]["dae_steps"] == 30
     assert len(list((out / "counterfactuals").glob("*.png"))) >= 1
+    assert "Follow slope" in report and all(np.isfinite(facts["counterfactual_follow_slope"]))
     # a second run resumes every stage instead of starting over
     again = CliRunner().invoke(app, ["demo", "--quick", "--steps", "30", "--out", str(out)])
     assert again.exit_code == 0, again.output

@@ -56,7 +56,7 @@ def test_cli_fit_predict_evaluate(dataset):
     assert (pred["grade"].values == truth["genant"].values).mean() > 0.9
     res = runner.invoke(grade_cli.app, ["evaluate", str(d / "grader"), "--latents", str(d / "latents.npz"),
                                         "--labels", str(d / "labels.csv"), "--calibrations",
-                                        "poly:1:0,2,3;poly:3:0,2,3", "--tsne-column", "fracture",
+                                        "poly:1:0,2,3;poly:3:0,2,3", "--tsne-column", "fracture,level",
                                         "--out", str(d / "report")])
     assert res.exit_code == 0, res.output
     report = json.loads((d / "report" / "table.json").read_text())
@@ -68,7 +68,8 @@ def test_cli_fit_predict_evaluate(dataset):
         assert np.sum(r["confusion"]) == 36
     table = (d / "report" / "table.md").read_text()
     assert "| method | detection AUC |" in table and "Confusion matrix" in table
-    assert (d / "report" / "tsne_fracture.png").is_file() and (d / "report" / "calibration.png").is_file()
+    for name in ("tsne_fracture.png", "tsne_level.png", "calibration.png"):
+        assert (d / "report" / name).is_file(), name
 
 
 def test_workflow_matches_direct_estimator_and_several_columns(dataset):

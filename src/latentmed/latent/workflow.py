@@ -145,7 +145,7 @@ def predict_grades(grader, latents, out: str | os.PathLike | None = None):
 def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: Sequence[str] | None = None,
                     calibrations: Sequence[str] | None = None, f1_grades: Sequence[int] | None = None,
                     data_dir: str | os.PathLike | None = None, baseline_arch: str = "small",
-                    baseline_epochs: int = 30, tsne: bool = True, tsne_column: str | None = None,
+                    baseline_epochs: int = 30, tsne: bool = True, tsne_column: str | Sequence[str] | None = None,
                     id_column: str = "id", seed: int = 0, out_dir: str | os.PathLike | None = None,
                     progress: bool = False) -> dict:
     """Grading table on held-out ids: AUC, macro-F1, MAE, accuracy, confusion, per calibration (+ CNN).
@@ -155,7 +155,8 @@ def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: 
     calibrations (e.g. ``["means:0,3", "poly:1:0,2,3", "poly:3:0,2,3"]``). With ``data_dir``
     (``DIR/images/<id>.png``), a CNN baseline is trained on the grader's training ids and added. With
     ``out_dir``: ``table.md``, ``table.json``, confusion and calibration plots, and a t-SNE picture of
-    z_sem coloured by ``tsne_column`` (default: the graded column). Returns the JSON dict.
+    z_sem coloured by each of ``tsne_column`` (one column, a comma-separated list or a sequence; default:
+    the graded column). Returns the JSON dict.
     """
     from latentmed.latent.evaluation import grader_rows, grading_metrics, markdown_table, tsne_embedding
 
@@ -206,16 +207,19 @@ def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: 
         variants = [grader.recalibrate(**parse_calibration(c)) for c in (calibrations or [])]
         files.append(str(save_calibration(grader, grader.signed_distance(z), y, out_dir / "calibration.png", variants)))
         if tsne and len(z_all) >= 5:
-            col = tsne_column or column
+            cols = [tsne_column] if isinstance(tsne_column, str) else list(tsne_column or [])
+            cols = [c.strip() for spec in cols for c in spec.split(",") if c.strip()] or [column]
             df = read_labels(labels, id_column)
-            expect(col in df.columns, f"t-SNE column {col!r} not in the labels; columns are {list(df.columns)}.")
+            missing = [c for c in cols if c not in df.columns]
+            expect(not missing, f"t-SNE column(s) {missing} not in the labels; columns are {list(df.columns)}.")
             match = _match_ids(ids_all.tolist(), df.index.tolist())
-            colour = np.asarray([df.at[match[i], col] for i in ids_all])
-            if np.issubdtype(colour.dtype, np.floating) and np.allclose(colour, np.round(colour)):
-                colour = colour.astype(int)
             emb = tsne_embedding(z_all, random_state=seed)
-            files.append(str(save_scatter(emb, colour, out_dir / f"tsne_{col}.png",
-                                          f"t-SNE of z_sem ({len(z_all)} samples)", col)))
+            for col in cols:
+                colour = np.asarray([df.at[match[i], col] for i in ids_all])
+                if np.issubdtype(colour.dtype, np.floating) and np.allclose(colour, np.round(colour)):
+                    colour = colour.astype(int)
+                files.append(str(save_scatter(emb, colour, out_dir / f"tsne_{col}.png",
+                                              f"t-SNE of z_sem ({len(z_all)} samples)", col)))
         write_text(out_dir / "table.md", markdown_table(rows, f"Grading of {column!r} on {len(ids)} held-out samples"))
         write_json(out_dir / "table.json", report)
         files += [str(out_dir / "table.md"), str(out_dir / "table.json")]
