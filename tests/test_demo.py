@@ -41,3 +41,16 @@ def test_grading_comment_only_when_latent_trails_cnn():
 def test_demo_rejects_bad_steps(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--steps", "0", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--steps must be >= 1" in result.output
+
+
+def test_counterfactual_comment_by_follow_slope():
+    from types import SimpleNamespace
+
+    from latentmed.demo import _counterfactual_comment
+
+    def comment(*slopes):
+        return " ".join(_counterfactual_comment(SimpleNamespace(follow_slope=lambda: np.array(slopes))))
+
+    assert "Follow slope 0.02" in comment(0.01, 0.03) and "barely draws" in comment(0.01, 0.03)
+    assert "only partly" in comment(0.2, 0.36) and "barely" not in comment(0.2, 0.36)
+    assert "partly" not in comment(0.8, 1.0) and "barely" not in comment(0.8, 1.0)
