@@ -14,7 +14,8 @@ def test_demo_quick_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text()
     for name in ("reconstructions.png", "interpolation.png", "samples.png", "grading/table.md",
-                 "grading/tsne_level.png", "grading/tsne_fracture.png", "grader/config.json" if (out / "grader/config.json").exists() else "grader"):
+                 "grading/tsne_level.png", "grading/tsne_fracture.png",
+                 "grader/config.json" if (out / "grader/config.json").exists() else "grader"):
         assert (out / name).exists(), name
     assert "| DDIM inversion |" in report and "CNN baseline" in report and "counterfactuals/" in report
     facts = json.loads((out / "report.json").read_text())["facts"]

@@ -124,8 +124,8 @@ def run_demo(out: str | Path = "latentmed-demo", quick: bool = False, seed: int 
     grader = fit_grader(latents_path, phantom / "labels.csv", "genant", negative=[0], positive=[2, 3],
                         classifier="svm", calibration="means:0,3", holdout=0.3, seed=seed, out=out / "grader")
     report = evaluate_grader(grader, latents_path, phantom / "labels.csv", calibrations=CALIBRATIONS,
-                             data_dir=phantom, baseline_epochs=s.cnn_epochs, tsne_column="level,fracture", seed=seed,
-                             out_dir=out / "grading", progress=True)
+                             data_dir=phantom, baseline_epochs=s.cnn_epochs, tsne_column="level,fracture",
+                             seed=seed, out_dir=out / "grading", progress=True)
     done("grade")
 
     # 6. counterfactuals -----------------------------------------------------------------------------
@@ -217,7 +217,8 @@ def _report(out: Path, s: DemoSettings, facts: dict, grading: dict, cf, quick: b
         "## Grading", "",
         markdown_table(grading["rows"], f"Genant grading of {grading['n_test']} held-out images "
                                         f"(grader fitted on {grading['n_train']})"), "",
-        *_grading_comment(grading), "![t-SNE by level](grading/tsne_level.png) ![t-SNE by fracture](grading/tsne_fracture.png)", "",
+        *_grading_comment(grading),
+        "![t-SNE by level](grading/tsne_level.png) ![t-SNE by fracture](grading/tsne_fracture.png)", "",
         "t-SNE of z_sem coloured by spinal level and by fracture (Genant grade 2 or more).", "",
         "## Counterfactuals", "",
         "Each strip: original, reconstruction, then the image at each target grade; the second row shows the "

@@ -82,7 +82,8 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, "--data", help="Image folder (DIR/images/<id>.png): adds a CNN baseline."),
     baseline_arch: str = typer.Option("small", help="CNN baseline: small | densenet121 (MONAI)."),
     baseline_epochs: int = typer.Option(30, help="CNN baseline epochs."),
-    tsne_column: Optional[str] = typer.Option(None, help="Colour the t-SNE by these columns, e.g. level,fracture (default: --column)."),
+    tsne_column: Optional[str] = typer.Option(None, help="Colour the t-SNE by these columns, e.g. level,fracture "
+                                                                "(default: --column)."),
     no_tsne: bool = typer.Option(False, "--no-tsne", help="Skip the t-SNE picture."),
     seed: int = typer.Option(0, help="Seed for t-SNE and the baseline."),
     out: Path = typer.Option(..., "--out", help="Report folder: table.md, table.json, plots."),

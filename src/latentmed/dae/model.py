@@ -45,6 +45,7 @@ class DAEConfig:
     def __post_init__(self) -> None:
         get_schedule(self.schedule)
         check_prediction(self.prediction)
+        EncoderConfig(pool=self.enc_pool)  # a wrong enc_pool fails when the config is read
         if self.dims not in (2, 3):
             raise LatentmedError(f"dims must be 2 or 3, got {self.dims}.")
         factor = 2 ** (len(self.channel_mult) - 1)

@@ -116,7 +116,8 @@ class CounterfactualResult:
                 "counterfactual_grade": self.counterfactual_grade.round(4).tolist(),
                 "reconstruction_psnr_db": self.reconstruction_psnr.round(3).tolist(),
                 "mean_reconstruction_psnr_db": float(np.mean(self.reconstruction_psnr)),
-                "target_grades": list(self.target_grades), "follow_slope": [None if np.isnan(v) else round(float(v), 4) for v in self.follow_slope()],
+                "target_grades": list(self.target_grades),
+                "follow_slope": [None if np.isnan(v) else round(float(v), 4) for v in self.follow_slope()],
                 "files": self.files}
 
 

@@ -114,7 +114,8 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         if self.pool not in ENCODER_POOLS:
-            raise LatentmedError(f"enc_pool (the semantic encoder's pooling) must be one of {', '.join(ENCODER_POOLS)}; got {self.pool!r}.")
+            raise LatentmedError(f"enc_pool (the semantic encoder's pooling) must be one of "
+                                 f"{', '.join(ENCODER_POOLS)}; got {self.pool!r}.")
 
 
 #: ``avg``: DiffAE's global average pooling (translation invariant). ``flatten``: a linear map of
