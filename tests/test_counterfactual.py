@@ -57,6 +57,11 @@ def test_make_counterfactuals_tiny_dae(tmp_path):
     assert summary["labels"][-1] == "flipped" and len(summary["files"]) == 3
     assert summary["target_grades"] == grades and len(summary["follow_slope"]) == 3
     assert all((tmp_path / f"{i}.png").is_file() for i in "abc")
+    # moving along the class means: other latents, the same target distances, the same 'unchanged'
+    means = make_counterfactuals(dae, x, ["a", "b", "c"], grader, grades, steps=STEPS, flip=True, direction="means")
+    np.testing.assert_allclose(means.target_distances, res.target_distances, atol=1e-8)
+    np.testing.assert_array_equal(means.reconstructions, res.reconstructions)
+    assert np.abs(means.counterfactuals - res.counterfactuals).max() > 1e-4
     # a grader of another DAE is refused
     other = HyperplaneGrader(model_id="someone-else").fit(z, y)
     with pytest.raises(LatentmedError, match="grader was fitted on latents of DAE"):
@@ -110,11 +115,14 @@ def test_spine2d_end_to_end_cli(spine, tmp_path):
     assert all(0.0 <= r["macro_f1"] <= 1.0 and r["n"] == rows[0]["n"] for r in rows)
     res = runner.invoke(_cf_app(), [
         str(tmp_path / "run"), str(tmp_path / "grader"), "--data", str(data), "--ids", f"{ids[0]},{ids[1]}",
-        "--traverse", "-1:4:3", "--flip", "--steps", str(STEPS), "--out", str(tmp_path / "cf")])
+        "--traverse", "-1:4:3", "--flip", "--direction", "means", "--steps", str(STEPS), "--out", str(tmp_path / "cf")])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "cf" / "counterfactuals.json").read_text())
     assert summary["ids"] == ids[:2] and summary["labels"] == ["G-1", "G1.5", "G4", "flipped"]
-    assert (tmp_path / "cf" / f"{ids[0]}.png").is_file()
+    assert (tmp_path / "cf" / f"{ids[0]}.png").is_file() and "follow slope" in res.output
+    res = runner.invoke(_cf_app(), [str(tmp_path / "run"), str(tmp_path / "grader"), "--data", str(data), "--ids",
+                                    ids[0], "--direction", "sideways", "--out", str(tmp_path / "cf2")])
+    assert res.exit_code == 2 and "direction must be one of normal, means" in res.output
 
 
 def _cf_app():

@@ -44,6 +44,42 @@ def test_latent_math_exact_oracle():
     path = traverse(z[:2], NORMAL, b, -1.0, 3.0, 5)
     assert path.shape == (2, 5, D)
     np.testing.assert_allclose(signed_distance(path[1], NORMAL, b), np.linspace(-1, 3, 5), atol=1e-12)
+    # along another direction u: w + s u, still exactly at the target distance
+    u = UNIT + rng.normal(size=D) * 0.3
+    moved_u = move_to_distance(z, NORMAL, b, 2.5, direction=u)
+    np.testing.assert_allclose(signed_distance(moved_u, NORMAL, b), 2.5, atol=1e-12)
+    step = moved_u - z
+    np.testing.assert_allclose(step / np.linalg.norm(step, axis=1, keepdims=True),
+                               np.sign(2.5 - d)[:, None] * u / np.linalg.norm(u), atol=1e-12)  # parallel to u
+    np.testing.assert_allclose(signed_distance(reflect(z, NORMAL, b, u), NORMAL, b), -d, atol=1e-12)
+    np.testing.assert_allclose(move_to_distance(z, NORMAL, b, 2.5, direction=3 * UNIT), moved, atol=1e-12)
+    path_u = traverse(z[:2], NORMAL, b, -1.0, 3.0, 5, direction=u)
+    np.testing.assert_allclose(signed_distance(path_u[0], NORMAL, b), np.linspace(-1, 3, 5), atol=1e-12)
+    ortho = np.linalg.svd(np.eye(D) - np.outer(UNIT, UNIT))[0][:, 0]
+    with pytest.raises(LatentmedError, match="almost parallel to the hyperplane"):
+        move_to_distance(z, NORMAL, b, 1.0, direction=ortho)
+    with pytest.raises(LatentmedError, match="dimensions"):
+        move_to_distance(z, NORMAL, b, 1.0, direction=np.ones(D + 1))
+
+
+def test_grader_class_means_and_move_direction(tmp_path):
+    from latentmed.latent.counterfactual import move_direction
+
+    z, y, _ = synthetic(seed=3)
+    g = HyperplaneGrader(negative=(0,), positive=(2, 3)).fit(z, y)
+    np.testing.assert_allclose(g.class_means_, [z[y == 0].mean(0), z[y >= 2].mean(0)])  # input space, G1 left out
+    assert move_direction(g, "normal") is None
+    np.testing.assert_allclose(move_direction(g, "means"), z[y >= 2].mean(0) - z[y == 0].mean(0))
+    moved, dist = grade_latents(g, z[:4], [-1, 0, 3, 4], direction="means")
+    np.testing.assert_allclose(g.predict_continuous(moved.reshape(-1, z.shape[1])).reshape(4, 4),
+                               np.tile([-1, 0, 3, 4], (4, 1)), atol=1e-9)
+    save_grader(g, tmp_path / "g")
+    np.testing.assert_allclose(load_grader(tmp_path / "g").class_means_, g.class_means_)
+    with pytest.raises(LatentmedError, match="direction must be one of normal, means"):
+        move_direction(g, "pca")
+    del g.class_means_  # as loaded from a grader saved before class means were kept
+    with pytest.raises(LatentmedError, match="refit it"):
+        move_direction(g, "means")
 
 
 @pytest.mark.parametrize("classifier", ["svm", "logreg", "linear"])

@@ -181,7 +181,9 @@ def _counterfactual_comment(cf) -> list[str]:
                   ""]
     elif slope < 0.5:
         lines += ["The decoder follows the move only partly: the change (the endplate moving) is clearer in the "
-                  "difference maps than in the images. Longer training makes it stronger.", ""]
+                  "difference maps than in the images. Longer training makes it stronger, and "
+                  "`latentmed counterfactual ... --direction means` (moving along the class-mean difference) is "
+                  "often drawn more clearly (slope 0.79 against 0.24 at 4000 steps).", ""]
     return lines
 
 

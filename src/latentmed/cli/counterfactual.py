@@ -21,6 +21,8 @@ def counterfactual(
                                                       "replaces --grades)."),
     flip: bool = typer.Option(False, "--flip", help="Add the binary counterfactual (reflection across the hyperplane)."),
     steps: int = typer.Option(50, help="DDIM steps for inversion and decoding (one grid for both)."),
+    direction: str = typer.Option("normal", help="Move z_sem along the hyperplane 'normal' (the papers) or the "
+                                                 "class 'means' difference (often drawn more clearly by the decoder)."),
     device: str = typer.Option("cpu", help="Torch device."),
     out: Path = typer.Option(..., "--out", help="Output folder: <id>.png strips and counterfactuals.json."),
 ) -> None:
@@ -45,8 +47,8 @@ def counterfactual(
             raise LatentmedError(f"--traverse {traverse!r}: K must be at least 2.")
         targets = [round(float(g), 4) for g in np.linspace(start, stop, k)]
     result = counterfactuals_from_run(run, grader, data, parse_list(ids, str, "--ids"),
-                                      grades=targets, flip=flip, steps=steps,
-                                      out_dir=out, device=device, progress=True)
+                                      grades=targets, flip=flip, steps=steps, out_dir=out,
+                                      direction=direction, device=device, progress=True)
     slopes = result.follow_slope()
     for i, image_id in enumerate(result.ids):
         follow = "" if np.isnan(slopes[i]) else f", follow slope {slopes[i]:.2f}"

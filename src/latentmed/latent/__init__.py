@@ -8,7 +8,7 @@
 """
 
 from latentmed.latent.counterfactual import (CounterfactualResult, grade_latents, make_counterfactuals,
-                                             move_to_distance, reflect, signed_distance, traverse)
+                                             move_direction, move_to_distance, reflect, signed_distance, traverse)
 from latentmed.latent.grader import HyperplaneGrader, calibration_name, parse_calibration
 from latentmed.latent.io import Latents, load_grader, load_latents, save_grader, save_latents
 from latentmed.latent.probe import LinearProbe
@@ -18,6 +18,7 @@ from latentmed.latent.workflow import (counterfactuals_from_run, evaluate_grader
 __all__ = [
     "CounterfactualResult", "HyperplaneGrader", "Latents", "LinearProbe", "calibration_name",
     "counterfactuals_from_run", "evaluate_grader", "fit_grader", "fit_graders", "grade_latents", "holdout_split",
-    "join_labels", "load_grader", "load_latents", "make_counterfactuals", "move_to_distance", "parse_calibration",
+    "join_labels", "load_grader", "load_latents", "make_counterfactuals", "move_direction",
+    "move_to_distance", "parse_calibration",
     "predict_grades", "read_labels", "reflect", "save_grader", "save_latents", "signed_distance", "traverse",
 ]

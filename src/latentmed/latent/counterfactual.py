@@ -7,6 +7,13 @@ Latent math (pure numpy, any hyperplane with unit normal ``n`` and offset ``b``,
 - :func:`move_to_distance`: ``w + (d* - dist(w)) n`` lands exactly at distance ``d*``;
 - :func:`traverse`: ``k`` latents along ``n`` between two distances.
 
+Each also takes a ``direction`` ``u`` to move along instead of ``n``: ``w + s u`` with
+``s = (d* - dist(w)) / (n.u)`` lands at the same distance ``d*``. ``direction="means"`` in
+:func:`make_counterfactuals` uses the difference of the grader's class means (positive minus
+negative training latents). Along ``n`` is the papers' choice and the shortest move; but ``n`` is
+the most *discriminative* direction, which can be one the decoder hardly draws, while the class
+means differ along what changes between the grades in the data (``experiments/README.md``).
+
 :func:`make_counterfactuals` decodes them with a diffusion autoencoder, each image with its own
 stochastic code ``x_T`` from DDIM inversion on the same step grid as decoding, so the
 "unchanged" latent reproduces the input (its PSNR is reported).
@@ -37,34 +44,60 @@ def signed_distance(z, normal, offset: float) -> np.ndarray:
     return (np.asarray(z, dtype=np.float64) @ n + float(offset)) / np.linalg.norm(n)
 
 
-def move_to_distance(z, normal, offset: float, distance) -> np.ndarray:
-    """Move each row of ``z`` along the normal to signed distance ``distance`` (scalar or per row)."""
-    u = _unit(normal)
+def _step(normal, direction) -> np.ndarray:
+    """The vector that changes the signed distance by exactly 1: ``u / (n.u)`` (``n`` itself by default)."""
+    n = _unit(normal)
+    if direction is None:
+        return n
+    u = np.asarray(direction, dtype=np.float64).reshape(-1)
+    expect(u.shape == n.shape, f"direction has {u.size} dimensions; the latents have {n.size}.")
+    expect(np.linalg.norm(u) > 0, "the move direction is zero (are the class means equal?); use direction='normal'.")
+    cos = float(n @ u) / np.linalg.norm(u)
+    expect(cos > 0.05, f"the move direction is almost parallel to the hyperplane (cosine {cos:.3f} with its normal), "
+                       "so reaching a grade along it would take a huge step; use direction='normal'.")
+    return u / float(n @ u)
+
+
+def move_to_distance(z, normal, offset: float, distance, direction=None) -> np.ndarray:
+    """Move each row of ``z`` to signed distance ``distance`` (scalar or per row), along the normal or ``direction``."""
     z = np.asarray(z, dtype=np.float64)
     d = signed_distance(z, normal, offset)
-    return z + (np.asarray(distance, dtype=np.float64) - d)[..., None] * u
+    return z + (np.asarray(distance, dtype=np.float64) - d)[..., None] * _step(normal, direction)
 
 
-def reflect(z, normal, offset: float) -> np.ndarray:
+def reflect(z, normal, offset: float, direction=None) -> np.ndarray:
     """Binary counterfactual by reflection: ``w_ce = w - 2 dist(w) n / ||n||`` (distance kept, side flipped)."""
-    u = _unit(normal)
     z = np.asarray(z, dtype=np.float64)
-    return z - 2.0 * signed_distance(z, normal, offset)[..., None] * u
+    return z - 2.0 * signed_distance(z, normal, offset)[..., None] * _step(normal, direction)
 
 
-def traverse(z, normal, offset: float, start: float, stop: float, k: int) -> np.ndarray:
+def traverse(z, normal, offset: float, start: float, stop: float, k: int, direction=None) -> np.ndarray:
     """``[N, k, d]`` latents at ``k`` evenly spaced signed distances from ``start`` to ``stop``."""
     expect(int(k) >= 2, f"a traversal needs k >= 2 points; got {k}.")
     distances = np.linspace(float(start), float(stop), int(k))
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
-    return np.stack([move_to_distance(z, normal, offset, d) for d in distances], axis=1)
+    return np.stack([move_to_distance(z, normal, offset, d, direction) for d in distances], axis=1)
 
 
-def grade_latents(grader, z, grades: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+DIRECTIONS = ("normal", "means")
+
+
+def move_direction(grader, direction: str = "normal") -> np.ndarray | None:
+    """``None`` for the hyperplane normal, or the grader's positive-minus-negative class-mean difference."""
+    expect(direction in DIRECTIONS, f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}.")
+    if direction == "normal":
+        return None
+    expect(hasattr(grader, "class_means_"), "this grader has no class means (saved by an older latentmed); "
+                                            "refit it with `latentmed grade fit`, or use direction='normal'.")
+    return grader.class_means_[1] - grader.class_means_[0]
+
+
+def grade_latents(grader, z, grades: Sequence[float], direction: str = "normal") -> tuple[np.ndarray, np.ndarray]:
     """Latents of each row of ``z`` moved to each target grade: ``([N, G, d], distances [G])``."""
     distances = np.atleast_1d(grader.inverse_calibrate(np.asarray(grades, dtype=np.float64)))
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
-    moved = np.stack([move_to_distance(z, grader.normal_, grader.offset_, d) for d in distances], axis=1)
+    u = move_direction(grader, direction)
+    moved = np.stack([move_to_distance(z, grader.normal_, grader.offset_, d, u) for d in distances], axis=1)
     return moved, distances
 
 
@@ -123,7 +156,8 @@ class CounterfactualResult:
 
 def make_counterfactuals(dae, images, ids: Sequence[str], grader, grades: Sequence[float] | None = None,
                          steps: int = 50, out_dir: str | os.PathLike | None = None, *, flip: bool = False,
-                         batch_size: int = 16, seed: int = 0, progress: bool = False) -> CounterfactualResult:
+                         direction: str = "normal", batch_size: int = 16, seed: int = 0,
+                         progress: bool = False) -> CounterfactualResult:
     """Counterfactual images of each input at target ``grades`` (and/or flipped across the hyperplane).
 
     ``images``: ``[N, C, H, W]`` in [-1, 1] (tensor or array). Each image is encoded to ``z_sem``, inverted
@@ -131,11 +165,14 @@ def make_counterfactuals(dae, images, ids: Sequence[str], grader, grades: Sequen
     reflection) is decoded from that ``x_T`` on the same ``steps`` grid. Returns a
     :class:`CounterfactualResult`; with ``out_dir``, writes ``<id>.png`` strips (original, reconstruction,
     counterfactuals labelled by grade, signed difference maps) and ``counterfactuals.json``.
+    ``direction``: move along the hyperplane ``"normal"`` (the papers) or the class ``"means"``
+    difference; either way each latent lands exactly at its target distance.
     """
     import torch
 
     expect(grades or flip, "give target grades (e.g. -1,0,1,2,3,4) and/or flip=True for the binary counterfactual.")
     grades = [float(g) for g in (grades or [])]
+    u = move_direction(grader, direction)
     x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images).float()
     expect(x.ndim == 4, f"images must be [N, C, H, W]; got shape {tuple(x.shape)}.")
     ids = [str(i) for i in ids]
@@ -158,11 +195,11 @@ def make_counterfactuals(dae, images, ids: Sequence[str], grader, grades: Sequen
             zn = z.double().cpu().numpy()
             columns, dists = [], []
             if grades:
-                moved, d = grade_latents(grader, zn, grades)
+                moved, d = grade_latents(grader, zn, grades, direction)
                 columns += [moved[:, j] for j in range(len(grades))]
                 dists += [np.broadcast_to(d[j], (len(zn),)) for j in range(len(grades))]
             if flip:
-                columns.append(reflect(zn, grader.normal_, grader.offset_))
+                columns.append(reflect(zn, grader.normal_, grader.offset_, u))
                 dists.append(-grader.signed_distance(zn))
             # one decode call per column: [z, col_1, ..., col_G] all with the same x_T
             lat = np.stack([zn] + columns, axis=0)  # [1+G, B, d]

@@ -85,7 +85,8 @@ class HyperplaneGrader(ClassifierMixin, BaseEstimator):
     Fitted attributes: ``probe_``, ``normal_`` (unit), ``offset_``, ``coef_``, ``intercept_`` (input space),
     ``classes_`` (= the scale), ``calibration_grades_``, ``calibration_coef_`` (power basis, increasing),
     ``reference_distances_`` (mean distance per calibration grade), ``train_distances_``/``train_grades_``
-    (for :meth:`recalibrate`), ``n_features_in_``.
+    (for :meth:`recalibrate`), ``class_means_`` ``[2, d]`` (mean negative and positive training latent, input
+    space; the ``"means"`` counterfactual direction), ``n_features_in_``.
 
     Estimator checks: ``check_estimator`` passes except :func:`expected_failed_checks`:
     ``check_classifiers_classes`` (string labels have no order), ``check_classifiers_train`` (sklearn's
@@ -147,6 +148,9 @@ class HyperplaneGrader(ClassifierMixin, BaseEstimator):
         self.train_distances_ = probe.signed_distance(X)
         self.train_grades_ = y
         self.train_weights_ = np.ones(len(y)) if sample_weight is None else sample_weight
+        # class means in the input space: the "means" counterfactual direction (counterfactual.py)
+        w = self.train_weights_
+        self.class_means_ = np.stack([np.average(X[m], axis=0, weights=w[m]) for m in (is_neg, is_pos)])
         self._calibrate(self.calibration, self.calibration_grades, self.degree)
         return self
 
@@ -274,7 +278,8 @@ class HyperplaneGrader(ClassifierMixin, BaseEstimator):
         arrays = {f"probe_{k}": v for k, v in pa.items()}
         arrays.update(classes=self.classes_, train_distances=self.train_distances_, train_grades=self.train_grades_,
                       train_weights=self.train_weights_, calibration_grades=self.calibration_grades_, calibration_coef=self.calibration_coef_,
-                      linear_coef=self._linear_coef, reference_distances=self.reference_distances_)
+                      linear_coef=self._linear_coef, reference_distances=self.reference_distances_,
+                      class_means=self.class_means_)
         return scalars, arrays
 
     def _set_state(self, scalars: dict, arrays: dict) -> None:
@@ -294,6 +299,8 @@ class HyperplaneGrader(ClassifierMixin, BaseEstimator):
         self.calibration_coef_ = arrays["calibration_coef"]
         self._linear_coef = arrays["linear_coef"]
         self.reference_distances_ = arrays["reference_distances"]
+        if "class_means" in arrays:  # graders saved before the class means were kept have none
+            self.class_means_ = arrays["class_means"]
 
 
 def _as_grades(y: np.ndarray) -> np.ndarray:

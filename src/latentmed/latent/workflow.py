@@ -228,7 +228,7 @@ def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: 
 
 def counterfactuals_from_run(run, grader, data_dir, ids: Sequence[str], *, grades: Sequence[float] | None = None,
                              flip: bool = False, steps: int = 50, out_dir: str | os.PathLike | None = None,
-                             device: str = "cpu", progress: bool = False):
+                             direction: str = "normal", device: str = "cpu", progress: bool = False):
     """``latentmed counterfactual``: load the DAE of ``run`` and the grader, read the images, make the strips."""
     from latentmed.dae import load_dae
     from latentmed.latent.counterfactual import load_images, make_counterfactuals
@@ -237,4 +237,5 @@ def counterfactuals_from_run(run, grader, data_dir, ids: Sequence[str], *, grade
     dae = load_dae(run, device=device)
     expect(len(ids) > 0, "no ids given; pass --ids ID1,ID2 (ids from the labels CSV).")
     x = load_images(data_dir, ids, channels=dae.config.in_channels, size=dae.config.image_size)
-    return make_counterfactuals(dae, x, ids, grader, grades, steps, out_dir, flip=flip, progress=progress)
+    return make_counterfactuals(dae, x, ids, grader, grades, steps, out_dir, flip=flip, direction=direction,
+                                progress=progress)
