@@ -56,8 +56,9 @@ def test_latent_math_exact_oracle():
     path_u = traverse(z[:2], NORMAL, b, -1.0, 3.0, 5, direction=u)
     np.testing.assert_allclose(signed_distance(path_u[0], NORMAL, b), np.linspace(-1, 3, 5), atol=1e-12)
     ortho = np.linalg.svd(np.eye(D) - np.outer(UNIT, UNIT))[0][:, 0]
-    with pytest.raises(LatentmedError, match="almost parallel to the hyperplane"):
-        move_to_distance(z, NORMAL, b, 1.0, direction=ortho)
+    for bad in (ortho, -UNIT):  # along the hyperplane, or pointing to the negative side
+        with pytest.raises(LatentmedError, match="cosine .* with the hyperplane's normal"):
+            move_to_distance(z, NORMAL, b, 1.0, direction=bad)
     with pytest.raises(LatentmedError, match="dimensions"):
         move_to_distance(z, NORMAL, b, 1.0, direction=np.ones(D + 1))
 

@@ -53,8 +53,9 @@ def _step(normal, direction) -> np.ndarray:
     expect(u.shape == n.shape, f"direction has {u.size} dimensions; the latents have {n.size}.")
     expect(np.linalg.norm(u) > 0, "the move direction is zero (are the class means equal?); use direction='normal'.")
     cos = float(n @ u) / np.linalg.norm(u)
-    expect(cos > 0.05, f"the move direction is almost parallel to the hyperplane (cosine {cos:.3f} with its normal), "
-                       "so reaching a grade along it would take a huge step; use direction='normal'.")
+    expect(cos > 0.05, f"the move direction has cosine {cos:.3f} with the hyperplane's normal; it must point to the "
+                       "positive side (cosine > 0.05), else reaching a grade takes a huge or backward step; "
+                       "use direction='normal'.")
     return u / float(n @ u)
 
 
@@ -66,7 +67,10 @@ def move_to_distance(z, normal, offset: float, distance, direction=None) -> np.n
 
 
 def reflect(z, normal, offset: float, direction=None) -> np.ndarray:
-    """Binary counterfactual by reflection: ``w_ce = w - 2 dist(w) n / ||n||`` (distance kept, side flipped)."""
+    """Binary counterfactual by reflection: ``w_ce = w - 2 dist(w) n / ||n||`` (distance kept, side flipped).
+
+    With ``direction`` ``u``: ``w - 2 dist(w) u / (n.u)``, which lands at ``-dist(w)`` as well.
+    """
     z = np.asarray(z, dtype=np.float64)
     return z - 2.0 * signed_distance(z, normal, offset)[..., None] * _step(normal, direction)
 
