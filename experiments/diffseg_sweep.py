@@ -4,11 +4,17 @@ Reproduces the shape of DiNO-Diffusion's Table 2 and Figs 11-12 on the project's
 
     python experiments/diffseg_sweep.py --run RUN --out results/diffseg            # a trained run
     python experiments/diffseg_sweep.py --out results/diffseg --train-steps 1500   # train a tiny one first
+    python experiments/diffseg_sweep.py --run RUN --out results/diffseg --k 4 --no-sweep  # fair table only
 
-Without ``--run`` a tiny VAE + conditional UNet (conditioned on a small random ViT's global
-tokens, the CPU stand-in for DINO) is trained through the DiNO-Diffusion helper's public
+Without ``--run`` a tiny VAE + conditional UNet (conditioned on PCA tokens fitted on the
+training pool, or with ``--conditioner tiny`` on a small RANDOM ViT's global tokens) is trained through the DiNO-Diffusion helper's public
 functions (:func:`latentmed.ldm.training.train_vae`, :func:`~latentmed.ldm.training.train_ldm`).
 Evaluation images are a separate phantom draw (another seed) from the training images.
+
+``--k K`` (default 4) also writes the fair table (``fixed_k/table.md``): DiffSeg at exactly K
+segments with one-to-one matching against KMeans on intensity, KMeans on intensity + x, y, the
+image-blind grid, the empty-context ("vanilla") row and DiffSeg on an untrained UNet
+(:func:`latentmed.segment.run.score_fixed_k`). The UNet's heads have 32 channels (``head_channels``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--run", type=Path, default=None, help="trained DiNO-Diffusion run (else train a tiny one)")
     p.add_argument("--size", type=int, default=64)
-    p.add_argument("--n-train", type=int, default=256)
+    p.add_argument("--n-train", type=int, default=2000, help="unlabelled training pool (seed 10)")
+    p.add_argument("--variant", default="varied", help="chest2d variant for training and evaluation draws")
+    p.add_argument("--conditioner", default="pca", help="pca (fitted on the training pool) or tiny (a RANDOM ViT)")
     p.add_argument("--n-eval", type=int, default=32)
     p.add_argument("--vae-steps", type=int, default=400)
     p.add_argument("--train-steps", type=int, default=1500)
@@ -36,28 +44,42 @@ def main(argv=None) -> None:
     p.add_argument("--threshold", type=float, default=0.05)
     p.add_argument("--grid", type=int, default=16)
     p.add_argument("--refine", action="store_true")
+    p.add_argument("--k", type=int, default=4, help="segments for the fixed-K one-to-one table (0: skip)")
+    p.add_argument("--threshold-quantile", type=float, default=None,
+                   help="per-image threshold = this quantile of the anchors' pairwise KL (bin-count free)")
+    p.add_argument("--no-sweep", action="store_true", help="only the fixed-K table")
+    p.add_argument("--train-data", type=Path, default=None,
+                   help="train the tiny model on this folder (e.g. an unlabelled pool) instead of a fresh draw")
     args = p.parse_args(argv)
 
     from latentmed.data.phantoms.chest2d import generate_chest2d
     from latentmed.segment.diffseg import DiffSegConfig
-    from latentmed.segment.run import load_segmenter, sweep
+    from latentmed.segment.run import load_segmenter, score_fixed_k, sweep
 
     out = args.out
     eval_dir = out / "chest2d_eval"
     if not (eval_dir / "labels.csv").is_file():
-        generate_chest2d(eval_dir, args.n_eval, args.size, seed=12345)
+        generate_chest2d(eval_dir, args.n_eval, args.size, seed=12345, variant=args.variant)
     run = args.run
     if run is None:
         run = out / "run"
         if not (run / "ldm.json").is_file():
             run = train_tiny(out, args)
-    cfg = DiffSegConfig(timestep=args.timestep, threshold=args.threshold, grid=args.grid, refine=args.refine)
-    t0 = time.time()
-    result = sweep(load_segmenter(run, cfg), eval_dir, eval_dir, out / "sweep",
-                   timesteps=[int(t) for t in args.timesteps.split(",")],
-                   thresholds=[float(t) for t in args.thresholds.split(",")])
-    print((out / "sweep" / "table.md").read_text())
-    print(f"best: t={result['best']['timestep']} tau={result['best']['threshold']}; sweep took {time.time() - t0:.0f}s")
+    cfg = DiffSegConfig(timestep=args.timestep, threshold=args.threshold, grid=args.grid, refine=args.refine,
+                        threshold_quantile=args.threshold_quantile)
+    if not args.no_sweep:
+        t0 = time.time()
+        result = sweep(load_segmenter(run, cfg), eval_dir, eval_dir, out / "sweep",
+                       timesteps=[int(t) for t in args.timesteps.split(",")],
+                       thresholds=[float(t) for t in args.thresholds.split(",")])
+        print((out / "sweep" / "table.md").read_text())
+        best = result["best"]
+        print(f"best: t={best['timestep']} tau={best['threshold']}; sweep took {time.time() - t0:.0f}s")
+    if args.k:
+        t0 = time.time()
+        score_fixed_k(load_segmenter(run, cfg), eval_dir, eval_dir, out / "fixed_k", k=args.k)
+        print((out / "fixed_k" / "table.md").read_text())
+        print(f"fixed-K table took {time.time() - t0:.0f}s")
 
 
 def train_tiny(out: Path, args) -> Path:
@@ -67,9 +89,9 @@ def train_tiny(out: Path, args) -> Path:
     from latentmed.ldm.training import LDMTrainSpec, VAETrainSpec, train_ldm, train_vae
     from latentmed.train import TrainConfig
 
-    train_dir = out / "chest2d_train"
-    if not (train_dir / "labels.csv").is_file():
-        generate_chest2d(train_dir, args.n_train, args.size, seed=0)
+    train_dir = args.train_data or out / "chest2d_train"
+    if args.train_data is None and not (train_dir / "labels.csv").is_file():
+        generate_chest2d(train_dir, args.n_train, args.size, seed=10, variant=args.variant)
     if not (out / "vae" / "vae" / "config.json").is_file():
         t0 = time.time()
         train_vae(train_dir, out / "vae", VAETrainSpec(
@@ -77,11 +99,16 @@ def train_tiny(out: Path, args) -> Path:
             train=TrainConfig(steps=args.vae_steps, batch_size=args.batch_size, lr=1e-3, ema_decay=0.99,
                               checkpoint_every=max(1, args.vae_steps // 2))))
         print(f"VAE: {args.vae_steps} steps in {time.time() - t0:.0f}s")
-    conditioner = DinoConditioner.tiny(image_size=32, hidden_size=64, layers=2)
+    if args.conditioner == "pca":
+        from latentmed.ldm.conditioner import PCAConditioner
+        from latentmed.ldm.data import LDMImageDataset
+
+        conditioner = PCAConditioner.fit(LDMImageDataset(train_dir, size=args.size).stack(), width=64, image_size=32)
+    else:
+        conditioner = DinoConditioner.tiny(image_size=32, hidden_size=64, layers=2)  # random ViT, labelled as such
     t0 = time.time()
     train_ldm(train_dir, out / "vae" / "vae", conditioner, out / "run", LDMTrainSpec(
         image_size=args.size, block_out_channels=tuple(int(c) for c in args.unet_channels.split(",")),
-        attention_head_dim=4,
         train=TrainConfig(steps=args.train_steps, batch_size=args.batch_size, lr=2e-4, ema_decay=0.995,
                           checkpoint_every=max(1, args.train_steps // 3))))
     print(f"UNet: {args.train_steps} steps in {time.time() - t0:.0f}s")

@@ -107,12 +107,16 @@ def test_spine2d_end_to_end_cli(spine, tmp_path):
     assert res.exit_code == 0, res.output
     assert load_grader(tmp_path / "grader").model_id == dae.model_id
     res = runner.invoke(grade_cli.app, ["evaluate", str(tmp_path / "grader"), "--latents", str(tmp_path / "latents.npz"),
-                                        "--labels", str(data / "labels.csv"), "--data", str(data),
-                                        "--baseline-epochs", "2", "--no-tsne", "--out", str(tmp_path / "report")])
+                                        "--labels", str(data / "labels.csv"), "--data", str(data), "--run",
+                                        str(tmp_path / "run"), "--baseline-epochs", "2", "--no-tsne",
+                                        "--out", str(tmp_path / "report")])
     assert res.exit_code == 0, res.output
     rows = json.loads((tmp_path / "report" / "table.json").read_text())["rows"]
-    assert rows[-1]["method"].startswith("CNN baseline") and len(rows) == 2
+    assert [r["method"].split(":")[0].split(" (")[0] for r in rows] == [
+        "latent svm + means", "raw pixels", "random encoder", "CNN"]
     assert all(0.0 <= r["macro_f1"] <= 1.0 and r["n"] == rows[0]["n"] for r in rows)
+    # the "random encoder" row is the same probe on an untrained encoder of this architecture: not the trained one
+    assert rows[2]["detection_auc"] != rows[0]["detection_auc"] or rows[2]["confusion"] != rows[0]["confusion"]
     res = runner.invoke(_cf_app(), [
         str(tmp_path / "run"), str(tmp_path / "grader"), "--data", str(data), "--ids", f"{ids[0]},{ids[1]}",
         "--traverse", "-1:4:3", "--flip", "--direction", "means", "--steps", str(STEPS), "--out", str(tmp_path / "cf")])
@@ -122,7 +126,7 @@ def test_spine2d_end_to_end_cli(spine, tmp_path):
     assert (tmp_path / "cf" / f"{ids[0]}.png").is_file() and "follow slope" in res.output
     res = runner.invoke(_cf_app(), [str(tmp_path / "run"), str(tmp_path / "grader"), "--data", str(data), "--ids",
                                     ids[0], "--direction", "sideways", "--out", str(tmp_path / "cf2")])
-    assert res.exit_code == 2 and "direction must be one of normal, means" in res.output
+    assert res.exit_code == 2 and "direction must be one of normal, normal-std, means, pattern" in res.output
 
 
 def _cf_app():

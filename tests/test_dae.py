@@ -74,6 +74,21 @@ def test_encoder_pooling_heads_and_old_configs(tmp_path):
     assert DiffusionAutoencoder.from_pretrained(tmp_path / "old").config.enc_pool == "avg"
 
 
+def test_encoder_middle_block(tmp_path):
+    """enc_middle: DiffAE's ResBlock, attention, ResBlock at the lowest resolution, before the head."""
+    from latentmed.nn.layers import AttentionBlock, ResBlock
+
+    x = blobs(2)
+    plain, middle = micro(enc_pool="flatten"), micro(enc_pool="flatten", enc_middle=True)
+    assert [type(m) for m in list(middle.encoder.body)[-3:]] == [ResBlock, AttentionBlock, ResBlock]
+    assert len(middle.encoder.body) == len(plain.encoder.body) + 3
+    assert middle.encode(x).shape == plain.encode(x).shape
+    assert "middle block (ResBlock, attention, ResBlock): yes" in middle.config.encoder_head()
+    assert "enc_pool=flatten" in plain.config.encoder_head() and plain.config.encoder_head().endswith("no")
+    middle.save_pretrained(tmp_path / "m")
+    assert torch.allclose(DiffusionAutoencoder.from_pretrained(tmp_path / "m").encode(x), middle.encode(x))
+
+
 def test_shapes_2d_and_3d_and_z_matters():
     dae = micro().eval()
     x = blobs(3)
@@ -196,3 +211,27 @@ def test_latent_ddim_normalisation_and_sampling():
     assert torch.allclose(zn.mean(0), torch.zeros(6), atol=1e-5)
     s = m.sample(5, steps=4, generator=torch.Generator().manual_seed(0))
     assert s.shape == (5, 6) and torch.isfinite(s).all()
+    # hidden == z_dim: the skip layers still take [h, z_t] (this shape crashed before)
+    wide = LatentDDIM(LatentDDIMConfig(z_dim=16, hidden=16, num_layers=3))
+    assert wide(torch.randn(2, 16), torch.rand(2)).shape == (2, 16)
+
+
+def test_latent_ddim_samples_have_the_data_spread(tmp_path):
+    """Issue 18: a briefly trained latent DDIM must not spread its samples wider than the data."""
+    from latentmed.dae import DAERunConfig, LatentTrainConfig
+    from latentmed.dae.training import train_latent_ddim
+    from latentmed.metrics import precision_recall
+    from latentmed.train import TrainConfig
+
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(16, 16, generator=g) / 4
+    z = torch.randn(512, 16, generator=g) @ mix * 3 + 5
+    cfg = DAERunConfig(train=TrainConfig(progress=False, seed=0),
+                       latent=LatentTrainConfig(steps=300, batch_size=128, lr=1e-3, hidden=64, num_layers=2))
+    assert cfg.latent.prediction == "v"
+    m = train_latent_ddim(None, None, cfg, tmp_path / "latent", z=z[:256]).eval()
+    s = m.sample(256, steps=20, generator=torch.Generator().manual_seed(1))
+    spread = (m.normalise(s).std(0) / m.normalise(z[256:]).std(0)).mean()
+    assert 0.75 < float(spread) < 1.25
+    pr = precision_recall(z[256:], s)
+    assert pr["precision"] > 0.6 and pr["recall"] > 0.5

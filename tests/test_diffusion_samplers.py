@@ -76,3 +76,23 @@ def test_bad_grid_is_clear():
         ddim_sample(den, torch.zeros(1, 1, 2, 2), [0.0, 0.5, 1.0])
     with pytest.raises(LatentmedError, match=">= 1"):
         ddim_timesteps(0)
+
+
+def test_discrete_grid_is_diffusers_trailing_for_every_n():
+    """The linear (discrete) schedule's grid sits on integer steps for every N, not only when N divides T."""
+    from diffusers import DDIMScheduler
+
+    lin = get_schedule("linear")
+    sched = DDIMScheduler(num_train_timesteps=1000, timestep_spacing="trailing")
+    for n in (*range(1, 61), 64, 99, 100, 128, 250, 333, 999, 1000):
+        sched.set_timesteps(n)
+        ours = ddim_timesteps(n, schedule=lin)
+        k = ours * 1000
+        assert torch.equal(k, k.round()), n  # integer steps
+        assert torch.equal((k[:-1] - 1).long(), sched.timesteps.long()), n
+        assert ours[-1] == 0 and ours[0] == 1
+    # without the discrete schedule the grid stays uniform (continuous schedules): N=7 is off-integer
+    assert not torch.equal(ddim_timesteps(7) * 1000, (ddim_timesteps(7) * 1000).round())
+    assert torch.equal(ddim_timesteps(7, schedule=get_schedule("sc-4")), ddim_timesteps(7))
+    with pytest.raises(LatentmedError, match="at most 1000 steps"):
+        ddim_timesteps(1001, schedule=lin)

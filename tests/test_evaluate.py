@@ -62,15 +62,50 @@ def test_reconstruction_rows_match_direct_computation():
         evaluate_reconstruction(dae, torch.zeros(2, 1, 8, 8), steps=[3], progress=False)
 
 
+def _micro_grader(dae, x, seed=0):
+    from latentmed.latent import HyperplaneGrader
+
+    y = np.arange(len(x)) % 4
+    return HyperplaneGrader(negative=(0,), positive=(2, 3), random_state=seed).fit(dae.encode(x).double().numpy(), y)
+
+
 def test_generation_rows():
+    from latentmed.evaluation.generation import CEILING, SOURCES, gaussian_latents
+    from latentmed.metrics import precision_recall
+
     dae = micro_dae()
     torch.manual_seed(0)
     latent = LatentDDIM(LatentDDIMConfig(z_dim=8, hidden=16, num_layers=2)).eval()
-    rows, samples = evaluate_generation(dae, latent, images(6), n=4, steps=[2, 3], latent_steps=2,
-                                        fid_extractor=dae.encode, progress=False)
-    assert [r.setting["steps"] for r in rows] == [2, 3] and samples[3].shape == (4, 1, 16, 16)
-    assert all(np.isfinite(r.metrics["fid"]) and r.metrics["fid"] >= 0 for r in rows)
-    assert rows[0].metrics["fid_z"] == rows[1].metrics["fid_z"]  # same z_sem at every step count
+    held, train = images(12), images(10, seed=1)
+    kw = dict(n=6, steps=2, latent_steps=2, k=2, pca_components=5, batch_size=4, progress=False)
+    res = evaluate_generation(dae, latent, held, train, grader=_micro_grader(dae, train),
+                              heldout_grades=np.arange(12) % 4, **kw)
+    assert [r["source"] for r in res.records()] == list(SOURCES)
+    assert all(x.shape == (6, 1, 16, 16) for x in res.images.values())
+    ceiling = res.row(CEILING)
+    # the ceiling row is made of real held-out images, scored against the other held-out images
+    assert all(any(torch.equal(x, h) for h in held) for x in res.images[CEILING])
+    rest = torch.stack([h for h in held if not any(torch.equal(h, x) for x in res.images[CEILING])])
+    pr = precision_recall(dae.encode(rest), dae.encode(res.images[CEILING]), k=2)
+    assert (ceiling["P_z"], ceiling["R_z"]) == (pr["precision"], pr["recall"]) == (ceiling["P_enc"], ceiling["R_enc"])
+    assert res.row(SOURCES[1])["P_z"] == ceiling["P_z"]  # the decoder row decodes the ceiling images' z_sem
+    extra = evaluate_generation(dae, latent, held, train, sources=[CEILING], latents={"zeros": torch.zeros(6, 8)}, **kw)
+    assert [r["source"] for r in extra.records()] == [CEILING, "zeros"] and extra.records()[1]["P_z"] == 0.0
+    for r in res.records():
+        assert all(0 <= r[c] <= 1 for c in ("P_z", "R_z", "P_pix", "R_pix", "G2+", "copy", "far"))
+        assert r["fid_pix"] >= 0 and r["nn_ratio"] > 0 and r["grades"].startswith("G0:")
+    assert res.meta["data G2+ (labels)"] == 0.5 and res.meta["n_reference"] == 6
+    again = evaluate_generation(dae, latent, held, train, sources=[SOURCES[2]], **kw)
+    assert torch.equal(again.images[SOURCES[2]], res.images[SOURCES[2]])  # same seed, same samples
+    with pytest.raises(LatentmedError, match="more held-out images"):
+        evaluate_generation(dae, latent, held[:5], train, **kw)
+    with pytest.raises(LatentmedError, match="unknown source"):
+        evaluate_generation(dae, latent, held, train, sources=["DDPM"], **kw)
+    # N(mean, cov) draws have the training latents' moments
+    z = torch.randn(500, 3) @ torch.tensor([[2.0, 0, 0], [1, 1, 0], [0, 0, 0.1]]) + 5
+    draws = gaussian_latents(z, 20000, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(draws.mean(0), z.mean(0), atol=0.05, rtol=0)
+    torch.testing.assert_close(torch.cov(draws.T), torch.cov(z.T), atol=0.1, rtol=0.05)
 
 
 def test_report_and_comparison_table(tmp_path):
@@ -159,12 +194,18 @@ def test_recon_and_generation_cli(tmp_path):
     rows = json.loads((tmp_path / "rep" / "recon.json").read_text())["rows"]
     assert [(r["mode"], r["steps"]) for r in rows] == [("stochastic", 2), ("inversion", 2)]
     assert "PSNR (dB)" in (tmp_path / "rep" / "recon.md").read_text()
-    result = runner.invoke(ev_cli.app, ["generation", str(tmp_path / "run"), "--n", "3", "--steps", "2",
-                                        "--latent-steps", "2", "--data", str(tmp_path / "heldout.npy"),
+    np.save(tmp_path / "heldout8.npy", ((images(8, seed=2).numpy()[:, 0] + 1) * 127.5).astype(np.uint8))
+    result = runner.invoke(ev_cli.app, ["generation", str(tmp_path / "run"), "--n", "4", "--steps", "2",
+                                        "--latent-steps", "2", "--data", str(tmp_path / "heldout8.npy"),
+                                        "--train-data", str(tmp_path / "heldout.npy"), "--k", "2", "--pca", "3",
                                         "--out", str(tmp_path / "rep")])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "rep" / "samples_steps2.png").is_file()
-    assert "fid" in json.loads((tmp_path / "rep" / "generation.json").read_text())["rows"][0]
+    assert (tmp_path / "rep" / "samples_latent_DDIM.png").is_file()
+    gen_rows = json.loads((tmp_path / "rep" / "generation.json").read_text())["rows"]
+    assert [r["source"] for r in gen_rows][0] == "held-out real (ceiling)" and "fid_pix" in gen_rows[1]
+    result = runner.invoke(ev_cli.app, ["generation", str(tmp_path / "run"), "--data", str(tmp_path / "heldout8.npy"),
+                                        "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 2 and "--train-data" in result.output
     # missing LPIPS weights file: a one-line error naming where to get them
     result = runner.invoke(ev_cli.app, ["recon", str(tmp_path / "run"), "--data", str(tmp_path / "heldout.npy"),
                                         "--steps", "2", "--lpips-backbone", str(tmp_path / "none.pth"),

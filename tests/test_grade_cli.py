@@ -63,11 +63,17 @@ def test_cli_fit_predict_evaluate(dataset):
     assert [r["method"] for r in report["rows"]] == ["latent logreg + means:0,3", "latent logreg + poly:1:0,2,3",
                                                     "latent logreg + poly:3:0,2,3"]
     assert report["n_test"] == 36
-    for r in report["rows"]:
+    assert report["protocol"] == "papers"
+    for r in report["rows"]:  # papers' protocol: G1 (9 held-out samples) left out, F1 over G0, G2, G3
         assert r["detection_auc"] > 0.95 and r["macro_f1"] > 0.7 and r["mae"] < 0.3
-        assert np.sum(r["confusion"]) == 36
+        assert np.sum(r["confusion"]) == 27 and r["f1_grades"] == [0, 2, 3] and r["n"] == 27
+        lo, hi = r["detection_auc_ci"]
+        assert lo <= r["detection_auc"] <= hi
+    for r in report["rows_all"]:
+        assert np.sum(r["confusion"]) == 36 and r["f1_grades"] == [0, 1, 2, 3]
     table = (d / "report" / "table.md").read_text()
-    assert "| method | detection AUC |" in table and "Confusion matrix" in table
+    assert "| method | detection AUC (95% CI) |" in table and "Confusion matrix" in table
+    assert table.index("papers' protocol") < table.index("all grades G0-G3")
     for name in ("tsne_fracture.png", "tsne_level.png", "calibration.png"):
         assert (d / "report" / name).is_file(), name
 
@@ -113,3 +119,28 @@ def test_bad_inputs(dataset, tmp_path):
     res = runner.invoke(grade_cli.app, ["fit", "--latents", str(d / "latents.npz"), "--labels", str(d / "labels.csv"),
                                         "--column", "genant", "--calibration", "cubic", "--out", str(tmp_path / "g")])
     assert res.exit_code == 2 and "not understood" in res.output
+
+
+def test_papers_protocol_hand_computed():
+    """AUC G0 vs G2+G3 (G1 out); macro-F1 over G0, G2, G3 with predictions below G2 counted healthy."""
+    from latentmed.latent.evaluation import bootstrap_auc, grading_metrics
+
+    y = [0, 0, 0, 1, 1, 2, 2, 3, 3, 3]
+    pred = [0, 1, 2, 0, 2, 2, 1, 3, 2, 3]
+    score = [0.1, 0.4, 0.35, 0.9, 0.2, 0.8, 0.3, 0.9, 0.7, 0.95]
+    kw = dict(negative=(0,), positive=(2, 3), scale=(0, 1, 2, 3))
+    papers = grading_metrics(y, score, pred, protocol="papers", **kw)
+    # kept: y in {0,2,3} -> 8 samples; predictions [0,0,2,2,0,3,2,3] after "below G2 is healthy"
+    # F1: G0 2/3, G2 0.4, G3 0.8; AUC: 13 of 15 positive-negative pairs ordered
+    assert papers["n"] == 8 and papers["f1_grades"] == [0, 2, 3]
+    assert papers["macro_f1"] == pytest.approx((2 / 3 + 0.4 + 0.8) / 3)
+    assert papers["detection_auc"] == pytest.approx(13 / 15)
+    assert papers["mae"] == pytest.approx(5 / 8) and papers["accuracy"] == pytest.approx(5 / 8)
+    assert papers["confusion"] == [[2, 1, 0], [1, 1, 0], [0, 1, 2]]
+    every = grading_metrics(y, score, pred, protocol="all", **kw)
+    # all grades: F1 G0 0.4, G1 0, G2 1/3, G3 0.8; the AUC is the same (G1 out either way)
+    assert every["n"] == 10 and every["macro_f1"] == pytest.approx((0.4 + 0 + 1 / 3 + 0.8) / 4)
+    assert every["detection_auc"] == pytest.approx(13 / 15)
+    lo, hi = bootstrap_auc([0, 0, 0, 1, 1, 1, 1, 1], [0.1, 0.4, 0.35, 0.8, 0.3, 0.9, 0.7, 0.95], seed=1)
+    assert 0.4 < lo < 13 / 15 < hi <= 1.0
+    assert bootstrap_auc([0, 0, 1, 1], [0, 0.1, 0.5, 0.9]) == (1.0, 1.0)  # perfectly separated: no spread

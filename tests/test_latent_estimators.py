@@ -76,11 +76,65 @@ def test_grader_class_means_and_move_direction(tmp_path):
                                np.tile([-1, 0, 3, 4], (4, 1)), atol=1e-9)
     save_grader(g, tmp_path / "g")
     np.testing.assert_allclose(load_grader(tmp_path / "g").class_means_, g.class_means_)
-    with pytest.raises(LatentmedError, match="direction must be one of normal, means"):
+    with pytest.raises(LatentmedError, match="direction must be one of normal, normal-std, means, pattern"):
         move_direction(g, "pca")
     del g.class_means_  # as loaded from a grader saved before class means were kept
     with pytest.raises(LatentmedError, match="refit it"):
         move_direction(g, "means")
+
+
+def test_four_directions_land_at_target_distance(tmp_path):
+    """normal, normal-std (diag(Cov) n), means, pattern (Cov(z) n, Haufe et al. 2014): exact vectors and distances."""
+    from latentmed.latent.counterfactual import DIRECTIONS, move_direction
+
+    z, y, _ = synthetic(seed=5)
+    z = z * np.array([1.0, 3.0, 0.2, 1.0, 5.0, 1.0])  # anisotropic: the four directions differ
+    g = HyperplaneGrader(negative=(0,), positive=(2, 3), classifier="logreg").fit(z, y)
+    used = z[y != 1]
+    cov = np.cov(used, rowvar=False, bias=True)
+    expected = {"normal": None, "normal-std": np.diag(cov) * g.normal_, "means": used[y[y != 1] >= 2].mean(0)
+                - used[y[y != 1] == 0].mean(0), "pattern": cov @ g.normal_}
+    save_grader(g, tmp_path / "g")
+    reloaded = load_grader(tmp_path / "g")
+    targets = [-1.0, 0.0, 1.5, 3.0, 4.0]
+    for d in DIRECTIONS:
+        u = move_direction(g, d)
+        if expected[d] is None:
+            assert u is None
+        else:
+            np.testing.assert_allclose(u, expected[d], rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(move_direction(reloaded, d), u)
+        moved, dist = grade_latents(g, z[:7], targets, direction=d)
+        np.testing.assert_allclose(g.signed_distance(moved.reshape(-1, D)).reshape(7, -1), np.tile(dist, (7, 1)),
+                                   atol=1e-9)
+        np.testing.assert_allclose(g.predict_continuous(moved.reshape(-1, D)).reshape(7, -1), np.tile(targets, (7, 1)),
+                                   atol=1e-9)
+        step = moved[:, -1] - moved[:, 0]  # the move is along u (or n) only
+        ref = g.normal_ if u is None else u
+        np.testing.assert_allclose(np.abs(step @ ref) / (np.linalg.norm(step, axis=1) * np.linalg.norm(ref)), 1.0,
+                                   atol=1e-9)
+    # the directions really differ on anisotropic latents
+    cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
+    assert cos(expected["pattern"], g.normal_) < 0.99 and cos(expected["normal-std"], g.normal_) < 0.99
+
+
+def test_probe_class_weight_dict_keyed_by_labels():
+    z, y, _ = synthetic(seed=2)
+    keep = y != 1
+    z, y = z[keep], np.where(y[keep] == 0, 1, 2)  # labels {1, 2}
+    for clf in ("svm", "logreg", "linear"):
+        heavy = LinearProbe(clf, class_weight={1: 1.0, 2: 10.0}, random_state=0).fit(z, y)
+        mapped = LinearProbe(clf, class_weight={0: 1.0, 1: 10.0}, random_state=0).fit(z, (y == 2).astype(int))
+        np.testing.assert_allclose(heavy.coef_, mapped.coef_, rtol=1e-6, atol=1e-8)
+        plain = LinearProbe(clf, random_state=0).fit(z, y)
+        assert not np.allclose(heavy.intercept_, plain.intercept_)  # the weights did something
+    names = np.where(y == 1, "healthy", "fracture")
+    p = LinearProbe("logreg", class_weight={"healthy": 1.0, "fracture": 10.0}).fit(z, names)
+    assert set(p.predict(z)) <= {"healthy", "fracture"}
+    with pytest.raises(LatentmedError, match=r"label\(s\) \[3\] that are not in y"):
+        LinearProbe("svm", class_weight={1: 1.0, 3: 2.0}).fit(z, y)
+    bal = HyperplaneGrader(negative=(0,), positive=(2, 3), class_weight="balanced").fit(*synthetic(seed=2)[:2])
+    assert bal.probe_.class_weight == "balanced"
 
 
 @pytest.mark.parametrize("classifier", ["svm", "logreg", "linear"])
@@ -167,7 +221,8 @@ def test_check_estimator_contract():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for est in [LinearProbe("linear", random_state=0), LinearProbe("svm", random_state=0),
-                    HyperplaneGrader(classifier="logreg", random_state=0)]:
+                    HyperplaneGrader(classifier="logreg", random_state=0),
+                    HyperplaneGrader(classifier="svm", random_state=0)]:  # sample-weight equivalence passes
             mod = grader_mod if isinstance(est, HyperplaneGrader) else probe_mod
             check_estimator(est, expected_failed_checks=mod.expected_failed_checks(est), on_skip=None)
 

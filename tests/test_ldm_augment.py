@@ -47,3 +47,48 @@ def test_auc_and_paired_test():
     assert macro_auc(y, 1 - y.astype(float)) == 0.0
     assert paired_test([0.8, 0.82, 0.81], [0.7, 0.71, 0.705]) < 0.01
     assert np.isnan(paired_test([0.8, 0.8], [0.7, 0.7]))
+
+
+def test_seed_protocol_rows_gate_and_generators():
+    """Issue 16: real-only vs real + generated rows over subset seeds, classical/shuffled generators, the gate."""
+    from latentmed.ldm.augment import augment_seeds, classical_generator, seeds_table, shuffled_token_generator
+    from latentmed.ldm.model import tiny_ldm
+
+    g = torch.Generator().manual_seed(0)
+    y = np.array([[i % 2, (i // 2) % 2] for i in range(40)])
+    x = torch.randn(40, 1, 16, 16, generator=g) * 0.1
+    x[:, :, :, :8] += 2 * torch.as_tensor(y[:, 0], dtype=torch.float32).view(-1, 1, 1, 1)  # label 0: left half
+    x[:, :, :8, :] += 2 * torch.as_tensor(y[:, 1], dtype=torch.float32).view(-1, 1, 1, 1)  # label 1: top half
+    copies = lambda xs, ys, n, seed: (xs[torch.arange(n) % len(xs)], ys[np.arange(n) % len(ys)])  # noqa: E731
+    flipped = lambda xs, ys, n, seed: (xs[torch.arange(n) % len(xs)], 1 - ys[np.arange(n) % len(ys)])  # noqa: E731
+    res = augment_seeds(x[:30], y[:30], x[30:], y[30:], {"copies": copies, "wrong labels": flipped},
+                        subsets=(4, 8), seeds=2, ratio=2, epochs=1, min_steps=40)
+    assert {(r["subset"], r["setting"]) for r in res["rows"]} == {(n, s) for n in (4, 8)
+                                                                 for s in ("real", "copies", "wrong labels")}
+    gate = res["gate"]
+    assert gate["copies"] > 0.9 and gate["wrong labels"] < 0.1  # read-back catches mislabelled images
+    assert len(res["kept"]["copies"][0]) == 2 * 8 * 2
+    assert "| 8 | wrong labels |" in seeds_table(res)
+    # classical augmentation keeps shapes and labels, changes pixels, and is seeded
+    xa, ya = classical_generator()(x[:4], y[:4], 8, 0)
+    xb, _ = classical_generator()(x[:4], y[:4], 8, 0)
+    assert xa.shape == (8, 1, 16, 16) and np.array_equal(ya, y[np.arange(8) % 4]) and torch.equal(xa, xb)
+    assert not torch.allclose(xa[:4], x[:4])
+    # the shuffled-token null conditions every image on another image's tokens
+    ldm = tiny_ldm(image_size=16, seed=0)
+    seen = {}
+    real_synth = __import__("latentmed.ldm.synthesis", fromlist=["synthesize"]).synthesize
+
+    def spy(ldm_, images, labels, *a, **k):
+        seen["images"], seen["labels"] = images, labels
+        return real_synth(ldm_, images, labels, *a, **k)
+
+    import latentmed.ldm.synthesis as synthesis
+    old, synthesis.synthesize = synthesis.synthesize, spy
+    try:
+        xs, ys = shuffled_token_generator(ldm, steps=1)(x[:5], y[:5], 5, 3)
+    finally:
+        synthesis.synthesize = old
+    assert xs.shape[0] == 5 and np.array_equal(seen["labels"], y[:5])
+    moved = [int(np.flatnonzero([torch.equal(seen["images"][i], x[j]) for j in range(5)])[0]) for i in range(5)]
+    assert sorted(moved) == list(range(5)) and all(m != i for i, m in enumerate(moved))

@@ -23,6 +23,7 @@ def test_train_embed_synthesize_evaluate(tmp_path):
 
     generate_chest2d(tmp_path / "train", n=24, size=32, seed=0)
     generate_chest2d(tmp_path / "test", n=16, size=32, seed=1)
+    generate_chest2d(tmp_path / "val", n=4, size=32, seed=2)  # a validation split of the pool for selection
     run = lambda app, args: CliRunner().invoke(app, [str(a) for a in args])  # noqa: E731
     fast = ["--set", "train.progress=false", "--set", "train.checkpoint_every=0", "--set", "train.log_every=1",
             "--batch-size", 4]
@@ -34,11 +35,16 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     assert r.exit_code == 0, r.output
     r = run(cli.app, ["train", tmp_path / "train", "--vae", tmp_path / "vae", "--conditioner", "tiny",
                       "--out", tmp_path / "run", "--size", 32, "--channels", "16,32", "--steps", 2,
-                      "--embeddings", tmp_path / "emb.safetensors", "--heldout", tmp_path / "test",
+                      "--embeddings", tmp_path / "emb.safetensors", "--heldout", tmp_path / "val",
                       "--fid-every", 2, "--set", "fid_images=4", "--set", "fid_steps=1", *fast])
     assert r.exit_code == 0, r.output
     ldm = load_ldm(tmp_path / "run")
     assert ldm.config.extra["best_step"] == 2 and np.isfinite(ldm.config.extra["best_fid"])
+    assert ldm.config.extra["selection_data"] == str((tmp_path / "val").resolve())
+    # the test set never reaches checkpoint selection: evaluating on the selection folder is refused
+    r = run(cli.app, ["augment-eval", tmp_path / "run", "--data", tmp_path / "train", "--test", tmp_path / "val",
+                      "--out", tmp_path / "leak", "--subsets", "8", "--ratios", "1", "--folds", 2])
+    assert r.exit_code != 0 and "checkpoint selection" in r.output and not (tmp_path / "leak").exists()
     assert len(list(csv.reader(open(tmp_path / "run" / "log.csv")))) >= 3  # header + 2 steps
     ds = LDMImageDataset(tmp_path / "train", size=32)
     z = ldm.vae.encode(ds.stack()).latent_dist.mean * ldm.scaling_factor

@@ -65,3 +65,53 @@ def test_from_pretrained_local_transformers_dir(tmp_path):
 def test_missing_weights_error_says_where(tmp_path):
     with pytest.raises(LatentmedError, match="no ViT weights at .*nothing_here.*huggingface-cli download"):
         load_conditioner(tmp_path / "nothing_here")
+
+
+# ---- issue 16: pool standardisation, PCA tokens, labels ---------------------------------------------------------
+def _pool(n=40, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.linspace(-1, 1, size).view(1, 1, 1, size)
+    a = torch.rand(n, 1, 1, 1, generator=g)
+    return (a * base + 0.3 * torch.randn(n, 1, size, size, generator=g)).clamp(-1, 1)
+
+
+def test_token_standardisation_uses_the_pool_and_is_stored(tmp_path):
+    pool, other = _pool(), _pool(seed=1)
+    c = DinoConditioner.tiny("vit", image_size=32, patch_size=8)
+    raw = c(pool)
+    c.fit_standardisation(pool, batch_size=16)
+    assert c.standardised and "pool-standardised" in c.label and "random ViT" in c.label
+    z = c(pool)
+    torch.testing.assert_close(z.mean(0), torch.zeros_like(z[0]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.ones_like(z[0]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z, (raw - raw.mean(0)) / raw.std(0), atol=1e-4, rtol=1e-4)
+    # stored with the conditioner: a reload applies the same pool statistics to new images
+    c.save_pretrained(tmp_path / "c")
+    again = load_conditioner(tmp_path / "c")
+    assert again.standardised and again.conditioner_id == c.conditioner_id
+    torch.testing.assert_close(again(other), c(other))
+    assert again.conditioner_id != DinoConditioner.tiny("vit", image_size=32, patch_size=8).conditioner_id
+
+
+def test_pca_conditioner_whitened_standardised_and_saved(tmp_path):
+    from latentmed.ldm.conditioner import PCAConditioner
+
+    pool = _pool(60)
+    c = PCAConditioner.fit(pool, width=16, num_tokens=2, n_components=8, image_size=16)
+    toks = c(pool)
+    assert toks.shape == (60, 2, 16) and (c.num_tokens, c.width) == (2, 16)
+    torch.testing.assert_close(toks.mean(0), torch.zeros(2, 16), atol=1e-4, rtol=0)
+    assert "PCA" in c.label and not c.random_init
+    # 8 scores spread over 32 channels by an orthonormal map: the channels span 8 dimensions
+    assert torch.linalg.matrix_rank(toks.flatten(1).double(), tol=1e-4) == 8
+    # the first score follows the image's left-right gradient (the pool's main mode of variation)
+    a = (pool[:, 0, :, -4:].mean((1, 2)) - pool[:, 0, :, :4].mean((1, 2)))
+    pixels = torch.nn.functional.interpolate(pool, size=(16, 16), mode="area").flatten(1)
+    scores = ((pixels - c.pixel_mean) / c.pixel_std) @ c.components[0]
+    assert abs(torch.corrcoef(torch.stack([a, scores]))[0, 1]) > 0.9
+    c.save_pretrained(tmp_path / "pca")
+    again = load_conditioner(tmp_path / "pca")
+    assert isinstance(again, PCAConditioner) and again.conditioner_id == c.conditioner_id
+    torch.testing.assert_close(again(pool[:5]), c(pool[:5]))
+    with pytest.raises(LatentmedError, match="n_components"):
+        PCAConditioner.fit(pool[:4], width=16, n_components=8, image_size=16)

@@ -83,3 +83,19 @@ def test_synthetic_dataset_builder(tmp_path, run):
         build_synthetic_dataset(ldm, run / "data", tmp_path / "x", list(LABELS), subset=50, steps=1)
     with pytest.raises(LatentmedError, match="no column"):
         build_synthetic_dataset(ldm, run / "data", tmp_path / "x", ["pneumonia"], subset=2, steps=1)
+
+
+def test_unet_heads_have_32_channels_by_default_and_legacy_head_counts_load():
+    """diffusers' ``attention_head_dim`` is a head COUNT; build_unet sizes heads by channels instead."""
+    from latentmed.config import from_dict
+    from latentmed.ldm.model import attention_heads, build_unet
+    from latentmed.ldm.training import LDMTrainSpec
+
+    unet = build_unet(4, 8, 16, block_out_channels=(32, 64))
+    widths = {n: m.inner_dim // m.heads for n, m in unet.named_modules() if n.endswith("attn1")}
+    assert widths and set(widths.values()) == {32}
+    assert attention_heads((32, 64, 128), 32) == (1, 2, 4) and attention_heads((16,), 32) == (1,)
+    legacy = from_dict(LDMTrainSpec, {"attention_head_dim": 8})  # an older spec/YAML still loads, same meaning
+    assert legacy.attention_head_dim == 8 and LDMTrainSpec().attention_head_dim is None
+    old = build_unet(4, 8, 16, block_out_channels=(32, 64), num_heads=8)
+    assert {m.heads for n, m in old.named_modules() if n.endswith("attn1")} == {8}

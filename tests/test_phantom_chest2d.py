@@ -73,3 +73,33 @@ def test_sixteen_bit_and_errors(tmp_path):
         generate_chest2d(tmp_path, n=1, bit_depth=12)
     with pytest.raises(LatentmedError, match="heart"):
         cardiothoracic_ratio(np.zeros((8, 8), np.uint8))
+
+
+def test_varied_variant_has_pose_exposure_variety_and_heart_between_lungs():
+    """Issue 16: the ``varied`` phantom varies much more than ``classic`` and keeps anatomy consistent."""
+    from latentmed.data.phantoms.chest2d import STYLES, cardiothoracic_ratio, render_chest2d
+
+    def stats(variant):
+        out = []
+        for i in range(24):
+            s = render_chest2d(64, np.random.default_rng([7, i]), variant=variant)
+            rows, cols = np.indices(s.mask.shape)
+            lungs, left, right = np.isin(s.mask, [1, 2]), s.mask == 1, s.mask == 2
+            tilt = np.arctan2(rows[left].mean() - rows[right].mean(), cols[left].mean() - cols[right].mean())
+            out.append((tilt, rows[lungs].mean(), lungs.sum(), s.image[~lungs].mean(), s))
+        return out
+
+    classic, varied = stats("classic"), stats("varied")
+    for k in range(4):  # rotation (tilt of the lung axis), lung height, lung area, brightness outside the lungs
+        assert np.std([v[k] for v in varied]) > 1.3 * np.std([c[k] for c in classic])
+    for *_, s in varied:
+        rows, cols = np.indices(s.mask.shape)
+        heart, left, right = s.mask == 3, s.mask == 1, s.mask == 2
+        # the heart lies between the lungs: horizontally between their centroids, its centre above
+        # the lungs' lowest row (it sits on the diaphragm, not on the abdomen)
+        assert cols[right].mean() < cols[heart].mean() < cols[left].mean()
+        assert rows[heart].mean() < max(rows[left].max(), rows[right].max()) - 3
+        assert s.labels["cardiomegaly"] == int(cardiothoracic_ratio(s.mask) > 0.5)
+    assert STYLES["classic"].rotation_deg == 0 and not STYLES["classic"].exposure
+    with pytest.raises(LatentmedError, match="variant"):
+        render_chest2d(64, 0, variant="nope")

@@ -178,3 +178,85 @@ def test_match_structures_and_bad_truth():
     assert np.isnan(res["heart"].dice)
     with pytest.raises(LatentmedError, match="truth mask"):
         match_structures(labels, truth[:2], {1: "left"})
+
+
+# ---------------------------------------------------------------- fixed-K scoring (issue 16)
+def test_one_to_one_matching_on_a_hand_made_example():
+    from latentmed.segment.match import match_one_to_one
+
+    # truth: left lung (1) cols 0-1, right lung (2) cols 4-5, heart (3) rows 4-5 cols 2-3; 6x6
+    truth = np.zeros((6, 6), int)
+    truth[:, :2], truth[:, 4:], truth[4:, 2:4] = 1, 2, 3
+    # prediction: proposal 7 = both lungs merged (the intensity failure), 5 = heart, 0 = rest
+    labels = np.zeros((6, 6), int)
+    labels[:, :2], labels[:, 4:], labels[4:, 2:4] = 7, 7, 5
+    res = match_one_to_one(labels, truth, {1: "left", 2: "right", 3: "heart"})
+    # 7 vs left: 2*12/(24+12) = 2/3; 7 vs right alike; 0 vs right: 0; only one lung can take proposal 7
+    dices = sorted([res["left"].dice, res["right"].dice])
+    assert dices == pytest.approx([0.0, 2 / 3])
+    assert res["heart"].proposals == [5] and res["heart"].dice == pytest.approx(1.0)
+    used = [p for m in res.values() for p in m.proposals]
+    assert len(used) == len(set(used))  # one-to-one
+    # best-union matching gives both lungs the merged proposal and scores them 2/3 each
+    union = match_structures(labels, truth, {1: "left", 2: "right", 3: "heart"})
+    assert union["left"].dice == pytest.approx(2 / 3) and union["right"].dice == pytest.approx(2 / 3)
+    # fewer proposals than structures: the unmatched structure scores 0; an absent one NaN
+    one = np.zeros((6, 6), int)
+    res = match_one_to_one(one, truth, {1: "left", 2: "right", 3: "heart", 4: "absent"})
+    assert sum(m.dice == 0.0 for k, m in res.items() if k != "absent") == 2 and np.isnan(res["absent"].dice)
+
+
+def test_one_to_one_is_the_exhaustive_optimum():
+    from latentmed.segment.match import match_one_to_one
+
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        labels, truth = rng.integers(0, 4, (10, 10)), rng.integers(0, 4, (10, 10))
+        res = match_one_to_one(labels, truth, {1: "a", 2: "b", 3: "c"})
+        d = np.array([[2 * np.sum((truth == s) & (labels == p)) / (np.sum(truth == s) + np.sum(labels == p))
+                       for p in range(4)] for s in (1, 2, 3)])
+        brute = max(sum(d[i, perm[i]] for i in range(3)) for perm in itertools.permutations(range(4), 3))
+        assert sum(m.dice for m in res.values()) == pytest.approx(brute)
+
+
+def test_num_segments_merges_to_exactly_k():
+    part = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 8, 0), 8, 1)
+    part[:8, :8] = np.where(np.arange(8)[None, :] < 4, 0, 4)  # 5 regions, two of them small
+    attn = partition_attention(part, noise=0.02)
+    assert merge_attention(attn, 0.5, grid=8).shape[0] == 5
+    assert merge_attention(attn, 0.5, grid=8, num_segments=3).shape[0] == 3
+    assert merge_attention(attn, 0.5, grid=8, num_segments=9).shape[0] == 5  # never splits
+    with pytest.raises(LatentmedError, match="num_segments"):
+        merge_attention(attn, 0.5, grid=8, num_segments=0)
+
+
+def test_calibrated_threshold_is_a_quantile_of_anchor_distances():
+    from latentmed.segment.merge import calibrated_threshold
+
+    part = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 8, 0), 8, 1)
+    attn = partition_attention(part, noise=0.05)
+    lo, hi = calibrated_threshold(attn, 0.1, grid=4), calibrated_threshold(attn, 0.9, grid=4)
+    assert 0 < lo < hi
+    # 16 anchors, 4 per region: 12 of 16*15 = 240 ordered pairs share a region -> the 0.03-quantile is small
+    within = calibrated_threshold(attn, 0.03, grid=4)
+    assert merge_attention(attn, within * 1.5, grid=4, iterations=1).shape[0] >= 4
+    with pytest.raises(LatentmedError, match="threshold_quantile"):
+        calibrated_threshold(attn, 1.5)
+
+
+def test_grid_and_kmeans_xy_baselines():
+    from latentmed.segment.baselines import grid_baseline, grid_shape, kmeans_baseline
+
+    assert grid_shape(4) == (2, 2) and grid_shape(6) == (2, 3) and grid_shape(5) == (1, 5)
+    g = grid_baseline((8, 8), 4).numpy()
+    assert set(np.unique(g)) == {0, 1, 2, 3} and g[0, 0] == 0 and g[7, 7] == 3 and (np.bincount(g.ravel()) == 16).all()
+    # two equally dark squares left and right: intensity cannot separate them, intensity + x,y can
+    img = torch.full((1, 1, 16, 16), 1.0)
+    img[..., 4:12, 1:6] = -1.0
+    img[..., 4:12, 10:15] = -1.0
+    inten = kmeans_baseline(img, 4)[0].numpy()
+    xy = kmeans_baseline(img, 4, features="intensity_xy", xy_weight=1.0)[0].numpy()
+    assert inten[8, 3] == inten[8, 12]
+    assert xy[8, 3] != xy[8, 12]
+    with pytest.raises(LatentmedError, match="features"):
+        kmeans_baseline(img, 3, features="rgb")

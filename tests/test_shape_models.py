@@ -113,7 +113,7 @@ def test_energy_term_does_not_train_the_encoder():
 
 
 def test_forward_chain_marginals():
-    model = _lsd(alpha_bar_T=0.1)
+    model = _lsd(alpha_bar_T=0.1, schedule="constant")
     assert math.isclose(float(model.alpha_bar[-1]), 0.1, rel_tol=1e-5)
     assert torch.allclose(model.alpha_bar[1:], torch.cumprod(1 - model.sigma2, 0))
     g = torch.Generator().manual_seed(0)
@@ -128,15 +128,17 @@ def test_forward_chain_marginals():
     assert torch.allclose(zm.mean(), z.mean(), atol=0.02) and torch.allclose(zm.var(), z.var(), atol=0.02)
 
 
-@pytest.mark.parametrize("reference", [False, True])
-def test_reverse_step_with_zero_energy_is_the_gaussian_kernel(reference):
-    model = _lsd(langevin_step_scale=0.2, gaussian_reference=reference)
+@pytest.mark.parametrize("reference,scaled", [(False, False), (True, False), (False, True)])
+def test_reverse_step_with_zero_energy_is_the_gaussian_kernel(reference, scaled):
+    model = _lsd(langevin_step_scale=0.2, gaussian_reference=reference, scaled_reverse=scaled)
     model.config.langevin_steps = 100
     model.energy.forward = lambda z, t=None, temb=None: z.sum(1) * 0.0
     anchor = torch.tensor([[0.5, -1.0, 0.0, 2.0, 1.0, 0.0]]).repeat(4000, 1)
     t = torch.full((4000,), 1, dtype=torch.long)
     z = model.reverse_step(anchor, t, torch.Generator().manual_seed(0))
     s2 = float(model.sigma2[1])
+    if scaled:  # the chain samples y = a z_t, then returns z_t = y / a
+        z = z * math.sqrt(1 - s2)
     # exp(-|z_{t+1} - z|^2 / (2 s^2)) [* exp(-|z|^2 / 2)]: a Gaussian; Langevin with step c s^2 on
     # precision P has variance (1/P) / (1 - c s^2 P / 4)
     precision = 1 / s2 + (1.0 if reference else 0.0)
@@ -171,3 +173,70 @@ def test_config_validation():
         LSDEBMConfig(num_steps=2, refine_steps=3)
     with pytest.raises(LatentmedError, match="alpha_bar_T"):
         LSDEBMConfig(alpha_bar_T=1.5)
+
+
+def test_linear_schedule_matches_ddpm_subsampled():
+    from latentmed.shape.models import lsd_noise_schedule
+
+    # T=2 samples DDPM's alpha_bar at idx [0, 500, 999] (DESIGN: alpha_bar[499]=0.078587, [999]=4.036e-5)
+    s2 = lsd_noise_schedule(2)
+    beta_500 = 1e-4 + 500 * (0.02 - 1e-4) / 999
+    assert math.isclose(1 - float(s2[0]), 0.078587 * (1 - beta_500) / (1 - 1e-4), rel_tol=1e-4)
+    for T in (2, 15, 20):
+        s2 = lsd_noise_schedule(T)
+        assert s2.shape == (T,) and (s2[1:] > s2[:-1]).all()
+        assert math.isclose(float(torch.prod(1 - s2)), 4.036e-5 / (1 - 1e-4), rel_tol=1e-3)
+    assert 0.006 < float(lsd_noise_schedule(20)[0]) < 0.01  # the reference's small first step
+    const = lsd_noise_schedule(4, "constant", 0.05)
+    assert torch.allclose(const, torch.full((4,), 1 - 0.05 ** 0.25, dtype=torch.float64))
+    model = _lsd()
+    assert torch.allclose(model.sigma2.double(), lsd_noise_schedule(4), atol=1e-7)
+    with pytest.raises(LatentmedError, match="schedule"):
+        LSDEBMConfig(schedule="cosine")
+
+
+def test_langevin_noise_scale_zero_is_descent():
+    energy = lambda z: 0.5 * z.pow(2).sum(1)  # noqa: E731
+    z0 = torch.ones(2, 3)
+    a = langevin(energy, z0, 5, 0.1, noise_scale=0.0, generator=torch.Generator().manual_seed(0))
+    b = langevin(energy, z0, 5, 0.1, noise=False)
+    assert torch.equal(a, b)
+    c = langevin(energy, z0, 5, 0.1, noise_scale=0.01, generator=torch.Generator().manual_seed(0))
+    assert 0 < (c - b).abs().max() < 0.05
+
+
+def test_per_group_clipping_leaves_the_autoencoder_step_unscaled():
+    from accelerate import Accelerator
+
+    from latentmed.train.loop import clip_per_group
+
+    model = _lsd()
+    groups = model.parameter_groups()
+    assert [g["name"] for g in groups] == ["autoencoder", "energy"]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    for g, norm in zip(groups, (0.5, 10.0)):  # a small autoencoder gradient, a large energy gradient
+        for p in g["params"]:
+            p.grad = torch.ones_like(p)
+        total = torch.sqrt(sum(p.grad.pow(2).sum() for p in g["params"]))
+        for p in g["params"]:
+            p.grad *= norm / total
+    before = [p.grad.clone() for p in groups[0]["params"]]
+    clip_per_group(Accelerator(cpu=True), torch.optim.Adam(groups, lr=1e-3), 1.0)
+    assert all(torch.equal(a, p.grad) for a, p in zip(before, groups[0]["params"]))  # unscaled
+    energy_norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in groups[1]["params"]))
+    assert math.isclose(float(energy_norm), 1.0, rel_tol=1e-4)
+    # one global norm (the old behaviour) would have scaled the autoencoder by ~0.1
+    assert 1.0 / math.hypot(0.5, 10.0) < 0.11
+
+
+def test_chain_from_T_returns_a_mask():
+    model = _lsd(langevin_noise=0.01).eval()
+    x = _masks(2)
+    probs = model.refine(x, steps=model.config.num_steps, generator=torch.Generator().manual_seed(0))
+    assert probs.shape == x.shape and torch.isfinite(probs).all()
+    assert ((probs >= 0) & (probs <= 1)).all()
+    mask = probs > 0.5
+    assert mask.dtype == torch.bool and mask.shape == x.shape
+    # t = 0: the autoencoder alone (the control that shows what the chain adds)
+    assert torch.allclose(model.refine(x, steps=0), model.decode(model.encode(x)[0]))

@@ -75,18 +75,22 @@ def test_augment_is_seeded_and_zooms_volume():
 def test_thick_slices_partial_volume():
     m = _blob((20, 12, 12), (9, 6, 6), 5)
     assert np.array_equal(simulate_thick_slices(m, 1, 0), m)
-    c = simulate_thick_slices(m, 5, 0)
+    c = simulate_thick_slices(m, 5, 0, threshold=0.5)
     for s in range(4):  # every slab is one repeated slice = threshold of the slab mean
         slab = c[s * 5:(s + 1) * 5]
         assert (slab == slab[0]).all()
         assert np.array_equal(slab[0], m[s * 5:(s + 1) * 5].mean(0) > 0.5)
     c1 = simulate_thick_slices(m, 4, 1)
     assert (c1[:, 0:4] == c1[:, 0:1]).all()
-    lin = simulate_thick_slices(m, 5, 0, mode="linear")
+    lin = simulate_thick_slices(m, 5, 0, threshold=0.5, mode="linear")
     assert lin.shape == m.shape and not np.array_equal(lin, c)
-    n1 = simulate_thick_slices(m, 5, 0, boundary_noise=0.3, seed=1)
-    assert np.array_equal(n1, simulate_thick_slices(m, 5, 0, boundary_noise=0.3, seed=1))
+    n1 = simulate_thick_slices(m, 5, 0, threshold=0.5, boundary_noise=0.3, seed=1)
+    assert np.array_equal(n1, simulate_thick_slices(m, 5, 0, threshold=0.5, boundary_noise=0.3, seed=1))
     assert not np.array_equal(n1, c)
+    b1 = simulate_thick_slices(m, 5, 0, threshold=0.5, blobs=4, blob_radius=1.5, seed=2)
+    assert np.array_equal(b1, simulate_thick_slices(m, 5, 0, threshold=0.5, blobs=4, blob_radius=1.5, seed=2))
+    assert (b1 & ~c).any() and (c & ~b1).any()  # blobs added and holes cut
+    assert (simulate_thick_slices(m, 3) == simulate_thick_slices(m, 3, 2, threshold=0.75)).all()  # defaults
     with pytest.raises(LatentmedError, match="thickness"):
         simulate_thick_slices(m, 0, 0)
     with pytest.raises(LatentmedError, match="axis"):

@@ -24,3 +24,27 @@ def test_save_grid_writes_png_and_no_temp(tmp_path):
     path = save_image_grid(torch.zeros(2, 3, 8, 8), tmp_path / "g.png", min_tile=1)
     assert np.asarray(Image.open(path)).shape == (12, 22, 3)
     assert [p.name for p in tmp_path.iterdir()] == ["g.png"]
+
+
+def test_row_labels_and_spinal_level_order(tmp_path):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from latentmed.errors import LatentmedError
+    from latentmed.viz.grid import image_grid, save_image_grid
+    from latentmed.viz.latent import spinal_order
+
+    x = torch.zeros(6, 1, 32, 32)
+    plain = image_grid(x, nrow=3)
+    path = save_image_grid(x, tmp_path / "g.png", nrow=3, row_labels=["input", "x_T inverted"])
+    labelled = np.asarray(Image.open(path))
+    assert labelled.shape[0] == plain.shape[0] and labelled.shape[1] > plain.shape[1]  # a left margin
+    assert (labelled[:, : labelled.shape[1] - plain.shape[1]] < 128).any()  # with text in it
+    try:
+        save_image_grid(x, tmp_path / "bad.png", nrow=3, row_labels=["one"])
+        raise AssertionError("expected an error")
+    except LatentmedError as exc:
+        assert "1 labels for 2 rows" in str(exc)
+    assert spinal_order(["L1", "T10", "T4", "L4", "T12", "C7"]) == ["C7", "T4", "T10", "T12", "L1", "L4"]
+    assert spinal_order(["G0", "L1"]) is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -78,8 +79,13 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        # YAML 1.1 reads "30:40" as the base-60 number 1840: keep such values (slice ranges) as text
+        text = raw.strip()
+        node[parts[-1]] = "" if not text else text if _SEXAGESIMAL.match(text) else yaml.safe_load(raw)
     return out
+
+
+_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
 
 
 def _deep_update(dst: dict, src: dict) -> None:

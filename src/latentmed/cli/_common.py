@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 from typing import Callable, TypeVar
 
 import typer
@@ -11,6 +13,7 @@ from rich.console import Console
 from latentmed.errors import LatentmedError
 
 console = Console(stderr=True)
+_state: dict = {"debug": False}  # set by the root options (latentmed.cli.main): --debug, the thread policy line
 F = TypeVar("F", bound=Callable)
 
 
@@ -23,10 +26,11 @@ def friendly_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from latentmed.cli.main import _state
-
+        if _state.get("threads_line"):  # the thread policy, once per command run
+            console.print(_state.pop("threads_line"), highlight=False, markup=False, soft_wrap=True)
         try:
-            return fn(*args, **kwargs)
+            with data_notices_to_console():  # notices of library calls made without a report callback
+                return fn(*args, **kwargs)
         except LatentmedError as exc:
             if _state.get("debug"):
                 raise
@@ -34,6 +38,28 @@ def friendly_errors(fn: F) -> F:
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other names are checked by torch."""
+    import torch
+
+    device = str(device).strip().lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise typer.BadParameter(f"{device!r} is not a torch device; use auto, cpu, cuda or cuda:N.") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter(f"{device!r}: no CUDA GPU is visible to torch here; use auto or cpu.")
+    return device
+
+
+def device_option() -> typer.models.OptionInfo:
+    """The ``--device`` option of every command that runs a model (default ``auto``), resolved on parsing."""
+    return typer.Option("auto", "--device", help="auto (cuda when a GPU is visible, else cpu) | cpu | cuda | cuda:N.",
+                        callback=resolve_device)
 
 
 def parse_list(text: str | None, cast: Callable = str, what: str = "list") -> list:
@@ -50,3 +76,78 @@ def parse_list(text: str | None, cast: Callable = str, what: str = "list") -> li
         except ValueError as exc:
             raise LatentmedError(f"{what}: cannot read {item!r} as {cast.__name__} in {text!r}.") from exc
     return out
+
+
+# ------------------------------------------------------------------ data selection (every command with --data)
+DATA_OPTION_HELP = {
+    "axis": "Volumes: slice axis, sagittal | coronal | axial (reoriented views) or 0 | 1 | 2 (array axes). "
+            "A single DICOM slice or 2D NIfTI is read as one image whatever the axis.",
+    "window": "CT window: a preset (" + ", ".join(["bone", "soft_tissue", "lung", "brain", "spine"])
+              + ") or CENTRE,WIDTH in HU, e.g. 400,1800.",
+    "slices": "Volumes: slice indices and ranges, e.g. 64 or 10,20,30:40 (30..39).",
+    "nan_to": "Volumes: replace NaN/inf voxels by this number or 'min'.",
+    "skip_bad": "Skip unreadable images, NIfTI volumes and DICOM files (each skip is announced).",
+}
+
+
+def data_options(fn: F) -> F:
+    """Add the shared data-selection options (--axis, --window, --slices, --nan-to, --skip-bad) to a command.
+
+    The command declares a ``read`` parameter; it receives the given options as a dict of
+    :func:`latentmed.data.open_images` keyword arguments (options left unset are absent).
+    """
+    import inspect
+    from typing import Optional
+
+    extra = [
+        inspect.Parameter("axis", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                          default=typer.Option(None, "--axis", help=DATA_OPTION_HELP["axis"], show_default="sagittal")),
+        inspect.Parameter("window", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                          default=typer.Option(None, "--window", help=DATA_OPTION_HELP["window"],
+                                              show_default="each volume's min..max")),
+        inspect.Parameter("slices", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                          default=typer.Option(None, "--slices", help=DATA_OPTION_HELP["slices"], show_default="all")),
+        inspect.Parameter("nan_to", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                          default=typer.Option(None, "--nan-to", help=DATA_OPTION_HELP["nan_to"],
+                                              show_default="NaN is an error")),
+        inspect.Parameter("skip_bad", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--skip-bad", help=DATA_OPTION_HELP["skip_bad"])),
+    ]
+    names = [p.name for p in extra]
+    sig = inspect.signature(fn, eval_str=True)
+    params = [p for p in sig.parameters.values() if p.name != "read"]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        given = {k: kwargs.pop(k, None) for k in names}
+        read = {k: v for k, v in given.items() if v not in (None, False)}
+        return fn(*args, read=read, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params + extra)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in params}, **{p.name: p.annotation for p in extra}}
+    return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def data_notices_to_console():
+    """Show :class:`~latentmed.data.volumes.DataNotice` warnings as one ``Note:`` line each (others as usual)."""
+    from latentmed.data.volumes import DataNotice
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataNotice):
+            print_notice(str(message))
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+def print_notice(message: str) -> None:
+    """Print a data-layer notice (skipped file, resize, conversion) on one line."""
+    console.print(f"Note: {message}", highlight=False, markup=False, soft_wrap=True)

@@ -7,10 +7,11 @@ from typing import Optional
 
 import typer
 
-from latentmed.cli._common import console, friendly_errors, parse_list
+from latentmed.cli._common import console, data_options, device_option, friendly_errors, parse_list, print_notice
 
 
 @friendly_errors
+@data_options
 def counterfactual(
     run: Path = typer.Argument(..., help="DAE run folder (RUN/model) from `latentmed dae train`."),
     grader: Path = typer.Argument(..., help="Grader folder from `latentmed grade fit` (fitted on this DAE's latents)."),
@@ -20,11 +21,15 @@ def counterfactual(
     traverse: Optional[str] = typer.Option(None, help="Traversal START:STOP:K, e.g. -1:4:8 (K evenly spaced grades; "
                                                       "replaces --grades)."),
     flip: bool = typer.Option(False, "--flip", help="Add the binary counterfactual (reflection across the hyperplane)."),
-    steps: int = typer.Option(50, help="DDIM steps for inversion and decoding (one grid for both)."),
-    direction: str = typer.Option("normal", help="Move z_sem along the hyperplane 'normal' (the papers) or the "
-                                                 "class 'means' difference (often drawn more clearly by the decoder)."),
-    device: str = typer.Option("cpu", help="Torch device."),
+    steps: int = typer.Option(50, help="DDIM steps for inversion and decoding (one grid for both).", min=1),
+    direction: str = typer.Option("pattern", help="Move z_sem along: 'pattern' (the probe's activation pattern "
+                                                  "Cov(z) n, Haufe et al. 2014; drawn most clearly), 'means' (class-mean "
+                                                  "difference), 'normal-std' (the normal in standardised space, "
+                                                  "DiffAE's way) or 'normal' (the hyperplane normal, the papers'). "
+                                                  "Each lands exactly at the target grade's distance."),
+    device: str = device_option(),
     out: Path = typer.Option(..., "--out", help="Output folder: <id>.png strips and counterfactuals.json."),
+    read: Optional[dict] = None,
 ) -> None:
     """Counterfactual strips: original, reconstruction, images at target grades, signed difference maps.
 
@@ -48,7 +53,8 @@ def counterfactual(
         targets = [round(float(g), 4) for g in np.linspace(start, stop, k)]
     result = counterfactuals_from_run(run, grader, data, parse_list(ids, str, "--ids"),
                                       grades=targets, flip=flip, steps=steps, out_dir=out,
-                                      direction=direction, device=device, progress=True)
+                                      direction=direction, device=device, progress=True,
+                                      read={**(read or {}), "report": print_notice})
     slopes = result.follow_slope()
     for i, image_id in enumerate(result.ids):
         follow = "" if np.isnan(slopes[i]) else f", follow slope {slopes[i]:.2f}"

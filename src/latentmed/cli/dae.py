@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from latentmed.cli._common import console, friendly_errors
+from latentmed.cli._common import (console, data_options, device_option, friendly_errors, print_notice,
+                                   resolve_device)
 
 app = typer.Typer(help="Diffusion autoencoders: train, encode (z_sem, x_T), reconstruct, sample, interpolate.",
                   no_args_is_help=True)
@@ -15,33 +16,41 @@ app = typer.Typer(help="Diffusion autoencoders: train, encode (z_sem, x_T), reco
 DATA_HELP = "Images: a folder of PNG/JPEG/TIFF, a .npy/.npz (MedMNIST layout too), a NIfTI file or a DICOM series."
 
 
-def _open(data: Path, size: Optional[int], channels: int, skip_bad: bool = False, **kw):
+def _open(data: Path, size: Optional[int], channels: int, read: Optional[dict] = None):
+    """open_images with the command's data-selection options; notices go to the console."""
     from latentmed.data import open_images
 
-    return open_images(data, size=size, channels=channels, skip_bad=skip_bad, **kw)
+    return open_images(data, size=size, channels=channels, report=print_notice, **(read or {}))
 
 
-def _device(device: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+def _device(device: str) -> str:  # --device is resolved on parsing; kept for callers passing "auto"
+    return resolve_device(device)
 
 
 @app.command()
 @friendly_errors
+@data_options
 def train(data: Path = typer.Option(..., "--data", help=DATA_HELP),
           out: Path = typer.Option(..., "--out", help="Run folder; training resumes if it holds a checkpoint."),
           config: Optional[Path] = typer.Option(None, "--config", help="YAML run config (sections: preset, model, "
                                                 "objective, train, data, latent)."),
           labels: Optional[Path] = typer.Option(None, "--labels", help="Optional labels CSV; its ids are checked "
                                                 "against the images (training itself uses no labels)."),
-          preset: Optional[str] = typer.Option(None, help="tiny | diffae-64 | vertebra-96."),
-          objective: Optional[str] = typer.Option(None, help="baseline | one-phase | two-phase."),
-          steps: Optional[int] = typer.Option(None, help="Training steps."),
-          batch_size: Optional[int] = typer.Option(None, help="Batch size."),
-          size: Optional[int] = typer.Option(None, help="Resize images to this size."),
+          id_column: str = typer.Option("id", help="Id column of the --labels CSV."),
+          allow_unmatched: bool = typer.Option(False, "--allow-unmatched", help="Accept --labels rows whose id "
+                                               "matches no image (they are ignored)."),
+          preset: Optional[str] = typer.Option(None, help="tiny | diffae-64 | vertebra-96.",
+                                               show_default="tiny; or --config's"),
+          objective: Optional[str] = typer.Option(None, help="baseline | one-phase | two-phase.",
+                                                  show_default="two-phase; or --config's"),
+          steps: Optional[int] = typer.Option(None, help="Training steps.", min=1,
+                                              show_default="1000; or --config's"),
+          batch_size: Optional[int] = typer.Option(None, help="Batch size.", min=1,
+                                                   show_default="16; or --config's"),
+          size: Optional[int] = typer.Option(None, help="Resize images to this size.", min=1,
+                                             show_default="the preset's, 32 for tiny; or --config's"),
           channels: int = typer.Option(1, help="1 (grayscale) or 3 (RGB)."),
-          skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images with a warning."),
+          read: Optional[dict] = None,
           set_: List[str] = typer.Option([], "--set", help="Config override KEY=VALUE, e.g. train.lr=2e-4 "
                                          "(repeatable).")) -> None:
     """Train a DAE (then its latent DDIM) on unlabelled images.
@@ -57,14 +66,16 @@ def train(data: Path = typer.Option(..., "--data", help=DATA_HELP),
         if value is not None:
             overrides.append(f"{key}={value}")
     overrides += [f"data.path={data}", f"data.channels={channels}"]
+    overrides += [f"data.{key}={value}" for key, value in (read or {}).items()]  # --axis etc. beat --set
     cfg = load_config(DAERunConfig, config, overrides)
     from latentmed.dae.presets import preset_config
 
-    dataset = _open(data, cfg.data.size or preset_config(cfg.preset, **cfg.model).image_size, channels, skip_bad)
+    dataset = _open(data, cfg.data.size or preset_config(cfg.preset, **cfg.model).image_size, channels,
+                    cfg.data.read_options())
     if labels is not None:
         from latentmed.data import read_labels
 
-        read_labels(labels, ids=dataset.ids)
+        read_labels(labels, ids=dataset.ids, id_column=id_column, strict=not allow_unmatched)
     console.print(f"Training {cfg.preset} DAE ({cfg.objective.name}) on {len(dataset)} images -> {out}")
     train_dae(cfg, out, dataset)
     console.print(f"Done: {out}/model (EMA weights), {out}/log.csv")
@@ -72,14 +83,15 @@ def train(data: Path = typer.Option(..., "--data", help=DATA_HELP),
 
 @app.command()
 @friendly_errors
+@data_options
 def encode(run: Path = typer.Argument(..., help="DAE run folder."),
            data: Path = typer.Option(..., "--data", help=DATA_HELP),
            out: Path = typer.Option(..., "--out", help="Output .npz with ids, z_sem (and x_T), model_id."),
            stochastic: bool = typer.Option(False, "--stochastic", help="Also compute x_T by DDIM inversion."),
-           steps: int = typer.Option(250, help="Inversion steps for x_T (the papers: 250)."),
-           batch_size: int = typer.Option(64, help="Images per batch."),
-           skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images with a warning."),
-           device: str = typer.Option("auto", help="cpu | cuda | auto.")) -> None:
+           steps: int = typer.Option(250, help="Inversion steps for x_T (the papers: 250).", min=1),
+           batch_size: int = typer.Option(64, help="Images per batch.", min=1),
+           read: Optional[dict] = None,
+           device: str = device_option()) -> None:
     """Encode images to z_sem (and x_T with --stochastic), keyed by image id.
 
     Example: latentmed dae encode runs/spine --data spine/images --out latents.npz
@@ -88,7 +100,7 @@ def encode(run: Path = typer.Argument(..., help="DAE run folder."),
     from latentmed.latent.io import save_latents
 
     dae = load_dae(run, _device(device))
-    dataset = _open(data, dae.config.image_size, dae.config.in_channels, skip_bad)
+    dataset = _open(data, dae.config.image_size, dae.config.in_channels, read)
     enc = encode_dataset(dae, dataset, batch_size, steps if stochastic else 0)
     x_T = enc["x_T"].numpy() if enc["x_T"] is not None else None
     save_latents(out, enc["ids"], enc["z_sem"].numpy(), x_T, dae.model_id)
@@ -98,14 +110,16 @@ def encode(run: Path = typer.Argument(..., help="DAE run folder."),
 
 @app.command()
 @friendly_errors
+@data_options
 def reconstruct(run: Path = typer.Argument(..., help="DAE run folder."),
                 data: Path = typer.Option(..., "--data", help=DATA_HELP),
                 out: Path = typer.Option(..., "--out", help="Output folder (grid.png + one PNG per image)."),
-                steps: int = typer.Option(100, help="DDIM decoding steps (inversion uses the same grid)."),
+                steps: int = typer.Option(100, help="DDIM decoding steps (inversion uses the same grid).", min=1),
                 inversion: bool = typer.Option(True, "--inversion/--random", help="x_T by inversion or random."),
-                limit: int = typer.Option(16, help="Reconstruct at most this many images."),
-                seed: int = typer.Option(0, help="Seed of random x_T."),
-                device: str = typer.Option("auto", help="cpu | cuda | auto.")) -> None:
+                limit: int = typer.Option(16, help="Reconstruct at most this many images.", min=1),
+                seed: int = typer.Option(0, help="Seed of random x_T.", min=0),
+                read: Optional[dict] = None,
+                device: str = device_option()) -> None:
     """Reconstruct images (x_T by DDIM inversion, or random) and report PSNR.
 
     Example: latentmed dae reconstruct runs/spine --data spine/images --out recon --steps 50
@@ -117,7 +131,7 @@ def reconstruct(run: Path = typer.Argument(..., help="DAE run folder."),
     from latentmed.viz import save_image, save_image_grid, to_uint8
 
     dae = load_dae(run, _device(device))
-    dataset = _open(data, dae.config.image_size, dae.config.in_channels)
+    dataset = _open(data, dae.config.image_size, dae.config.in_channels, read)
     n = min(limit, len(dataset))
     items = [dataset[i] for i in range(n)]
     x = torch.stack([it["image"] for it in items])
@@ -139,11 +153,11 @@ def reconstruct(run: Path = typer.Argument(..., help="DAE run folder."),
 @friendly_errors
 def sample(run: Path = typer.Argument(..., help="DAE run folder with a latent DDIM."),
            out: Path = typer.Option(..., "--out", help="Output folder."),
-           n: int = typer.Option(16, "--n", help="Number of images."),
-           steps: int = typer.Option(100, help="DDIM steps of the image decoder."),
-           latent_steps: int = typer.Option(100, help="DDIM steps of the latent DDIM."),
-           seed: int = typer.Option(0, help="Random seed."),
-           device: str = typer.Option("auto", help="cpu | cuda | auto.")) -> None:
+           n: int = typer.Option(16, "--n", help="Number of images.", min=1),
+           steps: int = typer.Option(100, help="DDIM steps of the image decoder.", min=1),
+           latent_steps: int = typer.Option(100, help="DDIM steps of the latent DDIM.", min=1),
+           seed: int = typer.Option(0, help="Random seed.", min=0),
+           device: str = device_option()) -> None:
     """Sample new images: z_sem from the latent DDIM, then decode with random x_T.
 
     Example: latentmed dae sample runs/spine --n 16 --out samples
@@ -166,14 +180,16 @@ def sample(run: Path = typer.Argument(..., help="DAE run folder with a latent DD
 
 @app.command()
 @friendly_errors
+@data_options
 def interpolate(run: Path = typer.Argument(..., help="DAE run folder."),
                 a: str = typer.Argument(..., help="First image: a file, or an id in --data."),
                 b: str = typer.Argument(..., help="Second image: a file, or an id in --data."),
                 out: Path = typer.Option(Path("interpolation.png"), "--out", help="Output strip (PNG)."),
                 data: Optional[Path] = typer.Option(None, "--data", help="Look A and B up by id here."),
-                n: int = typer.Option(8, "--n", help="Images in the strip, ends included."),
-                steps: int = typer.Option(100, help="DDIM steps (inversion and decoding)."),
-                device: str = typer.Option("auto", help="cpu | cuda | auto.")) -> None:
+                n: int = typer.Option(8, "--n", help="Images in the strip, ends included.", min=1),
+                steps: int = typer.Option(100, help="DDIM steps (inversion and decoding).", min=1),
+                read: Optional[dict] = None,
+                device: str = device_option()) -> None:
     """Interpolate between two images (slerp on z_sem and x_T) and write a strip.
 
     Example: latentmed dae interpolate runs/spine s0001 s0002 --data spine/images --n 8 --out strip.png
@@ -183,21 +199,21 @@ def interpolate(run: Path = typer.Argument(..., help="DAE run folder."),
 
     dae = load_dae(run, _device(device))
     size, ch = dae.config.image_size, dae.config.in_channels
-    pair = [_image(item, data, size, ch) for item in (a, b)]
+    ds = _open(data, size, ch, read) if data is not None else None  # opened once: notices said once
+    pair = [_image(item, ds, data, size, ch, read) for item in (a, b)]
     strip = dae.interpolate(pair[0], pair[1], n=n, steps=steps)
     save_image_grid(strip.cpu(), out, nrow=n)
     console.print(f"Wrote {out}")
 
 
-def _image(item: str, data: Optional[Path], size: int, channels: int):
+def _image(item: str, ds, data: Optional[Path], size: int, channels: int, read: Optional[dict] = None):
     from latentmed.errors import LatentmedError
 
-    if data is not None:
-        ds = _open(data, size, channels)
+    if ds is not None:
         if item not in ds.ids:
             raise LatentmedError(f"id {item!r} not found in {data} ({len(ds)} images, e.g. {', '.join(ds.ids[:3])}).")
         return ds[ds.ids.index(item)]["image"][None]
     path = Path(item)
     if not path.exists():
         raise LatentmedError(f"{item}: no such file. Give an image file, or an id together with --data DIR.")
-    return _open(path, size, channels)[0]["image"][None]
+    return _open(path, size, channels, read)[0]["image"][None]

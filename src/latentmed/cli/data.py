@@ -21,7 +21,7 @@ def _group() -> None:
 def shard(
     src: Path = typer.Argument(..., help="Image folder (labels.csv with an image column, or image files)."),
     out: Path = typer.Option(..., "--out", help="Output folder for shard-000000.tar, ..."),
-    shard_size: int = typer.Option(1000, "--shard-size", help="Samples per shard."),
+    shard_size: int = typer.Option(1000, "--shard-size", help="Samples per shard.", min=1),
 ) -> None:
     """Pack images (+ their labels row as JSON) into WebDataset-style tar shards.
 

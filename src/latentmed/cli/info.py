@@ -34,6 +34,7 @@ def info(run: Path = typer.Argument(..., help="A DAE run folder (or a save_pretr
     c = dae.config
     table.add_row("image", f"{c.in_channels} x {c.image_size}^{c.dims}")
     table.add_row("z_sem dim", str(c.z_dim))
+    table.add_row("semantic encoder", c.encoder_head())
     for k, v in dae.num_parameters().items():
         table.add_row(f"parameters ({k})", f"{v:,}")
     table.add_row("model id", dae.model_id)
@@ -42,7 +43,7 @@ def info(run: Path = typer.Argument(..., help="A DAE run folder (or a save_pretr
 
 @friendly_errors
 def presets() -> None:
-    """List the DAE presets with their parameter counts.
+    """List the DAE presets with their parameter counts, and how each differs from the model it is named after.
 
     Example: latentmed presets
     """
@@ -50,6 +51,7 @@ def presets() -> None:
     from rich.table import Table
 
     from latentmed.dae import PRESETS, DiffusionAutoencoder, preset_config
+    from latentmed.dae.presets import REFERENCE_DIFFERENCES
 
     table = Table(title="DAE presets")
     for col in ("preset", "image", "channels", "z_sem", "encoder", "decoder", "total"):
@@ -59,4 +61,9 @@ def presets() -> None:
         n = DiffusionAutoencoder(cfg).num_parameters()
         table.add_row(name, f"{cfg.image_size}px", f"{cfg.model_channels}x{cfg.channel_mult}", str(cfg.z_dim),
                       f"{n['encoder']:,}", f"{n['decoder']:,}", f"{n['total']:,}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for name, lines in REFERENCE_DIFFERENCES.items():
+        console.print(f"{name} differs from its {lines[0].removeprefix('reference: ')}:")
+        for line in lines[1:]:
+            console.print(f"  - {line}")

@@ -15,9 +15,9 @@ app = typer.Typer(help="DiNO-Diffusion: latent diffusion conditioned on frozen D
 @friendly_errors
 def phantom_chest2d(
     out: Path = typer.Argument(..., help="Output folder (images/, masks/, labels.csv)."),
-    n: int = typer.Option(200, "--n", help="Number of images."),
-    size: int = typer.Option(64, "--size", help="Image side in pixels (>= 32)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (image i uses rng([seed, i]))."),
+    n: int = typer.Option(200, "--n", help="Number of images.", min=1),
+    size: int = typer.Option(64, "--size", help="Image side in pixels (>= 32).", min=1),
+    seed: int = typer.Option(0, "--seed", help="Random seed (image i uses rng([seed, i])).", min=0),
 ) -> None:
     """Chest-radiograph-like phantoms with lung/heart masks and multi-label clinical labels.
 
@@ -52,12 +52,13 @@ def _train_base(steps, batch_size, lr) -> dict:
 def train_vae_cmd(
     data: Path = typer.Argument(..., help="Image folder (labels.csv or images) or a folder of tar shards."),
     out: Path = typer.Option(..., "--out", help="Output folder; the AutoencoderKL goes to OUT/vae."),
-    size: int = typer.Option(64, "--size", help="Image side after centre crop + resize."),
-    latent_channels: int = typer.Option(4, "--latent-channels"),
+    size: int = typer.Option(64, "--size", help="Image side after centre crop + resize.", min=1),
+    latent_channels: int = typer.Option(4, "--latent-channels", min=1),
     channels: str = typer.Option("32,64,64", "--channels", help="VAE block widths (downsampling 2^(len-1))."),
-    kl_weight: float = typer.Option(1e-6, "--kl-weight"),
-    steps: int = typer.Option(None, "--steps"), batch_size: int = typer.Option(None, "--batch-size"),
-    lr: float = typer.Option(None, "--lr"),
+    kl_weight: float = typer.Option(1e-6, "--kl-weight", min=0),
+    steps: int = typer.Option(None, "--steps", min=1, show_default="500"),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, show_default="16"),
+    lr: float = typer.Option(None, "--lr", min=0, show_default="1e-3"),
     config: Path = typer.Option(None, "--config", help="YAML with VAETrainSpec keys."),
     overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE overrides, e.g. train.ema_decay=0.99."),
 ) -> None:
@@ -80,8 +81,8 @@ def embed_cmd(
     out: Path = typer.Option(..., "--out", help="Cache file (.safetensors)."),
     conditioner: str = typer.Option(..., "--conditioner", help="Local ViT folder, or tiny|tiny-vit for tests."),
     tokens: str = typer.Option("global", "--tokens", help="global (CLS+registers) or all (with patch tokens)."),
-    size: int = typer.Option(64, "--size", help="Image side (as in training)."),
-    batch_size: int = typer.Option(64, "--batch-size"),
+    size: int = typer.Option(64, "--size", help="Image side (as in training).", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
 ) -> None:
     """Precompute the conditioning tokens of a data set (training re-reads them).
 
@@ -108,13 +109,14 @@ def train_cmd(
     tokens: str = typer.Option("global", "--tokens", help="global or all."),
     embeddings: Path = typer.Option(None, "--embeddings", help="Token cache from `ldm embed`."),
     heldout: Path = typer.Option(None, "--heldout", help="Held-out images for reconstruction-FID selection."),
-    fid_every: int = typer.Option(0, "--fid-every", help="Evaluate reconstruction FID every N steps (0: off)."),
-    size: int = typer.Option(64, "--size"), channels: str = typer.Option("32,64", "--channels"),
+    fid_every: int = typer.Option(0, "--fid-every", help="Evaluate reconstruction FID every N steps (0: off).", min=0),
+    size: int = typer.Option(64, "--size", min=1), channels: str = typer.Option("32,64", "--channels"),
     prediction: str = typer.Option("eps", "--prediction", help="eps (paper) or v."),
-    cond_dropout: float = typer.Option(0.1, "--cond-dropout", help="Condition dropout for guidance."),
+    cond_dropout: float = typer.Option(0.1, "--cond-dropout", help="Condition dropout for guidance.", min=0, max=1),
     augment: bool = typer.Option(False, "--augment/--no-augment", help="Light augmentation (paper Sec. 3)."),
-    steps: int = typer.Option(None, "--steps"), batch_size: int = typer.Option(None, "--batch-size"),
-    lr: float = typer.Option(None, "--lr"),
+    steps: int = typer.Option(None, "--steps", min=1, show_default="1000"),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, show_default="16"),
+    lr: float = typer.Option(None, "--lr", min=0, show_default="2e-4"),
     config: Path = typer.Option(None, "--config", help="YAML with LDMTrainSpec keys."),
     overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE overrides, e.g. train.grad_accum=4."),
 ) -> None:
@@ -141,11 +143,11 @@ def synthesize_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder (images/, labels.csv)."),
     labels: str = typer.Option("cardiomegaly,effusion,opacity", "--labels", help="Label columns of labels.csv."),
     strategy: str = typer.Option("reconstruction", "--strategy", help="reconstruction | interpolation."),
-    ratio: float = typer.Option(5, "--ratio", help="Synthetic images per real image."),
-    subset: int = typer.Option(None, "--subset", help="Label-balanced real subset size (default: all)."),
-    steps: int = typer.Option(50, "--steps", help="DDIM steps."),
-    guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale."),
-    seed: int = typer.Option(0, "--seed"),
+    ratio: float = typer.Option(5, "--ratio", help="Synthetic images per real image.", min=0),
+    subset: int = typer.Option(None, "--subset", help="Label-balanced real subset size (default: all).", min=1),
+    steps: int = typer.Option(50, "--steps", help="DDIM steps.", min=1),
+    guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale.", min=0),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Write a real subset + synthetic images (labels.csv marks synthetic=1 and the parents).
 
@@ -170,15 +172,15 @@ def augment_eval_cmd(
     labels: str = typer.Option("cardiomegaly,effusion,opacity", "--labels"),
     subsets: str = typer.Option("50,200", "--subsets", help="Real data regimes (nested subset sizes)."),
     ratios: str = typer.Option("1,5", "--ratios", help="Synthetic:real ratios."),
-    folds: int = typer.Option(5, "--folds"),
+    folds: int = typer.Option(5, "--folds", min=2),
     strategy: str = typer.Option("reconstruction", "--strategy"),
-    steps: int = typer.Option(20, "--steps", help="DDIM steps per synthetic image."),
-    guidance: float = typer.Option(1.0, "--guidance"),
+    steps: int = typer.Option(20, "--steps", help="DDIM steps per synthetic image.", min=1),
+    guidance: float = typer.Option(1.0, "--guidance", min=0),
     arch: str = typer.Option("cnn", "--arch", help="cnn (small, CPU) or densenet121 (MONAI)."),
-    classifier_size: int = typer.Option(32, "--classifier-size"),
-    epochs: int = typer.Option(15, "--epochs"),
-    min_steps: int = typer.Option(150, "--min-steps", help="Minimum classifier optimisation steps."),
-    seed: int = typer.Option(0, "--seed"),
+    classifier_size: int = typer.Option(32, "--classifier-size", min=1),
+    epochs: int = typer.Option(15, "--epochs", min=1),
+    min_steps: int = typer.Option(150, "--min-steps", help="Minimum classifier optimisation steps.", min=0),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Classifier AUC with k-fold CV on real, real+synthetic and synthetic-only sets; memorisation check.
 
@@ -202,9 +204,9 @@ def grid_cmd(
     run: Path = typer.Argument(..., help="RUN folder."),
     data: Path = typer.Option(..., "--data", help="Images to reconstruct / interpolate."),
     out: Path = typer.Option(..., "--out", help="Output folder for reconstruction.png and interpolation.png."),
-    n: int = typer.Option(6, "--n", help="Number of source images (pairs for interpolation)."),
-    steps: int = typer.Option(50, "--steps"), guidance: float = typer.Option(1.0, "--guidance"),
-    seed: int = typer.Option(0, "--seed"),
+    n: int = typer.Option(6, "--n", help="Number of source images (pairs for interpolation).", min=1),
+    steps: int = typer.Option(50, "--steps", min=1), guidance: float = typer.Option(1.0, "--guidance", min=0),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Reconstruction (variations from an image's own tokens) and interpolation grids.
 

@@ -1,17 +1,26 @@
 """The ``latentmed`` command line: a thin typer app; each command group lives in its own module.
 
 Commands parse arguments and delegate to the library. Known errors (:class:`LatentmedError`)
-print one line saying what is wrong and how to fix it; ``--debug`` shows the traceback.
+and bad or missing options print one line saying what is wrong and how to fix it; ``--debug``
+shows the traceback. The thread policy (:mod:`latentmed.runtime`, ``--threads``) is applied
+before any command loads torch and printed once when the command starts.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from typing import Optional
 
 import typer
 
+from latentmed.cli._common import _state
 from latentmed.errors import LatentmedError
+from latentmed.runtime import configure_threads, prepare_environment
+
+prepare_environment()  # passive OpenMP wait, before any command module can load torch
+# click's exception classes (typer >= 0.20 ships its own copy of click)
+_click = importlib.import_module(typer.BadParameter.__module__)
 
 app = typer.Typer(
     name="latentmed",
@@ -39,12 +48,18 @@ COMMANDS = [
     ("counterfactual", ["counterfactual"]),
 ]
 
-_state = {"debug": False}
-
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+          threads: Optional[str] = typer.Option(None, "--threads", metavar="N",
+                                                help="Threads for torch (default: the CPUs this process may use; "
+                                                     "also LATENTMED_THREADS).")) -> None:
     _state["debug"] = debug
+    try:
+        line = configure_threads(threads)
+    except LatentmedError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    _state["threads_line"] = line  # printed once, when the command starts (not for --help)
 
 
 def _register() -> None:
@@ -64,12 +79,26 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``latentmed`` script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, standalone_mode=False)
     except LatentmedError as exc:
         if debug:
             raise
         typer.secho(f"Error: {exc}", err=True, fg=typer.colors.RED)
         raise SystemExit(2) from None
+    except _click.NoArgsIsHelpError as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except _click.ClickException as exc:  # bad or missing option: one line, not a usage page
+        message = exc.format_message().rstrip(".") + "."
+        if getattr(exc, "ctx", None) is not None:
+            message += f" See `{exc.ctx.command_path} --help`."
+        typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+        raise SystemExit(exc.exit_code) from None
+    except _click.Abort:
+        typer.echo("Aborted.", err=True)
+        raise SystemExit(1) from None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

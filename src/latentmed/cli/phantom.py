@@ -23,14 +23,15 @@ def _group() -> None:
 @friendly_errors
 def spine2d(
     out: Path = typer.Argument(..., help="Output folder (gets images/<id>.png, labels.csv, phantom.json)."),
-    n: int = typer.Option(1000, "--n", help="Number of images."),
-    size: int = typer.Option(64, "--size", help="Image width and height in pixels."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; image i depends only on (seed, i)."),
+    n: int = typer.Option(1000, "--n", help="Number of images.", min=1),
+    size: int = typer.Option(64, "--size", help="Image width and height in pixels.", min=1),
+    seed: int = typer.Option(0, "--seed", help="Random seed; image i depends only on (seed, i).", min=0),
     grade_weights: Optional[str] = typer.Option(
         None, "--grade-weights", help="Relative frequency of Genant grades G0..G3, e.g. '0.25,0.25,0.25,0.25', "
         "or 'verse' for the VerSe imbalance (4124/74/102/44). Default: equal."),
     adjacent_fracture_rate: float = typer.Option(
-        0.1, "--adjacent-fracture-rate", help="Fraction of images where a neighbouring vertebra is fractured too."),
+        0.1, "--adjacent-fracture-rate", min=0, max=1,
+        help="Fraction of images where a neighbouring vertebra is fractured too."),
     levels: Optional[str] = typer.Option(None, "--levels", help="Centre vertebra levels, e.g. 'T11,T12,L1,L2' "
                                          "(default T4..L4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),

@@ -38,17 +38,18 @@ def _structures(text: str) -> dict[int, str]:
     return out
 
 
-_TIMESTEP = typer.Option(300, "--timestep", "-t", help="Noise timestep of the single UNet pass, in [0, 1000).")
+_TIMESTEP = typer.Option(300, "--timestep", "-t", min=0, max=999,
+                         help="Noise timestep of the single UNet pass, in [0, 1000).")
 _THRESHOLD = typer.Option("0.05", "--threshold", help="Symmetric-KL merge threshold, or one per iteration (0.05,0.05,0.1).")
-_GRID = typer.Option(16, "--grid", help="Anchor grid side (grid x grid anchors).")
-_ITER = typer.Option(3, "--iterations", help="Merge iterations.")
+_GRID = typer.Option(16, "--grid", help="Anchor grid side (grid x grid anchors).", min=1)
+_ITER = typer.Option(3, "--iterations", help="Merge iterations.", min=0)
 _REFINE = typer.Option(False, "--refine/--no-refine", help="KMeans refinement initialised from the proposals.")
 _WEIGHT = typer.Option("proportional", "--weighting", help="Resolution weights: proportional (to side) or uniform.")
-_BATCH = typer.Option(4, "--batch-size", help="Images per UNet pass.")
-_SEED = typer.Option(0, "--seed", help="Seed of the noise added to the latents.")
+_BATCH = typer.Option(4, "--batch-size", help="Images per UNet pass.", min=1)
+_SEED = typer.Option(0, "--seed", help="Seed of the noise added to the latents.", min=0)
 _FP16 = typer.Option(False, "--fp16-maps", help="Store attention maps in float16 (half the memory).")
-_SIZE = typer.Option(None, "--size", help="Centre-crop and resize images to this side (default: native size).")
-_LIMIT = typer.Option(None, "--limit", help="Use only the first N images.")
+_SIZE = typer.Option(None, "--size", help="Centre-crop and resize images to this side (default: native size).", min=1)
+_LIMIT = typer.Option(None, "--limit", help="Use only the first N images.", min=1)
 
 
 @app.command("zero-shot")
@@ -85,7 +86,7 @@ def sweep(
     thresholds: str = typer.Option("0.01,0.02,0.05,0.1,0.2,0.5,1.0", "--thresholds", help="Merge thresholds to try."),
     structures: str = typer.Option("1=left_lung,2=right_lung,3=heart", "--structures",
                                    help="Truth labels to score, value=name (0 is background)."),
-    baseline_k: int = typer.Option(4, "--baseline-k", help="Clusters of the KMeans-on-intensities baseline."),
+    baseline_k: int = typer.Option(4, "--baseline-k", help="Clusters of the KMeans-on-intensities baseline.", min=1),
     timestep: int = _TIMESTEP, threshold: str = _THRESHOLD, grid: int = _GRID, iterations: int = _ITER,
     refine: bool = _REFINE, weighting: str = _WEIGHT, batch_size: int = _BATCH, seed: int = _SEED,
     fp16: bool = _FP16, size: Optional[int] = _SIZE, limit: Optional[int] = _LIMIT,

@@ -17,11 +17,13 @@ app = typer.Typer(help="3D shape refinement (LSD-EBM, VAE, LEBM) of vertebra mas
 
 def phantom_spine3d(
     out: Path = typer.Argument(..., help="Output folder for spine3d_XXXX.nii.gz and labels.csv."),
-    n: int = typer.Option(20, "--n", help="Number of masks (5 levels L1-L5 per individual)."),
-    size: int = typer.Option(64, "--size", help="Cube size in voxels (1 mm spacing)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    n: int = typer.Option(20, "--n", help="Number of masks (5 levels L1-L5 per individual).", min=1),
+    size: int = typer.Option(64, "--size", help="Cube size in voxels (1 mm spacing).", min=1),
+    seed: int = typer.Option(0, "--seed", help="Random seed.", min=0),
 ) -> None:
-    """Write 3D vertebra masks (body, pedicles, laminae, spinous and transverse processes) as NIfTI.
+    """Write 3D vertebra masks (body, pedicles, laminae, spinous, transverse, articular processes) as NIfTI.
+
+    Part labels (1 body .. 6 articular) go to OUT/parts/ with the same file names.
 
     Example: latentmed phantom spine3d data/spine --n 40 --size 64
     """
@@ -49,7 +51,7 @@ def train(
     data: Path = typer.Option(..., "--data", help="Folder of high-quality NIfTI masks."),
     out: Path = typer.Option(..., "--out", help="Run folder (model/, checkpoint/, log.csv); resumes if present."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with model:, train:, data: sections."),
-    size: Optional[int] = typer.Option(None, "--size", help="Cube size (overrides model.image_size)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Cube size (overrides model.image_size).", min=1),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override, e.g. --set model.num_steps=2."),
 ) -> None:
     """Train a shape model on high-quality masks.
@@ -69,10 +71,10 @@ def refine(
     run: Path = typer.Argument(..., help="Run folder (or its model/ folder)."),
     input: Path = typer.Option(..., "--input", help="Folder of coarse NIfTI masks."),
     out: Path = typer.Option(..., "--out", help="Output folder for refined masks (same file names)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="LSD-EBM: diffuse to step t (default: config)."),
-    seed: int = typer.Option(0, "--seed"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="LSD-EBM: diffuse to step t (default: config).", min=1),
+    seed: int = typer.Option(0, "--seed", min=0),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Binarise non-binary inputs at this value."),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
 ) -> None:
     """Refine coarse masks (Algorithm 2). Outputs are cubes centred on each input's centre of mass.
 
@@ -102,9 +104,9 @@ def refine(
 @friendly_errors
 def sample(
     run: Path = typer.Argument(..., help="Run folder (or its model/ folder)."),
-    n: int = typer.Option(4, "--n", help="Number of samples."),
+    n: int = typer.Option(4, "--n", help="Number of samples.", min=1),
     out: Path = typer.Option(..., "--out", help="Output folder for sample_XXXX.nii.gz."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Unconditional samples (Algorithm 3 for LSD-EBM; prior Langevin for LEBM; N(0, I) for VAE).
 
@@ -132,10 +134,11 @@ def evaluate(
     truth: Path = typer.Option(..., "--truth", help="Folder of high-quality masks with the same file names."),
     run: Optional[list[str]] = typer.Option(None, "--run", help="NAME=RUN_DIR, repeatable (e.g. VAE=runs/vae)."),
     out: Path = typer.Option(..., "--out", help="Folder for table.md, per_case.csv, summary.json and pictures."),
-    size: Optional[int] = typer.Option(None, "--size", help="Cube size (default: the models' image_size, else 64)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="LSD-EBM refinement step t (default: config)."),
-    seed: int = typer.Option(0, "--seed"),
-    figures: int = typer.Option(3, "--figures", help="Mid-slice pictures for the first N cases."),
+    size: Optional[int] = typer.Option(None, "--size", min=1,
+                                       help="Cube size (default: the models' image_size, else 64)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="LSD-EBM refinement step t (default: config).", min=1),
+    seed: int = typer.Option(0, "--seed", min=0),
+    figures: int = typer.Option(3, "--figures", help="Mid-slice pictures for the first N cases.", min=0),
 ) -> None:
     """Table 1 of the paper: Dice, VS, SEN, SPEC, NMI, kappa (mean ± std) for the input and each model.
 
@@ -176,16 +179,19 @@ def evaluate(
 def degrade(
     inp: Path = typer.Argument(..., metavar="IN", help="A NIfTI mask or a folder of them."),
     out: Path = typer.Argument(..., help="Output file (for a file) or folder (for a folder)."),
-    thickness: int = typer.Option(5, "--thickness", help="Slab thickness in voxels (mm at 1 mm spacing)."),
-    axis: int = typer.Option(0, "--axis", help="Through-plane axis 0, 1 or 2."),
+    thickness: int = typer.Option(6, "--thickness", help="Slab thickness in voxels (mm at 1 mm spacing).", min=1),
+    axis: int = typer.Option(2, "--axis", help="Through-plane axis 0, 1 or 2 (2: sagittal slabs).", min=0, max=2),
+    partial_volume: float = typer.Option(0.75, "--partial-volume", min=0, max=1,
+                                         help="Keep a slab voxel when the slab mean exceeds this."),
     mode: str = typer.Option("nearest", "--mode", help="nearest (repeat slabs) | linear (interpolate slabs)."),
-    noise: float = typer.Option(0.0, "--noise", help="Fraction of boundary voxels flipped."),
-    seed: int = typer.Option(0, "--seed"),
+    noise: float = typer.Option(0.0, "--noise", help="Fraction of boundary voxels flipped.", min=0, max=1),
+    blobs: int = typer.Option(0, "--blobs", help="Balls of radius 2 added/removed on the boundary.", min=0),
+    seed: int = typer.Option(0, "--seed", min=0),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Binarise non-binary inputs at this value."),
 ) -> None:
-    """Simulate thick-slice acquisition of high-quality masks (our assumption; see docs).
+    """Simulate thick-slice acquisition of high-quality masks (assumptions: latentmed.shape.volumes).
 
-    Example: latentmed shape degrade data/spine data/coarse --thickness 5 --axis 0
+    Example: latentmed shape degrade data/spine data/coarse --thickness 6 --axis 2 --partial-volume 0.75
     """
     from latentmed.data.phantoms.spine3d import save_mask_nifti
     from latentmed.shape.volumes import is_nifti, list_masks, load_mask, simulate_thick_slices
@@ -193,7 +199,8 @@ def degrade(
     files = list_masks(inp) if inp.is_dir() else [inp]
     for i, f in enumerate(files):
         mask, info = load_mask(f, threshold=threshold)
-        coarse = simulate_thick_slices(mask, thickness, axis, mode=mode, boundary_noise=noise, seed=seed + i)
+        coarse = simulate_thick_slices(mask, thickness, axis, threshold=partial_volume, mode=mode,
+                                       boundary_noise=noise, blobs=blobs, seed=seed + i)
         target = out / f.name if inp.is_dir() else (out if is_nifti(out) else out / f.name)
         save_mask_nifti(coarse, target)
     console.print(f"Degraded {len(files)} mask(s) into {out}")

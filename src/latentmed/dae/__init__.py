@@ -4,11 +4,11 @@ from latentmed.dae.latent_ddim import LatentDDIM, LatentDDIMConfig
 from latentmed.dae.model import DAEConfig, DiffusionAutoencoder, slerp
 from latentmed.dae.objectives import OBJECTIVES, DAEObjective, ObjectiveConfig
 from latentmed.dae.presets import PRESETS, preset_config
-from latentmed.dae.training import (DAERunConfig, DataConfig, LatentTrainConfig, encode_dataset, load_dae,
-                                    load_latent_ddim, load_run_config, train_dae)
+from latentmed.dae.training import (DAERunConfig, DAETrainConfig, DataConfig, LatentTrainConfig, encode_dataset,
+                                    load_dae, load_latent_ddim, load_run_config, train_dae)
 
 __all__ = [
-    "DAEConfig", "DAEObjective", "DAERunConfig", "DataConfig", "DiffusionAutoencoder", "LatentDDIM",
+    "DAEConfig", "DAEObjective", "DAERunConfig", "DAETrainConfig", "DataConfig", "DiffusionAutoencoder", "LatentDDIM",
     "LatentDDIMConfig", "LatentTrainConfig", "OBJECTIVES", "ObjectiveConfig", "PRESETS", "encode_dataset",
     "load_dae", "load_latent_ddim", "load_run_config", "preset_config", "slerp", "train_dae",
 ]

@@ -17,13 +17,21 @@ from latentmed.pretrained import PretrainedMixin
 
 @dataclass
 class LatentDDIMConfig:
-    """Skip-MLP denoiser over z_sem (DiffAE: 10-20 layers, width 2048; smaller by default here)."""
+    """Skip-MLP denoiser over z_sem (DiffAE: 10-20 layers, width 2048; smaller by default here).
+
+    ``prediction`` defaults to ``v`` (DiffAE's latent DPM predicts eps). A small, briefly trained
+    eps-network under-predicts the noise, and near t = 1 (alpha = 0.006 on the linear schedule)
+    ``x0_hat = (z_t - sigma eps_hat) / alpha`` turns the shortfall into samples spread 3-4x wider
+    than the data: on the demo (1000 steps) eps gave z_sem precision 0.18 and about half the
+    decoded samples broken; v-prediction at the same budget gave precision 0.92, recall 0.87
+    (issue 18, ``experiments/latent_ddim_samples.py``).
+    """
 
     z_dim: int = 512
     hidden: int = 512
     num_layers: int = 4
     schedule: str = "linear"
-    prediction: str = "eps"
+    prediction: str = "v"
 
     def __post_init__(self) -> None:
         get_schedule(self.schedule)
@@ -59,5 +67,5 @@ class LatentDDIM(nn.Module, PretrainedMixin):
         device = self.z_mean.device
         z_T = torch.randn(n, self.config.z_dim, generator=generator, device=generator.device if generator else device)
         denoiser = Denoiser(self.net, self.config.schedule, self.config.prediction)
-        z = ddim_sample(denoiser, z_T.to(device), ddim_timesteps(steps))
+        z = ddim_sample(denoiser, z_T.to(device), ddim_timesteps(steps, schedule=denoiser.schedule))
         return z * self.z_std + self.z_mean

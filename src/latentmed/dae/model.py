@@ -18,6 +18,7 @@ from latentmed.diffusion import (Denoiser, check_prediction, ddim_invert, ddim_s
 from latentmed.errors import LatentmedError
 from latentmed.nn import DiffAEUNet, EncoderConfig, SemanticEncoder, UNetConfig
 from latentmed.pretrained import PretrainedMixin
+from latentmed.train.accel import amp_autocast, check_precision, compile_module
 
 
 @dataclass
@@ -37,6 +38,7 @@ class DAEConfig:
     enc_num_res_blocks: int = 2
     enc_attention_resolutions: tuple[int, ...] = (16,)
     enc_pool: str = "avg"
+    enc_middle: bool = False
     dims: int = 2
     schedule: str = "linear"
     prediction: str = "eps"
@@ -52,6 +54,13 @@ class DAEConfig:
         if self.image_size % factor:
             raise LatentmedError(f"image_size {self.image_size} must be divisible by {factor} for channel_mult "
                                  f"{self.channel_mult}; resize the images or use fewer levels.")
+
+    def encoder_head(self) -> str:
+        """The semantic encoder's head in words (for ``latentmed info`` and reports)."""
+        pool = ("average pooling + 1x1 conv (DiffAE)" if self.enc_pool == "avg"
+                else "flatten + linear (keeps where features are)")
+        return f"enc_pool={self.enc_pool}: {pool}; middle block (ResBlock, attention, ResBlock): " + (
+            "yes" if self.enc_middle else "no")
 
 
 class DiffusionAutoencoder(nn.Module, PretrainedMixin):
@@ -72,7 +81,7 @@ class DiffusionAutoencoder(nn.Module, PretrainedMixin):
             image_size=c.image_size, in_channels=c.in_channels, model_channels=c.model_channels,
             channel_mult=c.enc_channel_mult, num_res_blocks=c.enc_num_res_blocks,
             attention_resolutions=c.enc_attention_resolutions, num_heads=c.num_heads, z_dim=c.z_dim, dims=c.dims,
-            pool=c.enc_pool))
+            pool=c.enc_pool, middle=c.enc_middle))
         self.unet = DiffAEUNet(UNetConfig(
             image_size=c.image_size, in_channels=c.in_channels, model_channels=c.model_channels,
             channel_mult=c.channel_mult, num_res_blocks=c.num_res_blocks,
@@ -80,6 +89,7 @@ class DiffusionAutoencoder(nn.Module, PretrainedMixin):
             z_dim=c.z_dim, dims=c.dims))
         self.schedule = get_schedule(c.schedule)
         self._model_id: str | None = None
+        self.set_inference()
 
     # ----------------------------------------------------------------- training call
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, x_start: torch.Tensor | None = None,
@@ -129,23 +139,49 @@ class DiffusionAutoencoder(nn.Module, PretrainedMixin):
             raise LatentmedError(f"{name}: contains NaN or infinite values.")
         return x.to(self.device, torch.float32)
 
+    def set_inference(self, precision: str = "no", compile: bool = False) -> "DiffusionAutoencoder":
+        """Speed settings of ``encode``, ``encode_stochastic`` and ``decode``; returns ``self``.
+
+        ``precision="bf16"`` autocasts the encoder and the decoder UNet to bfloat16 (CPU or GPU;
+        ``"auto"``: bf16 on CPUs with native bf16); their outputs come back as float32, so the DDIM
+        updates stay in fp32. ``compile=True`` runs the UNet through ``torch.compile`` (falls back
+        with a warning where it cannot). Not saved with the model; :func:`~latentmed.dae.load_dae`
+        applies the run's ``train.mixed_precision`` and ``train.compile``.
+        """
+        self.inference_precision = check_precision(precision, self.device.type, "precision")
+        # a compiled *function*, not a module attribute, so the state dict keeps its keys
+        self._compiled_unet = compile_module(self.unet.forward, self.device.type) if compile else None
+        return self
+
+    def _amp(self):
+        return amp_autocast(self.device.type, self.inference_precision)
+
+    def _net(self, x: torch.Tensor, t: torch.Tensor, z_sem: torch.Tensor) -> torch.Tensor:
+        with self._amp():
+            return (self._compiled_unet or self.unet)(x, t, z_sem).float()
+
     def denoiser(self, clip: bool | None = None) -> Denoiser:
-        """The decoder as a :class:`Denoiser` taking ``cond = z_sem``."""
+        """The decoder as a :class:`Denoiser` taking ``cond = z_sem`` (with the :meth:`set_inference` settings)."""
         clip = self.config.clip_x0 if clip is None else clip
-        return Denoiser(lambda x, t, z: self.unet(x, t, z), self.schedule, self.config.prediction,
-                        clip_x0=(-1.0, 1.0) if clip else None)
+        return Denoiser(self._net, self.schedule, self.config.prediction, clip_x0=(-1.0, 1.0) if clip else None)
+
+    def timesteps(self, steps: int) -> torch.Tensor:
+        """The DDIM grid of ``steps`` steps shared by inversion and decoding (integer steps for ``linear``)."""
+        return ddim_timesteps(steps, schedule=self.schedule)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Semantic code ``z_sem = Enc(x)``, shape ``[B, z_dim]``."""
-        return self.encoder(self.check_images(x))
+        x = self.check_images(x)
+        with self._amp():
+            return self.encoder(x).float()
 
     @torch.no_grad()
     def encode_stochastic(self, x: torch.Tensor, z_sem: torch.Tensor, steps: int = 250, callback=None) -> torch.Tensor:
         """Stochastic code ``x_T`` by deterministic DDIM inversion of ``x`` given ``z_sem`` (DiffAE eq. 8)."""
         x = self.check_images(x)
         self._check_z(z_sem, x.shape[0])
-        return ddim_invert(self.denoiser(clip=False), x, ddim_timesteps(steps), cond=z_sem.to(x), callback=callback)
+        return ddim_invert(self.denoiser(clip=False), x, self.timesteps(steps), cond=z_sem.to(x), callback=callback)
 
     @torch.no_grad()
     def decode(self, z_sem: torch.Tensor, x_T: torch.Tensor | None = None, steps: int = 100,
@@ -159,7 +195,7 @@ class DiffusionAutoencoder(nn.Module, PretrainedMixin):
         x_T = x_T.to(self.device, torch.float32)
         if x_T.shape[0] != z_sem.shape[0]:
             raise LatentmedError(f"decode: {z_sem.shape[0]} z_sem but {x_T.shape[0]} x_T; pass one x_T per z_sem.")
-        return ddim_sample(self.denoiser(), x_T, ddim_timesteps(steps), cond=z_sem, callback=callback)
+        return ddim_sample(self.denoiser(), x_T, self.timesteps(steps), cond=z_sem, callback=callback)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, steps: int = 100, inversion: bool = True, inversion_steps: int | None = None,

@@ -10,7 +10,7 @@ from latentmed.data.dataset import ImageDataset, open_images
 from latentmed.data.labels import read_labels
 from latentmed.data.transforms import (center_crop, resize_center_crop, retinamnist_augment, to_channels,
                                        to_unit_range)
-from latentmed.data.volumes import WINDOWS, load_centroids
+from latentmed.data.volumes import WINDOWS, DataNotice, load_centroids
 
 __all__ = ["ImageDataset", "open_images", "read_labels", "retinamnist_augment", "resize_center_crop",
-           "center_crop", "to_channels", "to_unit_range", "WINDOWS", "load_centroids"]
+           "center_crop", "to_channels", "to_unit_range", "WINDOWS", "DataNotice", "load_centroids"]

@@ -38,8 +38,11 @@ def read_labels(csv_path: str | os.PathLike, ids: Sequence[str] | None = None, c
     except Exception as exc:
         raise LatentmedError(f"{path}: cannot read CSV ({exc}).") from exc
     if id_column not in df.columns:
-        raise LatentmedError(f"{path}: no '{id_column}' column; columns are {list(df.columns)}. Name the image id "
-                             f"column '{id_column}'.")
+        guess = next((c for c in df.columns if str(c).strip().lower() in ("id", "ids", "image", "image_id", "name")),
+                     df.columns[0] if len(df.columns) else id_column)
+        raise LatentmedError(f"{path}: no '{id_column}' column; columns are {list(df.columns)}. Say which column "
+                             f"holds the image ids: --id-column {guess} on the command line (Python: "
+                             f"id_column={str(guess)!r}), or rename that column to '{id_column}'.")
     df[id_column] = df[id_column].astype(str).str.strip()
     dup = df[id_column][df[id_column].duplicated()].unique().tolist()
     if dup:
@@ -65,7 +68,8 @@ def read_labels(csv_path: str | os.PathLike, ids: Sequence[str] | None = None, c
             raise LatentmedError(
                 f"{path}: {len(unmatched)} of {len(df)} label ids do not match any image, e.g. {unmatched[:5]}; "
                 f"image ids look like {examples}. Fix the '{id_column}' column"
-                + (" (or pass strict=False to ignore rows without an image)." if strict else "."))
+                + (", or ignore the rows without an image (--allow-unmatched on the command line; Python: "
+                   "strict=False)." if strict else "."))
         df = df.loc[[k for k in df.index if k in id_set]]
     df.index.name = "id"
     return df

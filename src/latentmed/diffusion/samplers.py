@@ -2,8 +2,9 @@
 
 Both take the same descending grid ``timesteps = [t_0 = t_max > t_1 > ... > t_N = 0]``;
 sampling walks it forwards, inversion backwards, so encode/decode always share one grid
-(never ``t - T // N``: cf. MONAI#8600, diffusers#12633). With the ``linear`` schedule the grid
-of :func:`ddim_timesteps` equals diffusers' ``timestep_spacing="trailing"``.
+(never ``t - T // N``: cf. MONAI#8600, diffusers#12633). For a discrete schedule (``linear``,
+T = 1000 steps) :func:`ddim_timesteps` snaps the grid to integer steps ``t = k / T`` for every N,
+which equals diffusers' ``timestep_spacing="trailing"``; continuous schedules get the uniform grid.
 
 A step from t to s (eta = 0):  x_s = alpha_s x0_hat + sigma_s eps_hat   (DDIM eq. 12).
 """
@@ -20,11 +21,31 @@ from latentmed.errors import LatentmedError
 Callback = Callable[[dict], None]
 
 
-def ddim_timesteps(num_steps: int, t_max: float = 1.0, t_min: float = 0.0) -> torch.Tensor:
-    """Uniform descending grid of ``num_steps + 1`` times from ``t_max`` to ``t_min`` (float64)."""
-    if int(num_steps) < 1:
+def ddim_timesteps(num_steps: int, t_max: float = 1.0, t_min: float = 0.0, *, schedule=None) -> torch.Tensor:
+    """Uniform descending grid of ``num_steps + 1`` times from ``t_max`` to ``t_min`` (float64).
+
+    With a discrete ``schedule`` (``schedule.discrete_steps = T``) every time is rounded to the
+    nearest step ``k / T`` (half to even, as numpy), so the network is only evaluated at steps it
+    was trained on: for ``t_max = 1, t_min = 0`` the steps are diffusers' ``trailing`` spacing
+    ``round(T - j T / N) - 1`` (0-based) followed by the clean ``t = 0``, for every N <= T.
+    """
+    n = int(num_steps)
+    if n < 1:
         raise LatentmedError(f"number of DDIM steps must be >= 1, got {num_steps}.")
-    return torch.linspace(t_max, t_min, int(num_steps) + 1, dtype=torch.float64)
+    T = getattr(schedule, "discrete_steps", None)
+    if not T:
+        return torch.linspace(t_max, t_min, n + 1, dtype=torch.float64)
+    # step positions t_max T + j (t_min - t_max) T / N, in the float arithmetic of numpy's arange
+    # (delta = (start + step) - start) that diffusers rounds, so that ties round the same way
+    start = t_max * T
+    delta = (start + (t_min - t_max) * T / n) - start
+    steps = start + torch.arange(n + 1, dtype=torch.float64) * delta
+    grid = torch.round(steps) / T
+    if not bool((grid[1:] < grid[:-1]).all()):
+        raise LatentmedError(f"{n} DDIM steps over [{t_min:g}, {t_max:g}] do not fit the schedule's {T} discrete "
+                             f"steps (two grid points round to the same step); use at most "
+                             f"{int(round((t_max - t_min) * T))} steps.")
+    return grid
 
 
 def _check_grid(timesteps) -> torch.Tensor:

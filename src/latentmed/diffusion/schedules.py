@@ -28,6 +28,9 @@ class Schedule:
     """Base class: subclasses define ``alpha_squared(t)``; everything else derives from it."""
 
     name: str = "schedule"
+    #: ``T`` when the schedule is defined at integer steps ``t = k / T`` only (a network trained on
+    #: them has never seen other times); ``None`` for continuous-time schedules.
+    discrete_steps: int | None = None
 
     def alpha_squared(self, t: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -61,7 +64,7 @@ class LinearBetaSchedule(Schedule):
 
     def __init__(self, beta_start: float = 1e-4, beta_end: float = 0.02, num_steps: int = 1000):
         self.name = "linear"
-        self.num_steps = num_steps
+        self.num_steps = self.discrete_steps = int(num_steps)
         betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
         # cumulative log alpha_bar at integer positions 0..T (position 0 = clean, alpha_bar = 1)
         self._log_abar = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(torch.log1p(-betas), 0)])

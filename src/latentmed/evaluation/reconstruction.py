@@ -1,4 +1,4 @@
-"""Reconstruction and generation quality of a diffusion autoencoder (two-phase paper, Table 4).
+"""Reconstruction quality of a diffusion autoencoder (two-phase paper, Table 4).
 
 Reconstruction encodes each held-out image to ``z_sem`` and decodes it with
 ``steps`` DDIM steps in two ways (Khungurn et al., Sec. 5; DiffAE Table 2):
@@ -6,8 +6,8 @@ Reconstruction encodes each held-out image to ``z_sem`` and decodes it with
 * ``stochastic``: ``x_T`` drawn from N(0, I) (seeded), so only ``z_sem`` carries the image;
 * ``inversion``: ``x_T`` from deterministic DDIM inversion of the image on the same step grid.
 
-Generation samples ``z_sem`` from the run's latent DDIM and decodes it with random ``x_T``;
-its quality is the Frechet distance to the real images under a chosen feature extractor.
+Generation (samples of the latent DDIM against held-out images) is in
+:mod:`latentmed.evaluation.generation`.
 """
 
 from __future__ import annotations
@@ -164,66 +164,6 @@ def _ssim_any_size(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     size = min(x.shape[2:])
     sigma = 1.5 if size >= 11 else 1.0 if size >= 7 else 0.5
     return ssim(x, y, sigma=sigma)
-
-
-@torch.no_grad()
-def evaluate_generation(dae, latent_ddim, real_images: Any, *, n: int = 64, steps: Sequence[int] = (10, 20, 50),
-                        latent_steps: int = 50, batch_size: int = 32, seed: int = 0,
-                        fid_extractor: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                        n_real: int | None = None, progress: bool = True
-                        ) -> tuple[list[MetricRow], dict[int, torch.Tensor]]:
-    """FID of latent-DDIM samples against real images, one row per decoder step count.
-
-    ``z_sem`` is sampled once (``latent_steps`` DDIM steps, seeded) and decoded with the same
-    random ``x_T`` at every step count, so rows differ only by the decoder's steps. The row
-    also reports ``fid_z``: the Frechet distance between the sampled ``z_sem`` and the real
-    images' ``z_sem`` (how well the latent DDIM fits, independent of the decoder).
-
-    Returns ``(rows, {steps: samples [n, C, ...]})``.
-    """
-    from tqdm.auto import tqdm
-
-    steps = _check_steps(steps)
-    if int(n) < 2:
-        raise LatentmedError(f"n={n}: generation FID needs at least 2 samples.")
-    real = _images_tensor(real_images, n_real)
-    dae.check_images(real[:1])
-    if real.shape[0] < 2:
-        raise LatentmedError("generation FID needs at least 2 real images.")
-    gen = torch.Generator(device=dae.device).manual_seed(int(seed))
-    z = latent_ddim.sample(int(n), steps=int(latent_steps), generator=gen).to(dae.device)
-    c = dae.config
-    x_T = torch.randn((int(n), c.in_channels, *([c.image_size] * c.dims)), generator=gen, device=dae.device)
-    z_real = torch.cat([dae.encode(b.to(dae.device)) for b in real.split(int(batch_size))])
-    fid_z = FID(lambda t: t)
-    fid_z.update_features(z_real.cpu(), real=True)
-    fid_z.update_features(z.cpu(), real=False)
-    fid_z_value = float(fid_z.compute())
-    fid = None
-    if fid_extractor is not None:
-        fid = FID(fid_extractor, batch_size=int(batch_size))
-        for b in real.split(int(batch_size)):
-            fid.update(b.to(dae.device), real=True)
-    rows, samples = [], {}
-    batches = list(zip(z.split(int(batch_size)), x_T.split(int(batch_size))))
-    with tqdm(total=len(steps) * len(batches), desc="generate", disable=not progress) as bar:
-        for s in steps:
-            start = time.perf_counter()
-            out = []
-            for zb, xb in batches:
-                out.append(dae.decode(zb, xb, steps=s).clamp(-1, 1).cpu())
-                bar.update(1)
-            images = torch.cat(out)
-            samples[s] = images
-            metrics = {"fid_z": fid_z_value}
-            if fid is not None:
-                fid.reset_generated()
-                fid.update(images.to(dae.device), real=False)
-                metrics["fid"] = float(fid.compute())
-            rows.append(MetricRow({"steps": s}, metrics, {"n": int(n), "n_real": int(real.shape[0]),
-                                                          "latent_steps": int(latent_steps),
-                                                          "seconds": round(time.perf_counter() - start, 3)}))
-    return rows, samples
 
 
 @torch.no_grad()

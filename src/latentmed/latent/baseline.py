@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from latentmed.errors import LatentmedError, expect
+from latentmed.runtime import seed_everything
 
 ARCHS = ("small", "densenet121")
 
@@ -70,7 +71,7 @@ def train_cnn_baseline(train_images, train_grades, test_images, *, positive: Seq
     expect(np.isin(y, scale).all(), f"training grades {np.unique(y).tolist()} are not all in the scale {scale.tolist()}.")
     expect(len(np.unique(y)) >= 2, f"only one class ({np.unique(y).tolist()}) in the baseline's training grades.")
     target = torch.as_tensor(np.searchsorted(scale, y))
-    torch.manual_seed(seed)
+    seed_everything(seed)
     net = build_cnn(arch, xtr.shape[1], len(scale)).to(device)
     counts = np.bincount(target.numpy(), minlength=len(scale)).astype(np.float64)
     weight = (torch.as_tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(scale), 0.0),

@@ -8,12 +8,22 @@ Latent math (pure numpy, any hyperplane with unit normal ``n`` and offset ``b``,
 - :func:`traverse`: ``k`` latents along ``n`` between two distances.
 
 Each also takes a ``direction`` ``u`` to move along instead of ``n``: ``w + s u`` with
-``s = (d* - dist(w)) / (n.u)`` lands at the same distance ``d*``. ``direction="means"`` in
-:func:`make_counterfactuals` uses the difference of the grader's class means (positive minus
-negative training latents). Along ``n`` is the papers' choice and the shortest move; but ``n`` is
-the most *discriminative* direction, which can be one the decoder hardly draws, while the class
-means differ along what changes between the grades in the data (``experiments/README.md``).
+``s = (d* - dist(w)) / (n.u)`` lands at the same distance ``d*`` (only the component along ``n``
+changes the distance). :func:`move_direction` gives four directions from a fitted grader:
 
+- ``"normal"``: ``n`` itself, the papers' choice and the shortest move;
+- ``"normal-std"``: the normal taken in standardised space, mapped back, ``diag(Cov z) n`` (DiffAE's
+  ``manipulate`` moves along the classifier normal in z-scored space);
+- ``"means"``: the difference of the class means (positive minus negative training latents);
+- ``"pattern"``: the probe's activation pattern ``Cov(z) n`` (Haufe et al. 2014, NeuroImage 87, eq. 6).
+
+Why the normal can be invisible: a max-margin normal is a *filter*. It weighs latent coordinates to
+cancel what varies within the classes (level, texture, noise), so it can point where z_sem hardly
+varies over the data; the decoder never saw latents change along it and draws almost nothing
+there. ``Cov(z) n`` is the *pattern* the filter reads: the direction in which the data actually
+change as the probe's score changes (for two classes with shared covariance it is parallel to the
+class-mean difference). Moving along it changes what the decoder learned to draw
+(``experiments/README.md``, "Counterfactual directions").
 :func:`make_counterfactuals` decodes them with a diffusion autoencoder, each image with its own
 stochastic code ``x_T`` from DDIM inversion on the same step grid as decoding, so the
 "unchanged" latent reproduces the input (its PSNR is reported).
@@ -53,8 +63,10 @@ def _step(normal, direction) -> np.ndarray:
     expect(u.shape == n.shape, f"direction has {u.size} dimensions; the latents have {n.size}.")
     expect(np.linalg.norm(u) > 0, "the move direction is zero (are the class means equal?); use direction='normal'.")
     cos = float(n @ u) / np.linalg.norm(u)
-    expect(cos > 0.05, f"the move direction has cosine {cos:.3f} with the hyperplane's normal; it must point to the "
-                       "positive side (cosine > 0.05), else reaching a grade takes a huge or backward step; "
+    # the pattern and the means had cosines 0.10-0.24 on the phantom (experiments/README.md); below 0.02 a grade
+    # step would be over 50 times longer than along the normal
+    expect(cos > 0.02, f"the move direction has cosine {cos:.3f} with the hyperplane's normal; it must point to the "
+                       "positive side (cosine > 0.02), else reaching a grade takes a huge or backward step; "
                        "use direction='normal'.")
     return u / float(n @ u)
 
@@ -83,20 +95,28 @@ def traverse(z, normal, offset: float, start: float, stop: float, k: int, direct
     return np.stack([move_to_distance(z, normal, offset, d, direction) for d in distances], axis=1)
 
 
-DIRECTIONS = ("normal", "means")
+DIRECTIONS = ("normal", "normal-std", "means", "pattern")
+#: The default move direction of the CLI and the demo (chosen by held-out follow slope, experiments/README.md).
+DEFAULT_DIRECTION = "pattern"
+_GRADER_ATTRIBUTE = {"normal-std": "latent_var_", "means": "class_means_", "pattern": "pattern_"}
 
 
-def move_direction(grader, direction: str = "normal") -> np.ndarray | None:
-    """``None`` for the hyperplane normal, or the grader's positive-minus-negative class-mean difference."""
+def move_direction(grader, direction: str = DEFAULT_DIRECTION) -> np.ndarray | None:
+    """The move direction ``u`` of a fitted grader (``None`` for its hyperplane normal); see the module docstring."""
     expect(direction in DIRECTIONS, f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}.")
     if direction == "normal":
         return None
-    expect(hasattr(grader, "class_means_"), "this grader has no class means (saved by an older latentmed); "
-                                            "refit it with `latentmed grade fit`, or use direction='normal'.")
-    return grader.class_means_[1] - grader.class_means_[0]
+    expect(hasattr(grader, _GRADER_ATTRIBUTE[direction]),
+           f"this grader has no {_GRADER_ATTRIBUTE[direction]} (saved by an older latentmed) for direction "
+           f"{direction!r}; refit it with `latentmed grade fit`, or use direction='normal'.")
+    if direction == "means":
+        return grader.class_means_[1] - grader.class_means_[0]
+    if direction == "normal-std":
+        return grader.latent_var_ * grader.normal_
+    return grader.pattern_
 
 
-def grade_latents(grader, z, grades: Sequence[float], direction: str = "normal") -> tuple[np.ndarray, np.ndarray]:
+def grade_latents(grader, z, grades: Sequence[float], direction: str = DEFAULT_DIRECTION) -> tuple[np.ndarray, np.ndarray]:
     """Latents of each row of ``z`` moved to each target grade: ``([N, G, d], distances [G])``."""
     distances = np.atleast_1d(grader.inverse_calibrate(np.asarray(grades, dtype=np.float64)))
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
@@ -130,6 +150,8 @@ class CounterfactualResult:
     counterfactual_grade: np.ndarray     # [N, G] grader's continuous grade of each re-encoded counterfactual
     target_grades: list[float] = dataclasses.field(default_factory=list)  # the grade columns' targets
     files: list[str] = dataclasses.field(default_factory=list)
+    direction: str = ""                  # the move direction (DIRECTIONS)
+    encoder: str = ""                    # the DAE's semantic encoder head (DAEConfig.encoder_head)
 
     def follow_slope(self) -> np.ndarray:
         """``[N]`` least-squares slope of the re-encoded grade against the target grade, per image.
@@ -145,8 +167,19 @@ class CounterfactualResult:
         tc = t - t.mean()
         return (got - got.mean(1, keepdims=True)) @ tc / (tc @ tc)
 
+    def centre_change(self, box: float = 0.5) -> np.ndarray:
+        """``[N]`` largest ``|counterfactual - reconstruction|`` (channel mean, image units) in the central box.
+
+        The box is the middle ``box`` fraction of each spatial axis (the graded structure of a centred
+        crop, e.g. the centre vertebra's endplates). 0 means the strips look like the reconstruction;
+        the issue's bar for a visible change is 0.3.
+        """
+        diff = np.abs(self.counterfactuals - self.reconstructions[:, None]).mean(axis=2)  # [N, G, *spatial]
+        crop = tuple(slice(int(round(n * (1 - box) / 2)), int(round(n * (1 + box) / 2))) for n in diff.shape[2:])
+        return diff[(slice(None), slice(None)) + crop].reshape(len(diff), -1).max(axis=1)
+
     def summary(self) -> dict:
-        return {"ids": self.ids, "labels": self.labels,
+        return {"ids": self.ids, "labels": self.labels, "direction": self.direction, "encoder": self.encoder,
                 "predicted_grade": self.predicted_grade.round(4).tolist(),
                 "original_distance": self.original_distance.round(4).tolist(),
                 "target_distances": self.target_distances.round(4).tolist(),
@@ -155,13 +188,14 @@ class CounterfactualResult:
                 "mean_reconstruction_psnr_db": float(np.mean(self.reconstruction_psnr)),
                 "target_grades": list(self.target_grades),
                 "follow_slope": [None if np.isnan(v) else round(float(v), 4) for v in self.follow_slope()],
+                "centre_change": self.centre_change().round(4).tolist(),
                 "files": self.files}
 
 
 def make_counterfactuals(dae, images, ids: Sequence[str], grader, grades: Sequence[float] | None = None,
                          steps: int = 50, out_dir: str | os.PathLike | None = None, *, flip: bool = False,
-                         direction: str = "normal", batch_size: int = 16, seed: int = 0,
-                         progress: bool = False) -> CounterfactualResult:
+                         direction: str = DEFAULT_DIRECTION, batch_size: int = 16, seed: int = 0,
+                         progress: bool = False, inversion_steps: int | None = None) -> CounterfactualResult:
     """Counterfactual images of each input at target ``grades`` (and/or flipped across the hyperplane).
 
     ``images``: ``[N, C, H, W]`` in [-1, 1] (tensor or array). Each image is encoded to ``z_sem``, inverted
@@ -169,8 +203,9 @@ def make_counterfactuals(dae, images, ids: Sequence[str], grader, grades: Sequen
     reflection) is decoded from that ``x_T`` on the same ``steps`` grid. Returns a
     :class:`CounterfactualResult`; with ``out_dir``, writes ``<id>.png`` strips (original, reconstruction,
     counterfactuals labelled by grade, signed difference maps) and ``counterfactuals.json``.
-    ``direction``: move along the hyperplane ``"normal"`` (the papers) or the class ``"means"``
-    difference; either way each latent lands exactly at its target distance.
+    ``direction``: one of :data:`DIRECTIONS` (``"normal"`` is the papers'); whichever, each latent lands
+    exactly at its target distance. ``inversion_steps`` inverts on its own grid instead (the papers
+    invert with 250 steps and decode with 100).
     """
     import torch
 
@@ -195,7 +230,7 @@ def make_counterfactuals(dae, images, ids: Sequence[str], grader, grades: Sequen
             xb = x[start:start + batch_size].to(device)
             z = dae.encode(xb)
             grader.check_latents(z.cpu().numpy(), getattr(dae, "model_id", None), source="the DAE's latents")
-            x_T = dae.encode_stochastic(xb, z, steps=steps)
+            x_T = dae.encode_stochastic(xb, z, steps=inversion_steps or steps)
             zn = z.double().cpu().numpy()
             columns, dists = [], []
             if grades:
@@ -227,7 +262,8 @@ def make_counterfactuals(dae, images, ids: Sequence[str], grader, grades: Sequen
         target_distances=np.concatenate(targets), predicted_grade=grader.predict_continuous(z_all),
         original_distance=grader.signed_distance(z_all), reconstruction_psnr=psnr(reconstructions, originals),
         counterfactual_grade=grader.predict_continuous(z_cf.double().numpy()).reshape(len(x), n_cols),
-        target_grades=grades)
+        target_grades=grades, direction=direction,
+        encoder=dae.config.encoder_head() if hasattr(getattr(dae, "config", None), "encoder_head") else "")
     if out_dir is not None:
         from latentmed.io import write_json
         from latentmed.viz.counterfactual import save_counterfactual_strip
@@ -253,17 +289,18 @@ def _safe(name: str) -> str:
 
 
 def load_images(data_dir: str | os.PathLike, ids: Sequence[str], channels: int = 1,
-                size: int | None = None) -> np.ndarray:
+                size: int | None = None, read: dict | None = None) -> np.ndarray:
     """Images of ``ids`` from ``DIR/images`` (or ``DIR``) as ``[N, C, H, W]`` float32 in [-1, 1].
 
-    Read with :func:`latentmed.data.open_images`; ids match exactly or by file name.
+    Read with :func:`latentmed.data.open_images` (``read``: its further keyword arguments, e.g.
+    ``axis``, ``window``, ``report``); ids match exactly or by file name.
     """
     from latentmed.data import open_images
     from latentmed.latent.workflow import _match_ids
 
     data_dir = Path(data_dir)
     root = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
-    ds = open_images(root, size=size, channels=channels)
+    ds = open_images(root, size=size, channels=channels, **(read or {}))
     index = {k: i for i, k in enumerate(ds.ids)}
     match = _match_ids([str(i) for i in ids], list(index))
     missing = [i for i in ids if str(i) not in match]

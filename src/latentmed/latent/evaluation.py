@@ -1,7 +1,10 @@
 """Grading evaluation like the papers' Tables 2/3: detection AUC, grading macro-F1, MAE, confusion matrix.
 
 A row is one method on one held-out set: the latent grader with each calibration (same hyperplane,
-:meth:`HyperplaneGrader.recalibrate`) and, for comparison, a supervised CNN baseline.
+:meth:`HyperplaneGrader.recalibrate`) and, for reference, the same probe on raw pixels and on a
+randomly initialised encoder, and a supervised CNN. Two protocols (:func:`protocol_view`): the
+papers' (AUC G0 vs G2+G3, macro-F1 over G0, G2, G3 with predictions below G2 counted healthy) and
+all grades (G0-G3).
 """
 
 from __future__ import annotations
@@ -14,13 +17,57 @@ from latentmed.errors import expect
 from latentmed.metrics.classification import auc, confusion, macro_f1, mae
 
 
+PROTOCOLS = ("papers", "all")
+
+
+def protocol_view(protocol: str, y_true, predicted, *, negative: Sequence[int], positive: Sequence[int],
+                  scale: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``(keep, predicted, f1_grades)``: which samples a protocol scores, its predictions and its F1 grades.
+
+    - ``"papers"`` (Keicher, Atad et al., Table 3): only samples of the graded grades (``negative +
+      positive``, e.g. G0, G2, G3: G1 left out as for the AUC); predictions below the lowest positive
+      grade count as healthy (the lowest negative grade); macro-F1 over those grades.
+    - ``"all"``: every sample, the predictions as they are, macro-F1 over the whole ``scale`` (G0-G3).
+    """
+    expect(protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(predicted).astype(int)
+    if protocol == "all":
+        return np.ones(len(y), dtype=bool), p, [int(g) for g in scale]
+    graded = sorted(int(g) for g in (*negative, *positive))
+    p = np.where(p < min(positive), min(negative), p)
+    return np.isin(y, graded), p, graded
+
+
+def bootstrap_auc(y_det, score, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUC, resampling positives and negatives separately.
+
+    Each resample's AUC is the Mann-Whitney statistic ``(R_pos - n_pos (n_pos + 1) / 2) / (n_pos n_neg)``
+    from mid-ranks (ties count one half), as ``roc_auc_score``.
+    """
+    from scipy.stats import rankdata
+
+    y_det, score = np.asarray(y_det).astype(int), np.asarray(score, dtype=np.float64)
+    pos, neg = score[y_det == 1], score[y_det == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    sample = np.concatenate([rng.choice(pos, (n_boot, len(pos))), rng.choice(neg, (n_boot, len(neg)))], axis=1)
+    ranks = rankdata(sample, axis=1)[:, :len(pos)].sum(axis=1)
+    stats = (ranks - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def grading_metrics(y_true, detection_score, predicted, *, negative: Sequence[int], positive: Sequence[int],
-                    f1_grades: Sequence[int], scale: Sequence[int], method: str = "") -> dict:
-    """Metrics of one method.
+                    scale: Sequence[int], protocol: str = "papers", f1_grades: Sequence[int] | None = None,
+                    method: str = "", n_boot: int = 1000, seed: int = 0) -> dict:
+    """Metrics of one method under ``protocol`` (:func:`protocol_view`).
 
     ``detection_score``: higher = more likely positive (the signed distance, or P(positive)); the AUC
-    uses only samples of the ``negative`` and ``positive`` grades. ``predicted``: ordinal grades; macro-F1
-    over ``f1_grades``, MAE and accuracy over all samples, confusion matrix over ``scale``.
+    uses only samples of the ``negative`` and ``positive`` grades, with a stratified bootstrap 95%
+    interval (``n_boot`` resamples). ``predicted``: ordinal grades; macro-F1 over the protocol's grades
+    (or ``f1_grades``), MAE, accuracy and the confusion matrix over the samples the protocol scores.
     """
     y = np.asarray(y_true).astype(int)
     s = np.asarray(detection_score, dtype=np.float64)
@@ -29,45 +76,54 @@ def grading_metrics(y_true, detection_score, predicted, *, negative: Sequence[in
     det = np.isin(y, list(negative) + list(positive))
     y_det = np.isin(y[det], list(positive)).astype(int)
     det_auc = auc(y_det, s[det]) if len(np.unique(y_det)) == 2 else float("nan")
+    keep, p, grades = protocol_view(protocol, y, p, negative=negative, positive=positive, scale=scale)
+    grades = grades if f1_grades is None else [int(g) for g in f1_grades]
+    shown = grades if protocol == "papers" else [int(g) for g in scale]
+    y, p = y[keep], p[keep]
     return {
-        "method": method, "n": int(len(y)),
+        "method": method, "protocol": protocol, "n": int(len(y)),
         "detection_auc": det_auc,
-        "macro_f1": macro_f1(y, p, labels=list(f1_grades)),
+        "detection_auc_ci": list(bootstrap_auc(y_det, s[det], n_boot, seed=seed)),
+        "macro_f1": macro_f1(y, p, labels=grades),
         "mae": mae(y, p),
         "accuracy": float(np.mean(y == p)),
-        "f1_grades": [int(g) for g in f1_grades],
-        "scale": [int(g) for g in scale],
-        "confusion": confusion(y, p, labels=list(scale)).tolist(),
+        "f1_grades": grades,
+        "scale": shown,
+        "confusion": confusion(y, p, labels=shown).tolist(),
     }
 
 
-def grader_rows(grader, z, y, calibrations: Sequence[str] | None = None, f1_grades=None) -> list[dict]:
+def grader_rows(grader, z, y, calibrations: Sequence[str] | None = None, f1_grades=None, protocol: str = "papers",
+                method: str = "latent", seed: int = 0) -> list[dict]:
     """One metrics row per calibration (``None``: the grader's own; strings like ``"poly:3:0,2,3"``)."""
     from latentmed.latent.grader import calibration_name, parse_calibration
 
-    f1_grades = list(grader.classes_) if f1_grades is None else list(f1_grades)
     variants = [grader] + [grader.recalibrate(**parse_calibration(c)) for c in (calibrations or [])
                            if calibration_name(grader) != c]
     distance = grader.signed_distance(z)
     rows = []
     for g in variants:
         rows.append(grading_metrics(y, distance, g.predict(z), negative=g.negative_, positive=g.positive_,
-                                    f1_grades=f1_grades, scale=g.classes_,
-                                    method=f"latent {g.classifier} + {calibration_name(g)}"))
+                                    f1_grades=f1_grades, scale=g.classes_, protocol=protocol, seed=seed,
+                                    method=f"{method} {g.classifier} + {calibration_name(g)}"))
     return rows
 
 
-def markdown_table(rows: Sequence[dict], title: str = "") -> str:
-    """Rows as a Markdown table (AUC, macro-F1, MAE, accuracy, n) followed by each confusion matrix."""
-    lines = [f"## {title}", ""] if title else []
+def markdown_table(rows: Sequence[dict], title: str = "", heading: str = "##", confusion: bool = True) -> str:
+    """Rows as a Markdown table (AUC with CI, macro-F1, MAE, accuracy, n), then (``confusion``) each confusion matrix.
+
+    ``title`` becomes a ``heading`` line (e.g. ``"###"`` inside a report's ``## Grading`` section).
+    """
+    lines = [f"{heading} {title}", ""] if title else []
     if rows:
         grades = ",".join(str(g) for g in rows[0]["f1_grades"])
-        lines += [f"| method | detection AUC | macro-F1 (grades {grades}) | MAE | accuracy | n |",
+        lines += [f"| method | detection AUC (95% CI) | macro-F1 (grades {grades}) | MAE | accuracy | n |",
                   "|---|---|---|---|---|---|"]
         for r in rows:
-            lines.append(f"| {r['method']} | {r['detection_auc']:.3f} | {r['macro_f1']:.3f} | {r['mae']:.3f} | "
-                         f"{r['accuracy']:.3f} | {r['n']} |")
-    for r in rows:
+            lo, hi = r.get("detection_auc_ci", (float("nan"), float("nan")))
+            lines.append(f"| {r['method']} | {r['detection_auc']:.3f} ({lo:.3f}-{hi:.3f}) | {r['macro_f1']:.3f} | "
+                         f"{r['mae']:.3f} | {r['accuracy']:.3f} | {r['n']} |")
+    for r in rows if confusion else []:
         scale = r["scale"]
         lines += ["", f"Confusion matrix, {r['method']} (rows: true grade, columns: predicted):", "",
                   "| true \\ pred | " + " | ".join(f"G{g}" for g in scale) + " |",

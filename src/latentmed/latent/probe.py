@@ -89,6 +89,29 @@ def _check_sample_weight(sample_weight, n: int) -> np.ndarray | None:
     return sw
 
 
+def _inner_class_weight(class_weight, classes: np.ndarray):
+    """``class_weight`` for the inner classifier, which is trained on 0/1 (``classes_[1]`` -> 1).
+
+    A dict keyed by the user's labels (e.g. ``{1: 1, 2: 10}`` or ``{"healthy": 1, "fracture": 5}``) is
+    re-keyed to 0/1; labels missing from it weigh 1, as in scikit-learn.
+    """
+    if class_weight is None or isinstance(class_weight, str):
+        if class_weight not in (None, "balanced"):
+            raise LatentmedError(f"class_weight={class_weight!r} is not known; use None, 'balanced' or a dict "
+                                 f"{{label: weight}} over the labels {classes.tolist()}.")
+        return class_weight
+    if not isinstance(class_weight, dict):
+        raise LatentmedError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got "
+                             f"{type(class_weight).__name__}.")
+    known = {c.item() if hasattr(c, "item") else c for c in classes}
+    unknown = [k for k in class_weight if (k.item() if hasattr(k, "item") else k) not in known]
+    if unknown:
+        raise LatentmedError(f"class_weight names label(s) {unknown} that are not in y (labels: {classes.tolist()}); "
+                             f"key the dict by the labels passed to fit.")
+    return {i: float(class_weight.get(c, class_weight.get(c.item() if hasattr(c, "item") else c, 1.0)))
+            for i, c in enumerate(classes)}
+
+
 class LinearProbe(ClassifierMixin, BaseEstimator):
     """Binary linear probe on latents: linear SVM, logistic regression or a torch linear layer.
 
@@ -102,7 +125,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     standardize : bool
         Fit on z-scored features (the DiffAE authors call normalisation crucial); the hyperplane
         is mapped back to the input space either way.
-    class_weight : None or "balanced"
+    class_weight : None, "balanced" or dict
+        Weights of the two classes; a dict is keyed by the labels given to ``fit`` (e.g. ``{0: 1, 1: 4}``
+        or ``{"G0": 1, "fracture": 4}``).
     max_iter : int
     random_state : int, RandomState or None
 
@@ -146,26 +171,27 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         sw = _check_sample_weight(sample_weight, len(y))
         self.classes_ = classes
         y01 = (y == classes[1]).astype(int)
+        class_weight = _inner_class_weight(self.class_weight, classes)
         mean, scale = _standardisation(X, self.standardize, sw)
         Xs = (X - mean) / scale
         if self.classifier == "svm":
             from sklearn.svm import LinearSVC
 
-            clf = LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+            clf = LinearSVC(C=self.C, class_weight=class_weight, max_iter=self.max_iter,
                             random_state=self.random_state).fit(Xs, y01, sample_weight=sample_weight)
             w_s, b_s, n_iter = clf.coef_[0], float(clf.intercept_[0]), int(clf.n_iter_)
         elif self.classifier == "logreg":
             from sklearn.linear_model import LogisticRegression
 
-            clf = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+            clf = LogisticRegression(C=self.C, class_weight=class_weight, max_iter=self.max_iter,
                                      random_state=self.random_state).fit(Xs, y01, sample_weight=sample_weight)
             w_s, b_s, n_iter = clf.coef_[0], float(clf.intercept_[0]), int(np.max(clf.n_iter_))
         else:
             from sklearn.utils.class_weight import compute_sample_weight
 
             weights = np.ones(len(y)) if sw is None else sw
-            if self.class_weight is not None:
-                weights = weights * compute_sample_weight(self.class_weight, y01)
+            if class_weight is not None:
+                weights = weights * compute_sample_weight(class_weight, y01)
             w_s, b_s, n_iter = _fit_torch_linear(Xs, y01, weights, self.C, self.max_iter, self.random_state)
         self.n_iter_ = n_iter
         # back to the input space: w_s.(x - m)/s + b_s = (w_s/s).x + (b_s - sum(w_s m / s))

@@ -93,27 +93,31 @@ def holdout_split(ids: Sequence[str], y, fraction: float, seed: int = 0) -> tupl
 def fit_grader(latents, labels, column: str, *, negative: Sequence[int] | None = None,
                positive: Sequence[int] | None = None, classifier: str = "svm", calibration: str = "means",
                holdout: float = 0.0, seed: int = 0, healthy_below: int | None = None, standardize: bool = True,
-               C: float = 1.0, ids: Sequence[str] | None = None, id_column: str = "id",
-               out: str | os.PathLike | None = None) -> HyperplaneGrader:
+               C: float = 1.0, class_weight: str | None = None, ids: Sequence[str] | None = None,
+               id_column: str = "id", out: str | os.PathLike | None = None) -> HyperplaneGrader:
     """Fit a :class:`HyperplaneGrader` on the latents of the labelled ids (minus a stratified ``holdout``).
 
     ``calibration``: ``"means:0,3"``, ``"poly:3:0,2,3"``, ... (see :func:`parse_calibration`). The DAE's
     ``model_id`` from the latents file is stored in the grader; ``metadata_`` records the column, the
-    training ids and the held-out ids. With ``out``, the grader is saved there.
+    training ids and the held-out ids. ``class_weight="balanced"`` weighs the probe's negative and positive
+    sides by inverse frequency (as the CNN baseline's loss). With ``out``, the grader is saved there.
     """
     lat = _latents(latents)
     z, y, keep = join_labels(lat, labels, column, ids, id_column)
+    n_labelled = len(keep)
     test_ids: np.ndarray = np.array([], dtype=str)
     if holdout:
         train_ids, test_ids = holdout_split(keep, y, holdout, seed)
         z, y, keep = join_labels(lat, labels, column, train_ids, id_column)
     grader = HyperplaneGrader(negative=None if negative is None else tuple(int(g) for g in negative),
                               positive=None if positive is None else tuple(int(g) for g in positive),
-                              classifier=classifier, C=C, standardize=standardize, healthy_below=healthy_below,
+                              classifier=classifier, C=C, standardize=standardize, class_weight=class_weight,
+                              healthy_below=healthy_below,
                               model_id=lat.model_id or None, random_state=seed, **parse_calibration(calibration))
     grader.fit(z, y)
     grader.metadata_ = {"column": column, "train_ids": keep.tolist(), "holdout_ids": test_ids.tolist(),
-                        "n_train": int(len(keep)), "latents_dim": lat.dim, "id_column": id_column}
+                        "n_train": int(len(keep)), "n_latents": int(len(lat.ids)), "n_labelled": int(n_labelled),
+                        "latents_dim": lat.dim, "id_column": id_column}
     if out is not None:
         save_grader(grader, out)
     return grader
@@ -144,22 +148,29 @@ def predict_grades(grader, latents, out: str | os.PathLike | None = None):
 
 def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: Sequence[str] | None = None,
                     calibrations: Sequence[str] | None = None, f1_grades: Sequence[int] | None = None,
-                    data_dir: str | os.PathLike | None = None, baseline_arch: str = "small",
-                    baseline_epochs: int = 30, tsne: bool = True, tsne_column: str | Sequence[str] | None = None,
-                    id_column: str = "id", seed: int = 0, out_dir: str | os.PathLike | None = None,
-                    progress: bool = False) -> dict:
-    """Grading table on held-out ids: AUC, macro-F1, MAE, accuracy, confusion, per calibration (+ CNN).
+                    protocol: str = "papers", data_dir: str | os.PathLike | None = None,
+                    run: str | os.PathLike | None = None, baseline_arch: str = "small", baseline_epochs: int = 30,
+                    tsne: bool = True, tsne_column: str | Sequence[str] | None = None, id_column: str = "id",
+                    seed: int = 0, out_dir: str | os.PathLike | None = None, progress: bool = False,
+                    read: dict | None = None) -> dict:
+    """Grading tables on held-out ids: AUC (bootstrap 95% CI), macro-F1, MAE, accuracy, confusion.
 
     Evaluates on ``ids`` if given, else on the labelled ids the grader was not trained on (its
-    ``metadata_["train_ids"]``). ``calibrations`` adds rows with the same hyperplane and other
-    calibrations (e.g. ``["means:0,3", "poly:1:0,2,3", "poly:3:0,2,3"]``). With ``data_dir``
-    (``DIR/images/<id>.png``), a CNN baseline is trained on the grader's training ids and added. With
-    ``out_dir``: ``table.md``, ``table.json``, confusion and calibration plots, and a t-SNE picture of
-    z_sem coloured by each of ``tsne_column`` (one column, a comma-separated list or a sequence; default:
-    the graded column). Returns the JSON dict.
+    ``metadata_["train_ids"]``). Rows: the latent grader with its own and each of ``calibrations``
+    (same hyperplane, e.g. ``["poly:1:0,2,3", "poly:3:0,2,3"]``); with ``data_dir`` (``DIR/images/<id>.png``)
+    the same probe fitted on the raw pixels and a supervised CNN (class-balanced when the grader is),
+    both on the grader's training ids; with ``run`` too (the DAE run folder), the same probe on the
+    latents of a randomly initialised encoder of that architecture. ``protocol`` (``"papers"`` or
+    ``"all"``, :func:`latentmed.latent.evaluation.protocol_view`) makes ``rows``; the other protocol's
+    rows are in ``rows_all`` / ``rows_papers``. With ``out_dir``: ``table.md`` (both tables),
+    ``table.json``, confusion and calibration plots, and a t-SNE picture of z_sem coloured by each of
+    ``tsne_column`` (one column, a comma-separated list or a sequence; default: the graded column).
+    ``read``: further :func:`latentmed.data.open_images` arguments for ``data_dir`` (axis, window, ...).
+    Returns the JSON dict.
     """
-    from latentmed.latent.evaluation import grader_rows, grading_metrics, markdown_table, tsne_embedding
+    from latentmed.latent.evaluation import PROTOCOLS, grading_metrics, markdown_table, tsne_embedding
 
+    expect(protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
     grader, lat = _grader(grader), _latents(latents)
     meta = getattr(grader, "metadata_", {}) or {}
     column = column or meta.get("column")
@@ -175,26 +186,32 @@ def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: 
     z, y, ids = join_labels(lat, labels, column, ids, id_column)
     y = y.astype(int)
     z = z.astype(np.float64)
-    rows = grader_rows(grader, z, y, calibrations, f1_grades)
-    if data_dir is not None:
-        expect(train_ids, "the CNN baseline needs the grader's training ids (fit with latentmed >= this version).")
-        from latentmed.latent.baseline import train_cnn_baseline
-        from latentmed.latent.counterfactual import load_images
+    # (method, detection score, predicted grades) of every row
+    from latentmed.latent.grader import calibration_name
 
-        _, y_tr, tr_ids = join_labels(lat, labels, column, sorted(train_ids), id_column)
-        x_tr = load_images(data_dir, tr_ids)
-        x_te = load_images(data_dir, ids, size=x_tr.shape[-1])
-        pred = train_cnn_baseline(x_tr, y_tr.astype(int), x_te, positive=grader.positive_, arch=baseline_arch,
-                                  scale=grader.classes_, epochs=baseline_epochs, seed=seed, progress=progress)
-        predicted = pred.predicted
-        if grader.healthy_below is not None:
-            predicted = np.where(predicted < grader.healthy_below, grader.classes_.min(), predicted)
-        rows.append(grading_metrics(y, pred.detection_score, predicted, negative=grader.negative_,
-                                    positive=grader.positive_, f1_grades=rows[0]["f1_grades"],
-                                    scale=grader.classes_, method=f"CNN baseline ({baseline_arch}, supervised)"))
+    methods = [(f"latent {g.classifier} + {calibration_name(g)}", grader.signed_distance(z), g.predict(z))
+               for g in [grader] + [grader.recalibrate(**parse_calibration(c)) for c in (calibrations or [])
+                                    if calibration_name(grader) != c]]
+    if data_dir is not None:
+        expect(train_ids, "the baselines need the grader's training ids (fit with latentmed >= this version).")
+        methods += _baseline_methods(grader, lat, labels, column, sorted(train_ids), ids, data_dir, run, id_column,
+                                     baseline_arch, baseline_epochs, seed, progress, read=read)
+
+    def table(proto: str) -> list[dict]:
+        return [grading_metrics(y, score, pred, negative=grader.negative_, positive=grader.positive_,
+                                f1_grades=f1_grades if proto == protocol else None, scale=grader.classes_,
+                                protocol=proto, method=name, seed=seed) for name, score, pred in methods]
+
+    other = "all" if protocol == "papers" else "papers"
+    rows, rows_other = table(protocol), table(other)
     report = {"column": column, "n_test": int(len(ids)), "n_train": len(train_ids), "model_id": grader.model_id,
-              "negative": list(grader.negative_), "positive": list(grader.positive_),
-              "healthy_below": grader.healthy_below, "rows": rows, "files": []}
+              "negative": list(grader.negative_), "positive": list(grader.positive_), "protocol": protocol,
+              "class_weight": grader.class_weight, "healthy_below": grader.healthy_below, "rows": rows,
+              f"rows_{other}": rows_other, "files": []}
+    if run is not None:
+        from latentmed.dae import load_dae
+
+        report["encoder"] = load_dae(run).config.encoder_head()
     if out_dir is not None:
         from latentmed.io import write_json, write_text
         from latentmed.viz.latent import save_calibration, save_confusion, save_scatter
@@ -204,7 +221,8 @@ def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: 
         files = report["files"]
         for k, r in enumerate(rows):
             files.append(str(save_confusion(r["confusion"], r["scale"], out_dir / f"confusion_{k}.png", r["method"])))
-        variants = [grader.recalibrate(**parse_calibration(c)) for c in (calibrations or [])]
+        variants = [grader.recalibrate(**parse_calibration(c)) for c in (calibrations or [])
+                    if calibration_name(grader) != c]
         files.append(str(save_calibration(grader, grader.signed_distance(z), y, out_dir / "calibration.png", variants)))
         if tsne and len(z_all) >= 5:
             cols = [tsne_column] if isinstance(tsne_column, str) else list(tsne_column or [])
@@ -219,23 +237,86 @@ def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: 
                 if np.issubdtype(colour.dtype, np.floating) and np.allclose(colour, np.round(colour)):
                     colour = colour.astype(int)
                 files.append(str(save_scatter(emb, colour, out_dir / f"tsne_{col}.png",
-                                              f"t-SNE of z_sem ({len(z_all)} samples)", col)))
-        write_text(out_dir / "table.md", markdown_table(rows, f"Grading of {column!r} on {len(ids)} held-out samples"))
+                                              f"t-SNE of z_sem ({len(z_all)} samples), coloured by {col}", col)))
+        write_text(out_dir / "table.md", grading_markdown(report, f"Grading of {column!r} on {len(ids)} held-out samples"))
         write_json(out_dir / "table.json", report)
         files += [str(out_dir / "table.md"), str(out_dir / "table.json")]
     return report
 
 
+def grading_markdown(report: dict, title: str, heading: str = "##", confusion: bool = True) -> str:
+    """Both tables of :func:`evaluate_grader`'s report, the chosen protocol first (``confusion``: with matrices)."""
+    from latentmed.latent.evaluation import markdown_table
+
+    names = {"papers": "papers' protocol: AUC G0 vs G2+G3, macro-F1 over G0, G2, G3, predictions below G2 "
+                       "counted healthy, G1 left out",
+             "all": "all grades G0-G3, predictions as they are"}
+    if report["positive"] != [2, 3] or report["negative"] != [0]:
+        names["papers"] = (f"papers' protocol: AUC {report['negative']} vs {report['positive']}, macro-F1 over those "
+                           f"grades, predictions below {min(report['positive'])} counted healthy")
+    first = report["protocol"]
+    second = "all" if first == "papers" else "papers"
+    encoder = f"Semantic encoder of the DAE: {report['encoder']}.\n\n" if report.get("encoder") else ""
+    return (encoder + markdown_table(report["rows"], f"{title} ({names[first]})", heading, confusion) + "\n"
+            + markdown_table(report[f"rows_{second}"], f"{title} ({names[second]})", heading, confusion))
+
+
+def _baseline_methods(grader, lat, labels, column, train_ids, test_ids, data_dir, run, id_column, arch, epochs,
+                      seed, progress, read=None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Reference rows: the same probe on raw pixels and on a random encoder's latents, and a supervised CNN."""
+    from sklearn.base import clone
+
+    from latentmed.latent.baseline import train_cnn_baseline
+    from latentmed.latent.counterfactual import load_images
+
+    _, y_tr, tr_ids = join_labels(lat, labels, column, train_ids, id_column)
+    y_tr = y_tr.astype(int)
+    x_tr = load_images(data_dir, tr_ids, read=read)  # read: open_images options (axis, window, ...)
+    x_te = load_images(data_dir, test_ids, size=x_tr.shape[-1], read=read)
+    out = []
+
+    def probe_on(name: str, f_tr: np.ndarray, f_te: np.ndarray) -> None:
+        g = clone(grader).set_params(model_id=None).fit(f_tr, y_tr)
+        out.append((f"{name}: {g.classifier} + {calibration_name(g)}", g.signed_distance(f_te), g.predict(f_te)))
+
+    from latentmed.latent.grader import calibration_name
+
+    probe_on("raw pixels", x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1))
+    if run is not None:
+        import torch
+
+        from latentmed.dae import DiffusionAutoencoder, load_dae
+
+        config = load_dae(run).config
+        torch.manual_seed(seed)
+        random_dae = DiffusionAutoencoder(config).eval()
+        enc = [np.concatenate([random_dae.encode(torch.as_tensor(x[i:i + 64])).numpy() for i in range(0, len(x), 64)])
+               for x in (x_tr, x_te)]
+        probe_on("random encoder", enc[0].astype(np.float64), enc[1].astype(np.float64))
+    balanced = grader.class_weight == "balanced"
+    pred = train_cnn_baseline(x_tr, y_tr, x_te, positive=grader.positive_, arch=arch, scale=grader.classes_,
+                              epochs=epochs, balanced=balanced, seed=seed, progress=progress)
+    predicted = pred.predicted
+    if grader.healthy_below is not None:
+        predicted = np.where(predicted < grader.healthy_below, grader.classes_.min(), predicted)
+    out.append((f"CNN ({arch}, supervised{', balanced' if balanced else ''})", pred.detection_score, predicted))
+    return out
+
+
 def counterfactuals_from_run(run, grader, data_dir, ids: Sequence[str], *, grades: Sequence[float] | None = None,
                              flip: bool = False, steps: int = 50, out_dir: str | os.PathLike | None = None,
-                             direction: str = "normal", device: str = "cpu", progress: bool = False):
-    """``latentmed counterfactual``: load the DAE of ``run`` and the grader, read the images, make the strips."""
+                             direction: str = "pattern", device: str = "cpu", progress: bool = False,
+                             read: dict | None = None):
+    """``latentmed counterfactual``: load the DAE of ``run`` and the grader, read the images, make the strips.
+
+    ``read``: further :func:`latentmed.data.open_images` arguments (axis, window, slices, report, ...).
+    """
     from latentmed.dae import load_dae
     from latentmed.latent.counterfactual import load_images, make_counterfactuals
 
     grader = _grader(grader)
     dae = load_dae(run, device=device)
     expect(len(ids) > 0, "no ids given; pass --ids ID1,ID2 (ids from the labels CSV).")
-    x = load_images(data_dir, ids, channels=dae.config.in_channels, size=dae.config.image_size)
+    x = load_images(data_dir, ids, channels=dae.config.in_channels, size=dae.config.image_size, read=read)
     return make_counterfactuals(dae, x, ids, grader, grades, steps, out_dir, flip=flip, direction=direction,
                                 progress=progress)

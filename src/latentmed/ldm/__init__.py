@@ -26,9 +26,9 @@ read by :func:`load_ldm`)::
 :mod:`latentmed.diffusion`.
 """
 
-from latentmed.ldm.conditioner import DinoConditioner, load_conditioner
+from latentmed.ldm.conditioner import DinoConditioner, PCAConditioner, load_conditioner
 from latentmed.ldm.model import (LDMConfig, LatentDiffusion, build_unet, build_vae, check_token_width, load_ldm,
                                  load_vae, tiny_ldm)
 
-__all__ = ["DinoConditioner", "LDMConfig", "LatentDiffusion", "build_unet", "build_vae", "check_token_width",
+__all__ = ["DinoConditioner", "LDMConfig", "PCAConditioner", "LatentDiffusion", "build_unet", "build_vae", "check_token_width",
            "load_conditioner", "load_ldm", "load_vae", "tiny_ldm"]

@@ -139,6 +139,18 @@ def memorisation_check(synthetic: torch.Tensor, train: torch.Tensor, heldout: to
 
 
 # ---- the experiment -----------------------------------------------------------------------------------------------
+def check_test_unseen(ldm, test_dir: str | os.PathLike) -> None:
+    """Error when the run's training data or checkpoint selection used ``test_dir`` (``RUN/ldm.json`` extra)."""
+    test = str(Path(test_dir).resolve())
+    extra = getattr(ldm.config, "extra", {}) or {}
+    for key, what in (("selection_data", "checkpoint selection"), ("train_data", "training")):
+        if extra.get(key) and str(Path(extra[key]).resolve()) == test:
+            raise LatentmedError(f"the diffusion run's {what} used {test}, the test set of this evaluation; select "
+                                 "checkpoints on a validation split of the unlabelled pool (train_ldm heldout=...) "
+                                 "and keep the test set for the final numbers only.")
+
+
+
 def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, label_columns: Sequence[str],
                  out_dir: str | os.PathLike, *, subsets: Sequence[int] = (50, 200), ratios: Sequence[int] = (1, 5),
                  folds: int = 5, strategy: str = "reconstruction", steps: int = 20, guidance: float = 1.0,
@@ -154,6 +166,7 @@ def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, 
     from latentmed.viz import save_image_grid
 
     expect(folds >= 2, f"folds must be >= 2, got {folds}.")
+    check_test_unseen(ldm, test_dir)
     expect(len(ratios) > 0 and all(r >= 1 for r in ratios), f"ratios must be integers >= 1, got {list(ratios)}.")
     out = Path(out_dir)
     rows = read_labels_csv(Path(real_dir) / "labels.csv", label_columns)
@@ -214,8 +227,9 @@ def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, 
             table_rows.append(f"| {n} | {name} | {row['auc_mean']:.3f} ± {row['auc_std']:.3f} | "
                               f"{row['delta_vs_real']:+.3f}{star} | {'' if p != p else f'{p:.3f}'} |")
     out.mkdir(parents=True, exist_ok=True)
+    cond_label = getattr(ldm.conditioner, "label", type(ldm.conditioner).__name__)
     header = (f"# Augmentation ({strategy}, {folds}-fold, classifier {arch} at {classifier_size}px, "
-              f"test n={len(y_test)}; labels {', '.join(label_columns)})\n\n"
+              f"test n={len(y_test)}; labels {', '.join(label_columns)})\n\nConditioner: {cond_label}\n\n"
               "| real n | setting | macro AUC (mean ± std) | Δ vs real | paired t p |\n|---|---|---|---|---|\n")
     write_text(out / "table.md", header + "\n".join(table_rows) + "\n")
     write_labels_csv(out / "results.csv", results)
@@ -227,6 +241,134 @@ def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, 
     nearest = torch.as_tensor(mem["synthetic_nearest"])[order]
     save_image_grid(torch.cat([syn[order], x_all[nearest]]), out / "memorisation_closest.png", nrow=len(order))
     summary = {"results": results, "memorisation": {k: v for k, v in mem.items() if not isinstance(v, list)},
-               "strategy": strategy, "folds": folds, "subsets": list(subsets), "ratios": list(ratios), "arch": arch}
+               "conditioner": cond_label, "strategy": strategy, "folds": folds, "subsets": list(subsets),
+               "ratios": list(ratios), "arch": arch}
     write_json(out / "results.json", summary)
     return summary
+
+
+# ---- the seed protocol of issue 16 ---------------------------------------------------------------------------------
+# A generator makes ``n`` extra training images from a real subset: ``gen(x [m, C, H, W], y [m, L], n, seed)
+# -> (x_new [n, C, H, W], y_new [n, L])``, labels inherited from the source images.
+Generator = Callable[[torch.Tensor, np.ndarray, int, int], tuple]
+
+
+def ldm_generator(ldm, strategy: str = "reconstruction", steps: int = 20, guidance: float = 1.0) -> Generator:
+    """Synthetic images from the run's tokens (:func:`latentmed.ldm.synthesis.synthesize`)."""
+    from latentmed.ldm.synthesis import synthesize
+
+    def gen(x, y, n, seed):
+        syn, y_syn, _ = synthesize(ldm, x, y, strategy, n, steps=steps, guidance=guidance, seed=seed)
+        return syn, y_syn
+
+    return gen
+
+
+def shuffled_token_generator(ldm, steps: int = 20, guidance: float = 1.0) -> Generator:
+    """The null: reconstructions from ANOTHER image's tokens (a seeded cyclic derangement: image
+    ``sigma[i]`` gets the tokens of ``sigma[i+1]``), labelled with the source's labels. It adds images
+    of the right look but labels the tokens do not carry; a conditioner that helps must beat it."""
+    from latentmed.ldm.synthesis import synthesize
+
+    def gen(x, y, n, seed):
+        sigma = np.random.default_rng(seed).permutation(len(x))
+        perm = np.empty_like(sigma)
+        perm[sigma] = np.roll(sigma, -1)
+        syn, y_syn, _ = synthesize(ldm, x[torch.as_tensor(perm)], y, "reconstruction", n, steps=steps,
+                                   guidance=guidance, seed=seed)
+        return syn, y_syn
+
+    return gen
+
+
+def classical_generator(max_rotation: float = 8.0, max_shift: float = 0.05, scale: tuple = (0.92, 1.08),
+                        gamma: float = 0.2) -> Generator:
+    """Classical augmentation: random small rotation, shift, zoom and gamma (no flips: laterality is a label)."""
+
+    def gen(x, y, n, seed):
+        g = torch.Generator().manual_seed(seed)
+        src = torch.arange(n) % len(x)
+        u = lambda *s: torch.rand(*s, generator=g) * 2 - 1  # noqa: E731
+        th = torch.deg2rad(max_rotation * u(n))
+        s = scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=g)
+        cos, sin = torch.cos(th) / s, torch.sin(th) / s
+        theta = torch.stack([torch.stack([cos, -sin, max_shift * u(n)], 1),
+                             torch.stack([sin, cos, max_shift * u(n)], 1)], 1)
+        xs = x[src].float()
+        grid = F.affine_grid(theta, list(xs.shape), align_corners=False)
+        out = F.grid_sample(xs, grid, padding_mode="border", align_corners=False)
+        gam = torch.exp(gamma * u(n)).view(-1, 1, 1, 1)
+        out = ((out.clamp(-1, 1) + 1) / 2) ** gam * 2 - 1
+        return out, np.asarray(y)[src.numpy()]
+
+    return gen
+
+
+def label_readback(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
+    """Fraction of inherited labels a classifier trained on real images reads back (threshold 0.5), averaged
+    over labels: the gate that synthetic images carry their labels (issue 16: >= 0.9)."""
+    pred = predict(model, x) > 0.5
+    return float(np.mean(pred == np.asarray(y).astype(bool)))
+
+
+def augment_seeds(x_pool: torch.Tensor, y_pool: np.ndarray, x_test: torch.Tensor, y_test: np.ndarray,
+                  generators: dict[str, Generator], *, subsets: Sequence[int] = (10, 20, 50), seeds: int = 5,
+                  ratio: int = 5, arch: str = "cnn", epochs: int = 15, min_steps: int = 150,
+                  gate: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+    """Issue 16's protocol: for each real ``n`` and subset seed, a classifier on the ``n`` real images
+    (label-balanced, nested) and one per generator on the real images + ``ratio`` generated images per
+    real image; macro AUC on the test set; paired t-tests across seeds against real-only (and against
+    every other row, ``p_vs``). With ``gate``, a classifier trained on the whole labelled pool reads the
+    inherited labels back from each generator's images of the largest ``n`` (:func:`label_readback`)."""
+    from latentmed.ldm.synthesis import nested_subsets
+
+    expect(len(x_pool) == len(y_pool) and len(x_test) == len(y_test), "images and labels must have equal lengths.")
+    aucs: dict[int, dict[str, list[float]]] = {}
+    kept: dict[str, tuple] = {}
+    for n in sorted(subsets):
+        aucs[n] = {}
+        for s in range(seeds):
+            idx = nested_subsets(y_pool, [n], s)[n]
+            xr, yr = x_pool[idx], y_pool[idx]
+            sets = {"real": (xr, yr)}
+            for name, gen in generators.items():
+                xg, yg = gen(xr, yr, n * ratio, 1000 * n + s)
+                sets[name] = (torch.cat([xr, xg.to(xr)]), np.concatenate([yr, yg]))
+                if n == max(subsets):
+                    prev = kept.get(name)
+                    kept[name] = (xg, yg) if prev is None else (torch.cat([prev[0], xg]), np.concatenate([prev[1], yg]))
+            for name, (x, y) in sets.items():
+                model = train_classifier(x, y, arch=arch, epochs=epochs, seed=s, min_steps=min_steps)
+                aucs[n].setdefault(name, []).append(macro_auc(y_test, predict(model, x_test)))
+            if progress:
+                progress(f"n={n} seed {s}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in aucs[n].items()))
+    rows = []
+    for n, by in aucs.items():
+        for name, vals in by.items():
+            rows.append({"subset": n, "setting": name, "auc_mean": float(np.mean(vals)), "auc_std": float(np.std(vals)),
+                         "delta_vs_real": float(np.mean(vals) - np.mean(by["real"])),
+                         "p_value": float("nan") if name == "real" else paired_test(vals, by["real"]),
+                         "p_vs": {o: paired_test(vals, v) for o, v in by.items() if o != name}, "aucs": vals})
+    result = {"rows": rows, "seeds": seeds, "ratio": ratio, "subsets": list(subsets)}
+    if gate:
+        model = train_classifier(x_pool, y_pool, arch=arch, epochs=epochs, seed=0, min_steps=min_steps)
+        result["gate"] = {"real_test": label_readback(model, x_test, y_test),
+                          **{k: label_readback(model, *v) for k, v in kept.items()}}
+    result["kept"] = kept
+    return result
+
+
+def seeds_table(result: dict) -> str:
+    """Markdown table of :func:`augment_seeds` (``*``: p < 0.05 against real-only)."""
+    md = [f"macro AUC, mean ± std over {result['seeds']} subset seeds, 1:{result['ratio']} extra images per real "
+          "image; paired t-test p against real only", "", "| real n | setting | macro AUC | Δ vs real | p |",
+          "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        p = r["p_value"]
+        star = "*" if p == p and p < 0.05 else ""
+        md.append(f"| {r['subset']} | {r['setting']} | {r['auc_mean']:.3f} ± {r['auc_std']:.3f} | "
+                  f"{r['delta_vs_real']:+.3f}{star} | {'' if p != p else f'{p:.3g}'} |")
+    if "gate" in result:
+        md += ["", "Label read-back by a classifier trained on the whole labelled pool (gate >= 0.90):", ""]
+        md += [f"- {k}: {v:.3f}" for k, v in result["gate"].items()]
+    return "\n".join(md) + "\n"

@@ -157,19 +157,28 @@ def _shard_items(shards: list[Path]) -> list[dict]:
     items: dict[str, dict] = {}
     order = []
     for shard in shards:
-        with tarfile.open(shard) as tar:
-            for m in tar.getmembers():
-                if not m.isfile():
-                    continue
-                key, ext = m.name.rsplit(".", 1) if "." in m.name else (m.name, "")
-                key = f"{shard.name}/{key}"
-                if key not in items:
-                    items[key] = {"key": key.split("/", 1)[1], "shard": shard}
-                    order.append(key)
-                if ext.lower() == "json":
-                    items[key]["json"] = (m.offset_data, m.size)
-                elif "." + ext.lower() in IMAGE_EXTS:
-                    items[key]["image"] = (m.offset_data, m.size)
+        try:
+            with tarfile.open(shard) as tar:
+                members = tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            hint = (" NIfTI/DICOM volumes are read by the `dae` commands (open_images); for these commands save "
+                    "the slices as PNG first." if shard.suffix.lower() != ".tar" else " Rewrite it with "
+                    "`latentmed data shard`.")
+            raise LatentmedError(f"{shard}: not a readable tar shard ({type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:160]}); expected an image folder or *.tar shards."
+                                 + hint) from exc
+        for m in members:
+            if not m.isfile():
+                continue
+            key, ext = m.name.rsplit(".", 1) if "." in m.name else (m.name, "")
+            key = f"{shard.name}/{key}"
+            if key not in items:
+                items[key] = {"key": key.split("/", 1)[1], "shard": shard}
+                order.append(key)
+            if ext.lower() == "json":
+                items[key]["json"] = (m.offset_data, m.size)
+            elif "." + ext.lower() in IMAGE_EXTS:
+                items[key]["image"] = (m.offset_data, m.size)
     out = []
     for k in order:
         it = items[k]

@@ -58,17 +58,39 @@ def vae_downsample_factor(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
+def attention_heads(block_out_channels, head_channels: int = 32) -> tuple[int, ...]:
+    """Heads per UNet level so that each head has ``head_channels`` channels (at least one head).
+
+    diffusers' ``UNet2DConditionModel(attention_head_dim=...)`` is, for historical reasons, the number
+    of heads, not their width (its own comment in ``__init__``); with 8 "head dims" a 32-channel level
+    has 4-channel heads, whose self-attention is nearly uniform. Stable Diffusion 1.x has 40-160
+    channels per head.
+    """
+    expect(int(head_channels) >= 1, f"head_channels must be a positive int, got {head_channels!r}.")
+    for ch in block_out_channels:
+        expect(ch % min(ch, head_channels) == 0,
+               f"block_out_channels {tuple(block_out_channels)}: {ch} is not a multiple of "
+               f"head_channels={head_channels}; choose widths that are multiples of the head width.")
+    return tuple(max(1, int(ch) // int(head_channels)) for ch in block_out_channels)
+
+
 def build_unet(latent_channels: int, latent_size: int, cross_attention_dim: int, block_out_channels=(32, 64),
-               layers_per_block: int = 1, attention_head_dim: int = 8, norm_num_groups: int = 16):
-    """A diffusers ``UNet2DConditionModel`` with cross-attention (and self-attention) at every level."""
+               layers_per_block: int = 1, num_heads: int | tuple[int, ...] | None = None, norm_num_groups: int = 16,
+               head_channels: int = 32):
+    """A diffusers ``UNet2DConditionModel`` with cross-attention (and self-attention) at every level.
+
+    Heads have ``head_channels`` channels each (:func:`attention_heads`) unless ``num_heads`` (diffusers'
+    ``attention_head_dim``: a head COUNT, one or one per level) is given, as older runs did.
+    """
     from diffusers import UNet2DConditionModel
 
     n = len(block_out_channels)
+    heads = attention_heads(block_out_channels, head_channels) if num_heads is None else num_heads
     return UNet2DConditionModel(
         sample_size=latent_size, in_channels=latent_channels, out_channels=latent_channels,
         down_block_types=("CrossAttnDownBlock2D",) * n, up_block_types=("CrossAttnUpBlock2D",) * n,
         block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
-        cross_attention_dim=cross_attention_dim, attention_head_dim=attention_head_dim,
+        cross_attention_dim=cross_attention_dim, attention_head_dim=heads,
         norm_num_groups=norm_num_groups)
 
 
@@ -207,8 +229,8 @@ class LatentDiffusion:
         shape = (tokens.shape[0], self.config.latent_channels, self.config.latent_size, self.config.latent_size)
         if x_T is None:
             x_T = torch.randn(shape, generator=generator, device=self.device)
-        z = ddim_sample(self.denoiser(guidance), x_T, ddim_timesteps(steps), cond=tokens, eta=eta,
-                        generator=generator)
+        z = ddim_sample(self.denoiser(guidance), x_T, ddim_timesteps(steps, schedule=self.schedule), cond=tokens,
+                        eta=eta, generator=generator)
         return self.decode_latents(z) if decode else z
 
     def save(self, run_dir: str | os.PathLike) -> Path:
@@ -227,7 +249,7 @@ def load_ldm(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
     from diffusers import UNet2DConditionModel
 
     from latentmed.config import from_dict
-    from latentmed.ldm.conditioner import DinoConditioner
+    from latentmed.ldm.conditioner import conditioner_from_dir
 
     run = Path(run_dir)
     for part in ("vae", "unet", "conditioner", LDM_JSON):
@@ -236,7 +258,7 @@ def load_ldm(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
                                  "conditioner/ and ldm.json written by `latentmed ldm train`.")
     config = from_dict(LDMConfig, read_json(run / LDM_JSON), where=str(run / LDM_JSON))
     unet = UNet2DConditionModel.from_pretrained(str(run / "unet"))
-    return LatentDiffusion(load_vae(run / "vae"), unet, DinoConditioner.from_pretrained(run / "conditioner"), config,
+    return LatentDiffusion(load_vae(run / "vae"), unet, conditioner_from_dir(run / "conditioner"), config,
                            device=device)
 
 
@@ -263,6 +285,6 @@ def tiny_ldm(image_size: int = 32, conditioner=None, vae_channels=(16, 32), unet
     vae = build_vae(1, latent_channels, vae_channels, 1, norm_num_groups=min(16, vae_channels[0]),
                     image_size=image_size)
     f = vae_downsample_factor(vae)
-    unet = build_unet(latent_channels, image_size // f, cond.width, unet_channels, 1, 8,
-                      norm_num_groups=min(16, unet_channels[0]))
+    unet = build_unet(latent_channels, image_size // f, cond.width, unet_channels, 1,
+                      norm_num_groups=min(16, unet_channels[0]), head_channels=min(32, unet_channels[0]))
     return LatentDiffusion(vae, unet, cond, ldm_config_from(vae, unet, image_size, **config))

@@ -7,7 +7,10 @@
   condition replaced by zero tokens with probability ``cond_dropout`` (classifier-free guidance).
 - Checkpoint selection (DiNO-Diffusion Sec. 3): every ``fid_every`` steps, FID between held-out
   images and their reconstructions (sampled from their own tokens) with a pluggable feature
-  extractor; the best EMA UNet is kept and recorded in ``RUN/ldm.json``.
+  extractor; the best EMA UNet is kept and recorded in ``RUN/ldm.json``. The held-out images
+  must be a validation split of the (unlabelled) training pool, never the test set: the folder
+  is recorded as ``extra.selection_data`` and :func:`latentmed.ldm.augment.augment_eval`
+  refuses a run whose selection saw its test folder.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torch import nn
 
 from latentmed.errors import LatentmedError, expect
 from latentmed.io import load_safetensors, save_safetensors
+from latentmed.runtime import seed_everything
 from latentmed.train import TrainConfig, train
 
 
@@ -89,6 +93,7 @@ def train_vae(data: str | os.PathLike, out_dir: str | os.PathLike, spec: VAETrai
 
     spec = spec or VAETrainSpec()
     ds = LDMImageDataset(data, size=spec.image_size, channels=spec.image_channels, augment=spec.augment)
+    seed_everything(spec.train.seed)  # same seed, same initial weights
     vae = build_vae(spec.image_channels, spec.latent_channels, spec.block_out_channels, spec.layers_per_block,
                     image_size=spec.image_size)
     out = Path(out_dir)
@@ -135,7 +140,8 @@ class LDMTrainSpec:
     image_channels: int = 1
     block_out_channels: tuple[int, ...] = (32, 64)
     layers_per_block: int = 1
-    attention_head_dim: int = 8
+    head_channels: int = 32
+    attention_head_dim: int | None = None  # legacy: diffusers' head COUNT (older specs); overrides head_channels
     schedule: str = "linear"
     prediction: str = "eps"
     cond_dropout: float = 0.1
@@ -215,8 +221,9 @@ def train_ldm(data: str | os.PathLike, vae_dir: str | os.PathLike, conditioner, 
     ds = LDMImageDataset(data, size=spec.image_size, channels=spec.image_channels, augment=spec.augment, tokens=tokens)
     f = 2 ** (len(vae.config.block_out_channels) - 1)
     expect(spec.image_size % f == 0, f"image_size {spec.image_size} is not divisible by the VAE's factor {f}.")
+    seed_everything(spec.train.seed)
     unet = build_unet(vae.config.latent_channels, spec.image_size // f, conditioner.width, spec.block_out_channels,
-                      spec.layers_per_block, spec.attention_head_dim)
+                      spec.layers_per_block, spec.attention_head_dim, head_channels=spec.head_channels)
     check_token_width(unet, conditioner)
     sf = float(vae.config.scaling_factor)
     run = Path(run_dir)
@@ -252,8 +259,10 @@ def train_ldm(data: str | os.PathLike, vae_dir: str | os.PathLike, conditioner, 
 
         final_unet = UNet2DConditionModel.from_pretrained(str(run / "best_unet"))
         cfg.extra.update(best_fid=best["fid"], best_step=best["step"], fid_extractor="custom" if fid_extractor
-                         else "conditioner CLS")
-    cfg.extra.update(steps=res.step, embeddings=str(embeddings) if embeddings else None)
+                         else "conditioner CLS", selection_data=str(Path(heldout).resolve()))
+    cfg.extra.update(steps=res.step, embeddings=str(embeddings) if embeddings else None,
+                     train_data=str(Path(data).resolve()),
+                     conditioner=getattr(conditioner, "label", type(conditioner).__name__))
     ldm = LatentDiffusion(vae, final_unet, conditioner, cfg)
     ldm.save(run)
     return ldm

@@ -5,9 +5,13 @@
 * :mod:`latentmed.metrics.image`: PSNR, SSIM (2D/3D), Frechet distance and FID with any feature
   extractor, LPIPS from local weights, perceptual path length.
 * :mod:`latentmed.metrics.classification`: AUC, macro-F1, MAE, confusion matrix.
+* :mod:`latentmed.metrics.generation`: precision/recall (k-NN manifolds), FID on features,
+  nearest-neighbour memorisation, pixel-PCA features (sample quality of generative models).
 """
 
 from latentmed.metrics.classification import AUC, MAE, Confusion, MacroF1, auc, confusion, mae, macro_f1
+from latentmed.metrics.generation import (PixelPCA, frechet_feature_distance, knn_radii, memorisation,
+                                         nearest_neighbour_distances, precision_recall)
 from latentmed.metrics.image import (
     FID,
     LPIPS,
@@ -44,6 +48,8 @@ from latentmed.metrics.segmentation import (
 
 __all__ = [
     "AUC", "MAE", "Confusion", "MacroF1", "auc", "confusion", "mae", "macro_f1",
+    "PixelPCA", "frechet_feature_distance", "knn_radii", "memorisation", "nearest_neighbour_distances",
+    "precision_recall",
     "FID", "LPIPS", "PSNR", "SSIM", "MeanLPIPS", "TorchScriptInception", "feature_statistics",
     "frechet_distance", "perceptual_path_length", "psnr", "ssim",
     "NMI", "SEGMENTATION_METRICS", "CohenKappa", "Dice", "Hausdorff95", "SegmentationScores", "Sensitivity",

@@ -105,7 +105,9 @@ class AttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, *_unused) -> torch.Tensor:
         b, c, *spatial = x.shape
         h = self.qkv(self.norm(x).reshape(b, c, -1))  # [B, 3C, L]
-        q, k, v = h.reshape(b, 3, self.num_heads, c // self.num_heads, -1).permute(1, 0, 2, 4, 3)
+        # [3, B, H, L, C/H], contiguous in the last dim: SDPA then picks its fused (flash) kernel
+        # instead of the math fallback, with the same output.
+        q, k, v = h.reshape(b, 3, self.num_heads, c // self.num_heads, -1).permute(1, 0, 2, 4, 3).contiguous()
         out = F.scaled_dot_product_attention(q, k, v)  # [B, H, L, C/H]
         out = out.permute(0, 1, 3, 2).reshape(b, c, -1)
         return x + self.proj(out).reshape(b, c, *spatial)

@@ -31,12 +31,10 @@ class LatentMLP(nn.Module):
         self.layers = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.time_proj = nn.ModuleList()
-        width = cfg.z_dim
-        for _ in range(cfg.num_layers):
-            self.layers.append(nn.Linear(width + cfg.z_dim if width != cfg.z_dim else cfg.z_dim, cfg.hidden))
+        for i in range(cfg.num_layers):  # layer 0 sees z_t; later ones [h, z_t] (DiffAE's skip MLP)
+            self.layers.append(nn.Linear(cfg.z_dim if i == 0 else cfg.hidden + cfg.z_dim, cfg.hidden))
             self.norms.append(nn.LayerNorm(cfg.hidden))
             self.time_proj.append(nn.Linear(cfg.hidden, 2 * cfg.hidden))
-            width = cfg.hidden
         self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(cfg.hidden + cfg.z_dim, cfg.z_dim)
         nn.init.zeros_(self.out.weight)

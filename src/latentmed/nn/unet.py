@@ -111,6 +111,7 @@ class EncoderConfig:
     z_dim: int = 512
     dims: int = 2
     pool: str = "avg"
+    middle: bool = False  # DiffAE's middle block (ResBlock, attention, ResBlock) before the head
 
     def __post_init__(self) -> None:
         if self.pool not in ENCODER_POOLS:
@@ -128,7 +129,9 @@ class SemanticEncoder(nn.Module):
     """Downsampling ResBlocks (no time, no z conditioning), then GN-SiLU and a pooled linear map to ``z_dim``.
 
     ``pool="avg"`` is DiffAE's head (avgpool, 1x1 conv); ``pool="flatten"`` flattens the last
-    feature map into one linear layer instead (see :data:`ENCODER_POOLS`).
+    feature map into one linear layer instead (see :data:`ENCODER_POOLS`). ``middle=True`` adds
+    DiffAE's middle block before the head (``BeatGANsEncoderModel``: ResBlock, attention, ResBlock
+    at the lowest resolution), which lets every position of the last map see the others.
     """
 
     def __init__(self, cfg: EncoderConfig):
@@ -145,6 +148,9 @@ class SemanticEncoder(nn.Module):
             if level != len(cfg.channel_mult) - 1:
                 layers.append(Downsample(cur, dims))
                 res //= 2
+        if cfg.middle:
+            layers += [ResBlock(cur, cur, dims, dropout=cfg.dropout), AttentionBlock(cur, cfg.num_heads),
+                       ResBlock(cur, cur, dims, dropout=cfg.dropout)]
         self.body = _Sequential(layers)
         if cfg.pool == "avg":
             pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)

@@ -1,11 +1,23 @@
 """Zero-shot segmentation with a diffusion UNet's self-attention (DiffSeg, Tian et al. 2024).
 
-One UNet pass on the image's latent noised to timestep ``t`` (DiffSeg: t=300 of 1000),
-self-attention recorded (:mod:`.capture`), aggregated over heads, blocks and resolutions
+One UNet pass on the image's CLEAN latent ``z_0`` with the time embedding of timestep ``t``
+(DiffSeg: t=300 of 1000; the reference code, google/diffseg, adds no noise: only the UNet's
+time input says t), self-attention recorded (:mod:`.capture`), aggregated over heads, blocks and resolutions
 (:mod:`.aggregate`), merged into proposals and turned into a label map (:mod:`.merge`).
 Works with any diffusers ``UNet2DConditionModel``; a VAE (``AutoencoderKL``) maps images to
 latents, or ``vae=None`` for a pixel-space UNet. The DiNO-Diffusion paper (Sec. 4.4, Figs 11-12)
 finds a merge threshold near 0.05 and t in 100-500 best on chest radiographs.
+
+``noised=True`` instead feeds ``z_t = alpha(t) z_0 + sigma(t) eps`` (seeded eps), an ablation.
+``num_segments=K`` merges the closest proposals until K remain (:func:`merge_attention`), so that
+methods are compared at the same, small number of segments.
+
+Thresholds and bin counts: the symmetric KL between two maps grows with the number of bins they
+spread over and with their sharpness, so a threshold does not transfer between the reference
+(64x64 = 4096 bins, fp16, Stable Diffusion; tau ~ 1.1) and our 16x16 latents (256 bins) or 8x8
+(64 bins). ``threshold_quantile=q`` calibrates per image instead: the threshold is the
+``q``-quantile of the pairwise symmetric KL between the anchors' maps (:func:`calibrated_threshold`),
+which is independent of the bin count.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ import torch
 from latentmed.errors import LatentmedError
 from latentmed.segment.aggregate import aggregate_attention
 from latentmed.segment.capture import capture_self_attention, self_attention_modules
-from latentmed.segment.merge import MergeResult, segment_attention
+from latentmed.segment.merge import MergeResult, calibrated_threshold, segment_attention
 
 
 @dataclass
@@ -35,6 +47,9 @@ class DiffSegConfig:
     store_float16: bool = False
     seed: int = 0
     batch_size: int = 4
+    noised: bool = False
+    num_segments: int | None = None
+    threshold_quantile: float | None = None
 
 
 def linear_timestep(t: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
@@ -47,8 +62,8 @@ class DiffSeg:
     """DiffSeg on a diffusers ``UNet2DConditionModel``.
 
     - ``unet``: the denoiser (must have self-attention blocks).
-    - ``schedule``: a :mod:`latentmed.diffusion` schedule (or name) used to noise the latent:
-      ``z_t = alpha(t) z_0 + sigma(t) eps`` with ``t = timestep / num_train_timesteps``.
+    - ``schedule``: a :mod:`latentmed.diffusion` schedule (or name); used only with ``config.noised``
+      (``z_t = alpha(t) z_0 + sigma(t) eps`` with ``t = timestep / num_train_timesteps``).
     - ``encode``: images ``[B, C, H, W]`` in [-1, 1] -> latents ``z_0``; ``None`` = pixel space.
       :meth:`from_vae` builds it from an ``AutoencoderKL`` and its scaling factor.
     - ``time_input``: ``(t_continuous, T) -> unet timestep`` (default ``t * T``).
@@ -95,20 +110,26 @@ class DiffSeg:
 
     def attention(self, images: torch.Tensor, cond: torch.Tensor | None, timestep: int | None = None,
                   weighting=None) -> torch.Tensor:
-        """Aggregated self-attention ``[B, h*w, h, w]`` of ``images`` at ``timestep`` (one UNet pass)."""
+        """Aggregated self-attention ``[B, h*w, h, w]`` of ``images`` at ``timestep`` (one UNet pass).
+
+        The UNet sees the clean latent ``z_0`` and the time input of ``timestep`` (google/diffseg),
+        or ``z_t`` when ``config.noised``.
+        """
         cfg = self.config
         timestep = cfg.timestep if timestep is None else timestep
         check_timestep(timestep, cfg.num_train_timesteps)
         z0 = self.latents(images)
         cond = self._check_cond(cond, z0.shape[0])
         t = torch.full((z0.shape[0],), timestep / cfg.num_train_timesteps, dtype=torch.float32)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        eps = torch.randn(z0.shape, generator=generator).to(z0)
-        alpha, sigma = self.schedule.alpha(t).to(z0), self.schedule.sigma(t).to(z0)
-        z_t = alpha.view(-1, 1, 1, 1) * z0 + sigma.view(-1, 1, 1, 1) * eps
+        z_in = z0
+        if cfg.noised:
+            generator = torch.Generator().manual_seed(cfg.seed)
+            eps = torch.randn(z0.shape, generator=generator).to(z0)
+            alpha, sigma = self.schedule.alpha(t).to(z0), self.schedule.sigma(t).to(z0)
+            z_in = alpha.view(-1, 1, 1, 1) * z0 + sigma.view(-1, 1, 1, 1) * eps
         dtype = torch.float16 if cfg.store_float16 else torch.float32
         with torch.no_grad(), capture_self_attention(self.unet, dtype=dtype) as store:
-            self.unet(z_t, self.time_input(t, cfg.num_train_timesteps).to(z0), encoder_hidden_states=cond)
+            self.unet(z_in, self.time_input(t, cfg.num_train_timesteps).to(z0), encoder_hidden_states=cond)
         return aggregate_attention(store.maps(), tuple(z0.shape[-2:]), weighting or cfg.weighting)
 
     def _check_cond(self, cond, batch: int):
@@ -132,9 +153,18 @@ class DiffSeg:
             c = cond if cond is None or cond.shape[0] == 1 else cond[start:start + cfg.batch_size]
             attn = self.attention(chunk, c, cfg.timestep, cfg.weighting)
             for a in attn:
-                results.append(segment_attention(a, tuple(images.shape[-2:]), cfg.threshold, iterations=cfg.iterations,
-                                                 grid=cfg.grid, refine=cfg.refine, random_state=cfg.seed))
+                results.append(segment_with(a, tuple(images.shape[-2:]), cfg))
         return results
+
+
+def segment_with(attention: torch.Tensor, size: tuple[int, int], cfg: DiffSegConfig,
+                 threshold: float | tuple[float, ...] | None = None) -> MergeResult:
+    """Merge one aggregated map ``[h*w, h, w]`` with ``cfg``'s settings (``threshold`` overrides it)."""
+    tau = cfg.threshold if threshold is None else threshold
+    if cfg.threshold_quantile is not None and threshold is None:
+        tau = calibrated_threshold(attention, cfg.threshold_quantile, grid=cfg.grid)
+    return segment_attention(attention, size, tau, iterations=cfg.iterations, grid=cfg.grid, refine=cfg.refine,
+                             random_state=cfg.seed, num_segments=cfg.num_segments)
 
 
 def _num_downsamplers(unet) -> int:
@@ -160,18 +190,7 @@ def check_images(images: torch.Tensor, multiple: int) -> None:
 
 
 def kmeans_intensity_baseline(images: torch.Tensor, k: int | Sequence[int] = 4, seed: int = 0) -> list[torch.Tensor]:
-    """Trivial baseline: KMeans on pixel intensities (scikit-learn), one ``[H, W]`` label map per image.
+    """KMeans on pixel intensities, one ``[H, W]`` label map per image (see :func:`.baselines.kmeans_baseline`)."""
+    from latentmed.segment.baselines import kmeans_baseline
 
-    ``k`` is one cluster count or one per image (e.g. DiffSeg's proposal count, for a fair match).
-    """
-    import numpy as np
-    from sklearn.cluster import KMeans
-
-    ks = [k] * len(images) if np.isscalar(k) else list(k)
-    out = []
-    for img, kk in zip(images, ks):
-        x = img.float().mean(0).reshape(-1, 1).numpy()
-        kk = int(min(kk, len(np.unique(x))))
-        labels = KMeans(n_clusters=max(kk, 1), n_init=4, random_state=seed).fit(x).labels_
-        out.append(torch.as_tensor(labels.reshape(img.shape[-2:])))
-    return out
+    return kmeans_baseline(images, k, seed=seed, features="intensity")

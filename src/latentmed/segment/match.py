@@ -7,6 +7,12 @@ overlap and ``b`` the size of the union is a linear-fractional objective, so the
 a prefix of the proposals sorted by precision ``a_k / b_k`` (the classic ratio argument), and
 all ``K`` prefixes are tried. A structure may reuse a proposal another structure took; more
 proposals can only help, so report the proposal count beside the Dice.
+
+That best-union score rewards many segments (an image-blind 8x8 grid reaches Dice 0.77 on
+chest2d). :func:`match_one_to_one` is the fair score at a fixed number of segments: each
+structure gets at most one proposal and each proposal at most one structure, chosen to maximise
+the summed Dice (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``); an unmatched
+structure scores 0.
 """
 
 from __future__ import annotations
@@ -65,6 +71,40 @@ def match_structures(labels, truth, structures: Mapping[int, str]) -> dict[str, 
         ids, _ = best_union(labels, gt)
         pred = np.isin(labels, ids)
         out[name] = StructureMatch(name, int(value), ids, _dice(gt, pred))
+    return out
+
+
+def match_one_to_one(labels, truth, structures: Mapping[int, str]) -> dict[str, StructureMatch]:
+    """One proposal per structure, one structure per proposal, maximising the summed Dice (Hungarian).
+
+    A structure absent from ``truth`` gets Dice NaN and no proposal; a present structure left
+    without a proposal (fewer proposals than structures) gets Dice 0.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    labels = _as_numpy(labels)
+    truth = _as_numpy(truth)
+    if labels.shape != truth.shape:
+        raise LatentmedError(f"prediction of shape {labels.shape} and truth mask of shape {truth.shape} differ; "
+                             "the truth masks must have the image size.")
+    ids = np.unique(labels)
+    values = list(structures)
+    score = np.zeros((len(values), len(ids)))
+    for r, value in enumerate(values):
+        gt = truth == value
+        if gt.any():
+            score[r] = [_dice(gt, labels == k) for k in ids]
+    rows, cols = linear_sum_assignment(score, maximize=True)
+    chosen = dict(zip(rows.tolist(), cols.tolist()))
+    out = {}
+    for r, (value, name) in enumerate(structures.items()):
+        gt = truth == value
+        if not gt.any():
+            out[name] = StructureMatch(name, int(value), [], float("nan"))
+        elif r in chosen:
+            out[name] = StructureMatch(name, int(value), [int(ids[chosen[r]])], float(score[r, chosen[r]]))
+        else:
+            out[name] = StructureMatch(name, int(value), [], 0.0)
     return out
 
 

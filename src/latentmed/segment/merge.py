@@ -6,6 +6,11 @@ An ``[N, H, W]`` stack of attention maps (one distribution over key positions pe
 iterations merge the proposals greedily (each proposal absorbs every not-yet-merged proposal
 within ``tau_i``). The symmetric KL is the reference code's ``(KL(p||q) + KL(q||p)) / 2``.
 The label map is the argmax of the proposals bilinearly upsampled to the image size.
+
+``num_segments=K`` (not in the paper; for scoring at a fixed K) then merges the two closest
+proposals (symmetric KL; anchor-count-weighted mean) until at most K remain.
+:func:`calibrated_threshold` turns a quantile of the anchors' pairwise KL into a threshold, so
+that one setting means the same at any bin count (see :mod:`latentmed.segment.diffseg`).
 """
 
 from __future__ import annotations
@@ -66,14 +71,51 @@ def _thresholds(threshold: float | Sequence[float], iterations: int) -> list[flo
     return taus
 
 
+def calibrated_threshold(attention: torch.Tensor, quantile: float, grid: int = 16) -> float:
+    """The ``quantile`` of the pairwise symmetric KL between the anchor maps of ``attention [H*W, H, W]``.
+
+    KL between attention maps scales with the number of bins and the maps' sharpness, so a fixed
+    threshold (the reference's 1.1 at 4096 bins, the paper's 0.05 on chest X-rays) does not carry
+    over to other latent sizes; a quantile of the image's own anchor distances does.
+    """
+    if not 0 < quantile < 1:
+        raise LatentmedError(f"threshold_quantile={quantile}: expected a number in (0, 1), e.g. 0.1.")
+    n, H, W = attention.shape
+    flat = attention.reshape(n, H * W).double()
+    anchors = anchor_grid((H, W), grid)
+    a = flat[torch.as_tensor(anchors[:, 0] * W + anchors[:, 1])]
+    d = symmetric_kl(a, a)
+    off = d[~torch.eye(len(a), dtype=torch.bool)]
+    return max(float(torch.quantile(off, quantile)), 1e-12) if off.numel() else 1e-12
+
+
+def _agglomerate(proposals: torch.Tensor, weights: torch.Tensor, k: int) -> torch.Tensor:
+    """Merge the closest pair (symmetric KL) into their weighted mean until ``k`` proposals remain."""
+    props, w = proposals.clone(), weights.clone().double()
+    while len(props) > k:
+        d = symmetric_kl(props, props)
+        d.fill_diagonal_(float("inf"))
+        i, j = divmod(int(torch.argmin(d)), len(props))
+        i, j = min(i, j), max(i, j)
+        props[i] = (w[i] * props[i] + w[j] * props[j]) / (w[i] + w[j])
+        w[i] = w[i] + w[j]
+        keep = torch.arange(len(props)) != j
+        props, w = props[keep], w[keep]
+    return props
+
+
 def merge_attention(attention: torch.Tensor, threshold: float | Sequence[float] = 0.05, *, iterations: int = 3,
-                    grid: int = 16, refine: bool = False, random_state: int = 0) -> torch.Tensor:
+                    grid: int = 16, refine: bool = False, random_state: int = 0,
+                    num_segments: int | None = None) -> torch.Tensor:
     """Merge ``attention [N=H*W, H, W]`` into proposals ``[K, H, W]`` (Sec. 3.3).
 
     ``threshold`` is one symmetric-KL threshold for every iteration or one per iteration.
     ``refine=True`` runs scikit-learn KMeans on the ``N`` maps initialised from the proposals
-    and returns the cluster means (the reference's optional refinement).
+    and returns the cluster means (the reference's optional refinement). ``num_segments=K`` then
+    merges the closest proposals until at most K remain.
     """
+    if num_segments is not None and int(num_segments) < 1:
+        raise LatentmedError(f"num_segments={num_segments}: expected a positive number of segments (or None).")
     if attention.ndim != 3 or attention.shape[0] != attention.shape[1] * attention.shape[2]:
         raise LatentmedError(f"attention of shape {tuple(attention.shape)}: expected [H*W, H, W].")
     taus = _thresholds(threshold, iterations)
@@ -84,11 +126,12 @@ def merge_attention(attention: torch.Tensor, threshold: float | Sequence[float] 
     # Iteration 1: each anchor averages all maps within tau_1 of its own map.
     close = (symmetric_kl(flat[idx], flat) < taus[0]).double()  # [A, N]; the anchor itself is at 0
     proposals = (close @ flat) / close.sum(1, keepdim=True)
+    weights = torch.ones(len(proposals), dtype=torch.float64)  # anchors per proposal
     # Later iterations: greedy merging of proposals.
     for tau in taus[1:]:
         close = (symmetric_kl(proposals, proposals) < tau).numpy()
         merged = np.zeros(len(proposals), dtype=bool)
-        groups = []
+        groups, counts = [], []
         for i in range(len(proposals)):
             if merged[i]:
                 continue
@@ -96,9 +139,13 @@ def merge_attention(attention: torch.Tensor, threshold: float | Sequence[float] 
             group[i] = True
             merged |= group
             groups.append(proposals[torch.as_tensor(group)].mean(0))
-        proposals = torch.stack(groups)
+            counts.append(weights[torch.as_tensor(group)].sum())
+        proposals, weights = torch.stack(groups), torch.stack(counts)
     if refine:
         proposals = _kmeans_refine(flat, proposals, random_state)
+        weights = torch.ones(len(proposals), dtype=torch.float64)
+    if num_segments is not None and len(proposals) > num_segments:
+        proposals = _agglomerate(proposals, weights, int(num_segments))
     return proposals.float().reshape(-1, H, W)
 
 
@@ -129,8 +176,8 @@ class MergeResult:
 
 def segment_attention(attention: torch.Tensor, size: tuple[int, int], threshold: float | Sequence[float] = 0.05,
                       *, iterations: int = 3, grid: int = 16, refine: bool = False,
-                      random_state: int = 0) -> MergeResult:
+                      random_state: int = 0, num_segments: int | None = None) -> MergeResult:
     """Merge ``attention [H*W, h, w]`` and return proposals with the full-size label map."""
     proposals = merge_attention(attention, threshold, iterations=iterations, grid=grid, refine=refine,
-                                random_state=random_state)
+                                random_state=random_state, num_segments=num_segments)
     return MergeResult(proposals, proposals_to_labels(proposals, size))

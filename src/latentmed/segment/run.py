@@ -2,10 +2,19 @@
 
 A RUN is either a DiNO-Diffusion run (``RUN/ldm.json`` from ``latentmed ldm train``: the UNet is
 conditioned on the image's own DINO tokens) or a plain diffusers folder (``RUN/unet/`` with an
-optional ``RUN/vae/`` and ``RUN/scheduler/``; it is conditioned on zero tokens, the null
-condition of classifier-free guidance). Images are read with :class:`latentmed.ldm.data.LDMImageDataset`
-(``labels.csv`` with an ``image`` column, or a folder of images); truth masks are PNG label maps
-named after the image ids (``DIR/masks/<id>.png`` or ``DIR/<id>.png``).
+optional ``RUN/vae/`` and ``RUN/scheduler/``; it is conditioned on the null context).
+
+The null ("vanilla", empty) context is all-zero tokens, the condition classifier-free guidance
+trained the model on (``cond_dropout``), with the conditioner's token count. The UNet's key/value
+projections have no bias (diffusers' default ``attention_bias=False``), so zero tokens give zero
+keys and values: cross-attention then adds only its output bias, exactly what an empty context
+(nothing to attend to) adds; the token count does not matter (tested).
+:func:`score_fixed_k` scores DiffSeg at a fixed number of segments with one-to-one matching
+against KMeans (intensity; intensity + x, y), an image-blind grid and DiffSeg on an untrained UNet.
+
+Images are read with :class:`latentmed.ldm.data.LDMImageDataset` (``labels.csv`` with an ``image``
+column, or a folder of images); truth masks are PNG label maps named after the image ids
+(``DIR/masks/<id>.png`` or ``DIR/<id>.png``).
 """
 
 from __future__ import annotations
@@ -21,9 +30,8 @@ import torch
 
 from latentmed.errors import LatentmedError
 from latentmed.io import write_json, write_text
-from latentmed.segment.diffseg import DiffSeg, DiffSegConfig, check_timestep, kmeans_intensity_baseline
-from latentmed.segment.match import check_truth_labels, match_structures
-from latentmed.segment.merge import segment_attention
+from latentmed.segment.diffseg import DiffSeg, DiffSegConfig, check_timestep, kmeans_intensity_baseline, segment_with
+from latentmed.segment.match import check_truth_labels, match_one_to_one, match_structures
 
 CHEST2D_STRUCTURES = {1: "left_lung", 2: "right_lung", 3: "heart"}
 
@@ -33,8 +41,27 @@ class Segmenter:
     """A :class:`DiffSeg` plus how to condition it on images."""
 
     diffseg: DiffSeg
-    condition: Callable[[torch.Tensor], torch.Tensor]
+    condition: Callable[[torch.Tensor], torch.Tensor] | None = None  # None: the null context
     source: str = ""
+    null_tokens: int = 1
+
+    def __post_init__(self):
+        if self.condition is None:
+            self.condition = self.null_condition
+
+    def null_condition(self, x: torch.Tensor) -> torch.Tensor:
+        """The empty ("vanilla") context: ``[B, null_tokens, D]`` zeros (see the module docstring)."""
+        return torch.zeros(x.shape[0], self.null_tokens, self.diffseg.unet.config.cross_attention_dim)
+
+    def untrained(self, seed: int = 0) -> "Segmenter":
+        """The same pipeline on a freshly initialised UNet of the same architecture (a reference row)."""
+        from dataclasses import replace as dc_replace
+
+        torch.manual_seed(seed)
+        unet = type(self.diffseg.unet).from_config(self.diffseg.unet.config).eval()
+        ds = dc_replace(self.diffseg, unet=unet)
+        return Segmenter(ds, self.condition, source=f"untrained(seed={seed}):{self.source}",
+                         null_tokens=self.null_tokens)
 
 
 def load_segmenter(run: str | os.PathLike, config: DiffSegConfig | None = None) -> Segmenter:
@@ -47,7 +74,7 @@ def load_segmenter(run: str | os.PathLike, config: DiffSegConfig | None = None) 
         ldm = load_ldm(run)
         ds = DiffSeg(ldm.unet, schedule=ldm.schedule, encode=ldm.encode_images, config=config,
                      latent_factor=vae_downsample_factor(ldm.vae))
-        return Segmenter(ds, ldm.condition, source=f"ldm:{run}")
+        return Segmenter(ds, ldm.condition, source=f"ldm:{run}", null_tokens=ldm.conditioner.num_tokens)
     if (run / "unet" / "config.json").is_file():
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -55,12 +82,7 @@ def load_segmenter(run: str | os.PathLike, config: DiffSegConfig | None = None) 
         vae = AutoencoderKL.from_pretrained(str(run / "vae")).eval() if (run / "vae" / "config.json").is_file() else None
         schedule = _diffusers_schedule(run / "scheduler", config.num_train_timesteps)
         ds = DiffSeg.from_vae(unet, vae, schedule=schedule, config=config)
-        dim = unet.config.cross_attention_dim
-
-        def null_condition(x: torch.Tensor) -> torch.Tensor:
-            return torch.zeros(x.shape[0], 1, dim)
-
-        return Segmenter(ds, null_condition, source=f"diffusers:{run}")
+        return Segmenter(ds, None, source=f"diffusers:{run}")
     raise LatentmedError(f"{run}: expected a DiNO-Diffusion run (ldm.json, from `latentmed ldm train`) or a diffusers "
                          "folder with unet/config.json (and optionally vae/).")
 
@@ -205,8 +227,7 @@ def sweep(segmenter: Segmenter, data: str | os.PathLike, truth: str | os.PathLik
                 for j, a in enumerate(attn):
                     i = sl.start + j
                     for hi, tau in enumerate(thresholds):
-                        res = segment_attention(a, tuple(x.shape[-2:]), tau, iterations=cfg.iterations, grid=cfg.grid,
-                                                refine=cfg.refine, random_state=cfg.seed)
+                        res = segment_with(a, tuple(x.shape[-2:]), cfg, threshold=tau)
                         labels = res.labels.numpy()
                         nseg[ti, hi, i] = len(np.unique(labels))
                         m = match_structures(labels, masks[i], structures)
@@ -272,3 +293,89 @@ def _write_tables(out: Path, r: dict) -> None:
                   + ("" if math.isnan(seg) else f"{seg:.1f}") + " |")
     write_text(out / "table.csv", "\n".join(csv) + "\n")
     write_text(out / "table.md", "\n".join(md) + "\n")
+
+
+# ---------------------------------------------------------------------------- fixed-K scoring
+def _diffseg_maps(segmenter: Segmenter, images: torch.Tensor, condition: Callable, k: int
+                  ) -> tuple[list[np.ndarray], float]:
+    """Label maps at ``k`` segments and the mean normalised entropy of the attention rows
+    (entropy / ln(bins): 1 = uniform attention, which carries no layout)."""
+    from dataclasses import replace as dc_replace
+
+    cfg = dc_replace(segmenter.diffseg.config, num_segments=k)
+    out, ent = [], []
+    for sl in _batches(len(images), cfg.batch_size):
+        x = images[sl]
+        for a in segmenter.diffseg.attention(x, condition(x), cfg.timestep, cfg.weighting):
+            rows = a.flatten(1).double().clamp_min(1e-30)
+            ent.append(float((-(rows * rows.log()).sum(1)).mean() / math.log(rows.shape[1])))
+            out.append(segment_with(a, tuple(x.shape[-2:]), cfg).labels.numpy())
+    return out, float(np.mean(ent))
+
+
+def score_fixed_k(segmenter: Segmenter, data: str | os.PathLike, truth: str | os.PathLike, out: str | os.PathLike,
+                  *, k: int = 4, structures: Mapping[int, str] = CHEST2D_STRUCTURES, size: int | None = None,
+                  limit: int | None = None, untrained_seed: int = 0, xy_weight: float = 1.0) -> dict:
+    """Dice per structure at exactly ``k`` segments with one-to-one (Hungarian) matching, all rows on the same images.
+
+    Rows: DiffSeg conditioned on the image's tokens; DiffSeg with the empty (null) context ("vanilla");
+    DiffSeg on an untrained UNet of the same architecture (own tokens); KMeans on intensity; KMeans on
+    intensity + x, y; the image-blind grid. ``lr_separated`` is the fraction of images where both lungs
+    reach Dice > 0.5 (one proposal each), which intensity alone cannot do. ``wilcoxon_p`` compares each
+    row's per-image mean Dice with the first row (two-sided, paired); DiffSeg rows also carry the mean
+    normalised entropy of their attention maps. Writes ``fixed_k.json`` and ``table.md``.
+    """
+    from scipy.stats import wilcoxon
+
+    from latentmed.segment.baselines import grid_baseline, grid_shape, kmeans_baseline
+
+    out = Path(out)
+    keys, images = load_images(data, size, limit)
+    masks = load_truth(truth, keys, tuple(images.shape[-2:]), structures, resize=size is not None)
+    names = list(structures.values())
+    cfg = segmenter.diffseg.config
+    untrained = segmenter.untrained(untrained_seed)
+    entropy: dict[str, float] = {}
+    rows: dict[str, list[np.ndarray]] = {}
+    for label, seg, cond in (("DiffSeg (own tokens)", segmenter, segmenter.condition),
+                             ("DiffSeg (empty context, vanilla)", segmenter, segmenter.null_condition),
+                             ("DiffSeg (untrained UNet)", untrained, untrained.condition)):
+        rows[label], entropy[label] = _diffseg_maps(seg, images, cond, k)
+    rows.update({
+        "KMeans intensity": [m.numpy() for m in kmeans_baseline(images, k, seed=cfg.seed)],
+        "KMeans intensity + x,y": [m.numpy() for m in kmeans_baseline(images, k, seed=cfg.seed,
+                                                                       features="intensity_xy", xy_weight=xy_weight)],
+        "grid %dx%d (image-blind)" % grid_shape(k): [grid_baseline(tuple(images.shape[-2:]), k).numpy()] * len(keys),
+    })
+    result = {"source": segmenter.source, "config": asdict(cfg), "k": k, "images": len(keys), "structures": names,
+              "rows": {}}
+    first = None
+    lungs = [n for n in names if "lung" in n]
+    for label, maps in rows.items():
+        d = np.array([[match_one_to_one(m, masks[i], structures)[n].dice for n in names] for i, m in enumerate(maps)])
+        per_image = np.nanmean(d, 1)
+        row = {"dice": dict(zip(names, np.nanmean(d, 0).tolist())), "mean": float(np.nanmean(per_image)),
+               "segments_mean": float(np.mean([len(np.unique(m)) for m in maps])), "per_image": per_image.tolist()}
+        if label in entropy:
+            row["attention_entropy"] = entropy[label]
+        if len(lungs) == 2:
+            lung_dice = np.nan_to_num(d[:, [names.index(n) for n in lungs]], nan=0)
+            row["lr_separated"] = float(np.mean(lung_dice.min(1) > 0.5))
+        if first is None:
+            first = per_image
+        else:
+            diff = per_image - first
+            row["wilcoxon_p"] = float(wilcoxon(first, per_image).pvalue) if np.any(diff != 0) else 1.0
+        result["rows"][label] = row
+    write_json(out / "fixed_k.json", result)
+    md = [f"K = {k} segments, one-to-one (Hungarian) matching, {len(keys)} images, t = {cfg.timestep}", "",
+          "| method | " + " | ".join(names) + " | mean | lungs L/R separated | segments | p vs row 1 |",
+          "|---" * (len(names) + 5) + "|"]
+    for label, r in result["rows"].items():
+        md.append(f"| {label} | " + " | ".join(f"{r['dice'][n]:.3f}" for n in names)
+                  + f" | {r['mean']:.3f} | {r.get('lr_separated', float('nan')):.2f} | {r['segments_mean']:.1f} | "
+                  + (f"{r['wilcoxon_p']:.2g}" if "wilcoxon_p" in r else "") + " |")
+    md += ["", "Attention entropy / ln(bins) (1 = uniform): " +
+           ", ".join(f"{k_}: {v:.4f}" for k_, v in entropy.items())]
+    write_text(out / "table.md", "\n".join(md) + "\n")
+    return result

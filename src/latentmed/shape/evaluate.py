@@ -1,4 +1,7 @@
-"""Refinement of coarse masks, the six-metric table (paper's Table 1), latent variance per reverse step.
+"""Refinement of coarse masks, the metric table (paper's Table 1 plus precision and HD95), latent variance.
+
+Also the test bed's reference pieces: the constant-mask floor, the posterior-element region
+(scores on the arch alone) and a paired test.
 
 Metrics come from :func:`latentmed.metrics.segmentation.segmentation_scores` called as
 (truth, pred) (the LSD-EBM reference code swapped them, so its SEN/SPEC were precision/NPV).
@@ -20,9 +23,10 @@ from latentmed.errors import expect
 from latentmed.io import write_json, write_text
 from latentmed.shape.volumes import list_masks, load_cube
 
-METRICS = ("dice", "volumetric_similarity", "sensitivity", "specificity", "nmi", "cohen_kappa")
+METRICS = ("dice", "volumetric_similarity", "sensitivity", "specificity", "nmi", "cohen_kappa", "precision",
+           "hausdorff95")
 METRIC_LABELS = {"dice": "Dice", "volumetric_similarity": "VS", "sensitivity": "SEN", "specificity": "SPEC",
-                 "nmi": "NMI", "cohen_kappa": "Kappa"}
+                 "nmi": "NMI", "cohen_kappa": "Kappa", "precision": "PREC", "hausdorff95": "HD95"}
 
 
 def load_pairs(input_dir: str | Path, truth_dir: str | Path, size: int, *, spacing: float = 1.0,
@@ -87,12 +91,61 @@ def refine_cubes(model: torch.nn.Module | None, coarse: np.ndarray, *, steps: in
     return np.concatenate(out), elapsed / max(1, len(coarse))
 
 
-def score_cases(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
-    """Six metrics per case, (truth, pred) order: ``{metric: float64[N]}``."""
-    from latentmed.metrics.segmentation import segmentation_scores
+def score_cases(truth: np.ndarray, pred: np.ndarray, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """:data:`METRICS` per case, (truth, pred) order: ``{metric: float64[N]}``.
 
-    scores = segmentation_scores(torch.from_numpy(truth), torch.from_numpy(pred), batched=True)
+    ``region`` (``bool[N,S,S,S]``, optional): score only inside it (e.g. :func:`posterior_region`);
+    precision is ``TP / (TP + FP)`` (1 when nothing is predicted), HD95 in voxels.
+    """
+    from latentmed.metrics.segmentation import confusion_counts, segmentation_scores
+
+    if region is not None:
+        truth, pred = truth & region, pred & region
+    t, p = torch.from_numpy(np.ascontiguousarray(truth)), torch.from_numpy(np.ascontiguousarray(pred))
+    scores = segmentation_scores(t, p, batched=True, hausdorff=True)
+    counts = confusion_counts(t, p, batched=True)
+    tp, fp = counts["tp"].double(), counts["fp"].double()
+    scores["precision"] = torch.where(tp + fp > 0, tp / (tp + fp).clamp_min(1), torch.ones_like(tp))
     return {k: scores[k].cpu().numpy() for k in METRICS}
+
+
+def posterior_region(parts: np.ndarray, posterior: tuple[int, ...] = (2, 3, 4, 5, 6)) -> np.ndarray:
+    """Voxels whose nearest labelled truth voxel belongs to a posterior element (``bool``, same shape).
+
+    ``parts``: integer part labels ``[N,S,S,S]`` or ``[S,S,S]`` (spine3d: 1 body, 2-6 posterior).
+    The cube is split by nearest part (a Voronoi partition of the truth), so predictions near
+    the arch count as posterior, near the body as body.
+    """
+    from scipy import ndimage
+
+    parts = np.asarray(parts)
+    if parts.ndim == 4:
+        return np.stack([posterior_region(p, posterior) for p in parts])
+    expect(parts.ndim == 3 and parts.any(), f"parts of shape {parts.shape}: expected non-empty 3D part labels.")
+    _, nearest = ndimage.distance_transform_edt(parts == 0, return_indices=True)
+    return np.isin(parts[tuple(nearest)], posterior)
+
+
+def constant_mask(train_masks: np.ndarray) -> np.ndarray:
+    """The floor: voxel-wise majority (> 50%) of the training masks ``bool[N,S,S,S]`` -> ``bool[S,S,S]``."""
+    expect(train_masks.ndim == 4 and len(train_masks) > 0, "train_masks: expected bool[N,S,S,S] with N >= 1.")
+    return train_masks.mean(0) > 0.5
+
+
+def paired_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Two-sided paired tests of ``a`` vs ``b`` (same cases or seeds): mean difference, t-test, Wilcoxon."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    expect(a.shape == b.shape and a.size >= 2, f"paired test: expected two equal-length samples of >= 2, got "
+                                               f"{a.shape} and {b.shape}.")
+    d = a - b
+    out = {"n": int(a.size), "mean_difference": float(d.mean()), "t_pvalue": float("nan"),
+           "wilcoxon_pvalue": float("nan")}
+    if np.any(d != 0):
+        out["t_pvalue"] = float(stats.ttest_rel(a, b).pvalue)
+        out["wilcoxon_pvalue"] = float(stats.wilcoxon(a, b).pvalue)
+    return out
 
 
 @dataclass

@@ -22,7 +22,8 @@ def randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None
 
 
 def langevin(energy: Callable[[torch.Tensor], torch.Tensor], z_init: torch.Tensor, n_steps: int,
-             step_size: float | torch.Tensor, *, noise: bool = True, generator: torch.Generator | None = None,
+             step_size: float | torch.Tensor, *, noise: bool = True, noise_scale: float = 1.0,
+             generator: torch.Generator | None = None,
              callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Run ``n_steps`` of Langevin dynamics on ``energy`` (per-sample values ``[B]``) from ``z_init``.
 
@@ -31,6 +32,8 @@ def langevin(energy: Callable[[torch.Tensor], torch.Tensor], z_init: torch.Tenso
         z_init: starting points ``[B, d]`` (detached).
         step_size: ``lambda``: a float or a tensor broadcastable to ``z`` (e.g. ``[B, 1]``).
         noise: add ``N(0, lambda)`` (``False`` gives gradient descent, for tests and MAP).
+        noise_scale: multiplies the noise's standard deviation (1: eq. 4; the LSD-EBM reference
+            code uses 0.01, a near-deterministic descent).
         generator: torch generator for the noise (reproducible chains).
         callback: ``callback(k, z)`` after each step.
     Returns:
@@ -38,7 +41,8 @@ def langevin(energy: Callable[[torch.Tensor], torch.Tensor], z_init: torch.Tenso
     """
     z = z_init.detach().clone()
     step = torch.as_tensor(step_size, dtype=z.dtype, device=z.device)
-    scale = step.sqrt()
+    scale = step.sqrt() * noise_scale
+    noise = noise and noise_scale > 0
     for k in range(n_steps):
         with torch.enable_grad():
             z.requires_grad_(True)

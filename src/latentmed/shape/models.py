@@ -72,36 +72,54 @@ class LEBMConfig:
 class LSDEBMConfig:
     """LSD-EBM (paper: T in {2, 15, 20}, d=100).
 
-    ``num_steps`` = T. The forward chain uses one noise level per step,
-    ``s_t^2 = 1 - alpha_bar_T^(1/T)``, so that ``prod_t (1 - s_t^2) = alpha_bar_T`` whatever T
-    (our choice; the paper does not give its schedule). Reverse steps run ``langevin_steps``
-    (K) Langevin steps of size ``lambda_t = langevin_step_scale * s_{t+1}^2``.
-    ``gaussian_reference``: use ``E(z, t) + |z|^2 / 2`` as the energy (the MLP then models the
-    departure from N(0, I), as in Pang et al.'s prior ``exp(-E) N(0, I)``); off by default, which
-    is the paper's energy as written.
-    ``refine_steps``: how far Algorithm 2 diffuses a coarse input; default 1 (our choice: with
-    the paper's full noise scale, diffusing a coarse input to T forgets it; on the spine3d
-    phantom t=1 refined best of t in {1, 2, 3, 5, T} for T = 2, 15, 20).
+    - ``num_steps`` = T. ``schedule``: ``"linear"`` (default; the reference code's and Gao et
+      al.'s / Yu et al.'s schedule): DDPM's linear betas 1e-4..0.02 over 1000 steps, subsampled at
+      ``idx = [0, s, 2s, ..., (T-1)s, 999]`` with ``s = 1000 // (2(T-1))``, so that
+      ``1 - s_t^2 = alpha_bar[idx_t] / alpha_bar[idx_{t-1}]`` (first step ~0.009 at T=20, z_T
+      ~ pure noise); ``"constant"``: one noise level ``s_t^2 = 1 - alpha_bar_T^(1/T)`` (our
+      earlier choice).
+    - ``kl_weight``: weight of KL(q(z0|x) || N(0, I)); default 0 as in the reference code (Yu et
+      al. use 0.1 plus the EBM prior term).
+    - ``scaled_reverse``: the reverse step samples ``y = a_{t+1} z_t`` from
+      ``exp(-E(y, t) - |z_{t+1} - y|^2 / (2 s_{t+1}^2))`` and returns ``z_t = y / a_{t+1}``
+      (Gao et al. 2021, Yu et al. 2022; the forward mean of z_{t+1} is ``a z_t``, not ``z_t``).
+      ``False``: the paper's eq. (2) as printed (energy on z_t, shrinks the latent by ``a``
+      per step).
+    - Reverse steps run ``langevin_steps`` (K) Langevin steps of size
+      ``lambda_t = langevin_step_scale * s_{t+1}^2`` with noise ``langevin_noise * N(0, lambda_t)``
+      (1: the paper's eq. 4; the reference code uses 0.01 with K up to 300, a near-deterministic
+      descent).
+    - ``gaussian_reference``: use ``E(z, t) + |z|^2 / 2`` as the energy (the MLP then models the
+      departure from N(0, I), as in Pang et al.'s prior ``exp(-E) N(0, I)``); off by default, which
+      is the paper's energy as written.
+    - ``refine_steps``: how far Algorithm 2 diffuses a coarse input (1..T; default 1, our choice
+      until measured on the current test bed; the paper refines from T).
     """
 
     image_size: int = 64
     latent_dim: int = 100
     base_channels: int = 16
     max_channels: int = 128
-    kl_weight: float = 1.0
+    kl_weight: float = 0.0
     num_steps: int = 15
+    schedule: str = "linear"
     alpha_bar_T: float = 0.05
+    scaled_reverse: bool = True
     energy_hidden: int = 200
     energy_layers: int = 3
     time_dim: int = 64
     langevin_steps: int = 20
     langevin_step_scale: float = 0.2
+    langevin_noise: float = 1.0
     ebm_weight: float = 1.0
     refine_steps: int | None = None
     gaussian_reference: bool = False
 
     def __post_init__(self) -> None:
         expect(self.num_steps >= 1, f"num_steps={self.num_steps}: expected T >= 1.")
+        expect(self.schedule in ("linear", "constant"), f"schedule={self.schedule!r}: expected 'linear' or 'constant'.")
+        expect(self.kl_weight >= 0, f"kl_weight={self.kl_weight}: expected >= 0.")
+        expect(self.langevin_noise >= 0, f"langevin_noise={self.langevin_noise}: expected >= 0 (0: gradient descent).")
         expect(0.0 < self.alpha_bar_T < 1.0, f"alpha_bar_T={self.alpha_bar_T}: expected a value in (0, 1).")
         expect(self.langevin_steps >= 1, f"langevin_steps={self.langevin_steps}: expected K >= 1.")
         expect(0.0 < self.langevin_step_scale < 2.0,
@@ -113,6 +131,24 @@ class LSDEBMConfig:
     def default_refine_steps(self) -> int:
         """The refinement step t used when none is given."""
         return self.refine_steps or 1
+
+
+def lsd_noise_schedule(num_steps: int, kind: str = "linear", alpha_bar_T: float = 0.05) -> torch.Tensor:
+    """Per-step forward noise ``s_t^2``, t = 1..T, as float64 ``[T]`` (see :class:`LSDEBMConfig`).
+
+    ``"linear"``: DDPM linear betas (1e-4..0.02, 1000 steps) subsampled as in Gao et al.'s
+    ``get_sigma_schedule``; ``"constant"``: ``1 - alpha_bar_T^(1/T)`` at every step.
+    """
+    expect(num_steps >= 1, f"num_steps={num_steps}: expected T >= 1.")
+    if kind == "constant":
+        return torch.full((num_steps,), 1.0 - alpha_bar_T ** (1.0 / num_steps), dtype=torch.float64)
+    expect(kind == "linear", f"schedule={kind!r}: expected 'linear' or 'constant'.")
+    from latentmed.diffusion.schedules import LinearBetaSchedule
+
+    abar = LinearBetaSchedule().alphas_cumprod()
+    stride = 1000 // (2 * (num_steps - 1)) if num_steps > 1 else 0
+    idx = torch.tensor([i * stride for i in range(num_steps)] + [999])
+    return 1.0 - abar[idx[1:]] / abar[idx[:-1]]
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -139,6 +175,19 @@ class _ShapeModel(PretrainedMixin, nn.Module):
     @property
     def n_voxels(self) -> int:
         return self.config.image_size ** 3
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimizer groups: autoencoder (encoder + decoder) and, when present, the energy.
+
+        :func:`latentmed.train.train` clips each group's gradient norm on its own, so the energy's
+        gradient does not scale down the autoencoder's step (the reference code uses two Adams).
+        """
+        energy = getattr(self, "energy", None)
+        energy_ids = {id(p) for p in energy.parameters()} if energy is not None else set()
+        groups = [{"params": [p for p in self.parameters() if id(p) not in energy_ids], "name": "autoencoder"}]
+        if energy is not None:
+            groups.append({"params": list(energy.parameters()), "name": "energy"})
+        return groups
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Voxel probabilities p(x=1|z) ``[B,1,S,S,S]``."""
@@ -261,15 +310,18 @@ class LSDEBM(EncoderMixin, _ShapeModel):
     - Forward chain (eq. 1): ``q(z_{t+1}|z_t) = N(sqrt(1 - s_{t+1}^2) z_t, s_{t+1}^2 I)``, with
       the paper's noise scale (the reference code multiplies the noise by 0.1).
     - Reverse step (eq. 2): ``p(z_t|z_{t+1}) ∝ exp(-E(z_t, t) - |z_{t+1} - z_t|^2 / (2 s_{t+1}^2))``,
-      sampled by K Langevin steps ``z <- z - (lambda/2) grad + N(0, lambda)`` STARTED AT z_{t+1}
-      with the full noise (the reference code starts from random noise with negligible noise).
+      with ``scaled_reverse`` on ``y = a_{t+1} z_t`` (Gao et al.), sampled by K Langevin steps
+      ``y <- y - (lambda/2) grad + langevin_noise * N(0, lambda)`` STARTED AT z_{t+1} (the reference
+      code starts from random noise, with noise scale 0.01).
     - E(z, t): spectral-norm MLP with a sinusoidal time embedding (Yu et al. 2022), plus |z|^2/2
       when ``config.gaussian_reference`` (our addition; see :class:`LSDEBMConfig`).
     - Training (Algorithm 1), one stage: ``BCE(x|z0) + kl_weight KL(q(z0|x) || N(0, I))`` for
-      encoder/decoder, plus ``E(z_t^+, t) - E(z~_t, t)`` for the energy, where t ~ U{0..T-1},
-      z_t^+ comes from the forward chain of a (detached) posterior sample and z~_t from the
-      reverse Langevin chain started at z_{t+1}. The encoder's prior term uses the Gaussian
-      reference N(0, I) (the chain's z_T): our simplification of the ELBO with the EBM prior.
+      encoder/decoder, plus ``E(a z_t^+, t) - E(y~, t)`` for the energy, where t ~ U{0..T-1},
+      z_t^+ comes from the forward chain of a (detached) posterior sample and y~ from the
+      reverse Langevin chain started at z_{t+1} (``a = 1`` without ``scaled_reverse``). Autoencoder
+      and energy are two parameter groups (:meth:`parameter_groups`), clipped separately. The
+      encoder's prior term (weight ``kl_weight``, default 0 as in the reference code) uses the
+      Gaussian reference N(0, I) (the chain's z_T): our simplification of the ELBO with the EBM prior.
     - Refinement (Algorithm 2): encode (mean), diffuse to step t (default ``config.default_refine_steps``),
       reverse chain to 0, decode.
     - Sampling (Algorithm 3): z_T ~ N(0, I), reverse chain from T.
@@ -284,7 +336,7 @@ class LSDEBM(EncoderMixin, _ShapeModel):
         self.encoder = MaskEncoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
         self.decoder = MaskDecoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
         self.energy = EnergyMLP(c.latent_dim, c.energy_hidden, c.energy_layers, time_dim=c.time_dim)
-        s2 = torch.full((c.num_steps,), 1.0 - c.alpha_bar_T ** (1.0 / c.num_steps), dtype=torch.float64)
+        s2 = lsd_noise_schedule(c.num_steps, c.schedule, c.alpha_bar_T)
         # sigma2[t] = s_{t+1}^2 (the noise of the step t -> t+1), alpha_bar[t] = prod_{i<=t} (1 - s_i^2).
         self.register_buffer("sigma2", s2.float(), persistent=False)
         self.register_buffer("alpha_bar", torch.cat([torch.ones(1, dtype=torch.float64),
@@ -308,20 +360,35 @@ class LSDEBM(EncoderMixin, _ShapeModel):
         s2 = self.sigma2[t][:, None]
         return (1 - s2).sqrt() * z_t + s2.sqrt() * randn(z_t.shape, generator, z_t)
 
-    def reverse_step(self, z_next: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
-                     ) -> torch.Tensor:
-        """Sample p(z_t|z_{t+1}) (eq. 2) by K Langevin steps started at z_{t+1}; ``t`` [B] per sample."""
+    def _scale(self, t: torch.Tensor) -> torch.Tensor:
+        """``a_{t+1} = sqrt(1 - s_{t+1}^2)`` [B, 1] with ``scaled_reverse``, else 1."""
+        if not self.config.scaled_reverse:
+            return torch.ones_like(self.sigma2[t][:, None])
+        return (1 - self.sigma2[t][:, None]).sqrt()
+
+    def reverse_sample(self, z_next: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+                       ) -> torch.Tensor:
+        """Langevin sample of the energy's variable given z_{t+1}: ``y = a z_t`` (``scaled_reverse``) or z_t.
+
+        K steps on ``E(y, t) + |z_{t+1} - y|^2 / (2 s_{t+1}^2)`` started at z_{t+1} (eqs. 2 and 4).
+        """
         s2 = self.sigma2[t][:, None]
         anchor = z_next.detach()
         with torch.no_grad():
             temb = self.energy.time_embedding(t)
 
-        def conditional_energy(z: torch.Tensor) -> torch.Tensor:
-            return self.energy_total(z, temb=temb) + (anchor - z).pow(2).sum(1) / (2 * s2[:, 0])
+        def conditional_energy(y: torch.Tensor) -> torch.Tensor:
+            return self.energy_total(y, temb=temb) + (anchor - y).pow(2).sum(1) / (2 * s2[:, 0])
 
+        c = self.config
         with frozen_parametrizations(self.energy):
-            return langevin(conditional_energy, anchor, self.config.langevin_steps,
-                            self.config.langevin_step_scale * s2, generator=generator)
+            return langevin(conditional_energy, anchor, c.langevin_steps, c.langevin_step_scale * s2,
+                            noise_scale=c.langevin_noise, generator=generator)
+
+    def reverse_step(self, z_next: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+        """Sample p(z_t|z_{t+1}) (eq. 2); ``t`` [B] per sample. With ``scaled_reverse``, z_t = y / a_{t+1}."""
+        return self.reverse_sample(z_next, t, generator) / self._scale(t)
 
     def reverse_chain(self, z_t: torch.Tensor, t: int, generator: torch.Generator | None = None,
                       callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
@@ -346,8 +413,8 @@ class LSDEBM(EncoderMixin, _ShapeModel):
         t = torch.randint(0, self.config.num_steps, (x.shape[0],), device=x.device)
         z_pos = self.diffuse(z0.detach(), t)
         z_next = self.forward_step(z_pos, t)
-        z_neg = self.reverse_step(z_next, t)
-        gap = self.energy_total(z_pos, t) - self.energy_total(z_neg, t)
+        y_neg = self.reverse_sample(z_next, t)  # the energy's variable: a z_t (scaled_reverse) or z_t
+        gap = self.energy_total(self._scale(t) * z_pos, t) - self.energy_total(y_neg, t)
         loss = (nll + self.config.kl_weight * kl) / self.n_voxels + self.config.ebm_weight * gap
         return loss, {"bce": nll.mean().item() / self.n_voxels, "kl": kl.mean().item(),
                       "energy_gap": gap.mean().item()}
@@ -355,11 +422,12 @@ class LSDEBM(EncoderMixin, _ShapeModel):
     # --- inference (Algorithms 2 and 3) -----------------------------------------------------
     def refine_latent(self, x: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
                       callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
-        """Algorithm 2 in latent space: z0 = mean(x), z_t ~ q(z_t|z0), reverse chain to z_0."""
+        """Algorithm 2 in latent space: z0 = mean(x), z_t ~ q(z_t|z0), reverse chain to z_0 (t=0: z0 itself)."""
         _check_masks(x, self.config.image_size)
         t = self.config.default_refine_steps if steps is None else steps
-        expect(isinstance(t, int) and 1 <= t <= self.config.num_steps,
-               f"steps={t}: expected a refinement step t in 1..T={self.config.num_steps} for this model.")
+        expect(isinstance(t, int) and 0 <= t <= self.config.num_steps,
+               f"steps={t}: expected a refinement step t in 0..T={self.config.num_steps} for this model "
+               "(0: the autoencoder alone, no chain).")
         with torch.no_grad():
             z0 = self.encode(x)[0]
             z_t = self.diffuse(z0, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), generator)
@@ -414,4 +482,4 @@ def shape_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, f
 
 
 __all__ = ["LEBMConfig", "LSDEBM", "LSDEBMConfig", "MODELS", "ShapeLEBM", "ShapeVAE", "VAEConfig",
-           "bernoulli_nll", "gaussian_kl", "load_shape_model", "model_class", "shape_loss"]
+           "bernoulli_nll", "gaussian_kl", "load_shape_model", "lsd_noise_schedule", "model_class", "shape_loss"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from latentmed.config import from_dict, load_config, to_dict
 from latentmed.io import write_json
+from latentmed.runtime import seed_everything
 from latentmed.train.config import TrainConfig
 
 
@@ -26,11 +27,21 @@ def default_train_config() -> TrainConfig:
 
 @dataclass
 class ShapeDataConfig:
-    """Data options: the paper's augmentation, isotropic spacing (mm), optional binarising threshold."""
+    """Data options: the paper's augmentation, isotropic spacing (mm), optional binarising threshold.
+
+    ``shift_fraction``: the augmentation's largest shift as a fraction of the cube side (the
+    paper's 7 voxels at 128^3 is 0.055; a fixed 7 voxels would be 22% of a 32^3 cube).
+    """
 
     augment: bool = True
+    shift_fraction: float = 0.055
     spacing: float = 1.0
     threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        from latentmed.errors import expect
+
+        expect(0.0 <= self.shift_fraction < 0.5, f"data.shift_fraction={self.shift_fraction}: expected [0, 0.5).")
 
 
 @dataclass
@@ -65,7 +76,9 @@ def train_shape_model(model_name: str, data_dir: str | Path, out_dir: str | Path
     model_cfg = from_dict(cls.config_class, model_dict, where="config.model")
     dataset = MaskDataset(data_dir, model_cfg.image_size, augment=run_config.data.augment,
                           seed=run_config.train.seed, spacing=run_config.data.spacing,
-                          threshold=run_config.data.threshold)
+                          threshold=run_config.data.threshold,
+                          max_shift=int(round(run_config.data.shift_fraction * model_cfg.image_size)))
+    seed_everything(run_config.train.seed)  # same seed, same initial weights
     model = cls(model_cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,4 +86,5 @@ def train_shape_model(model_name: str, data_dir: str | Path, out_dir: str | Path
                                       "model_config": dataclasses.asdict(model_cfg),
                                       "train": dataclasses.asdict(run_config.train),
                                       "data_config": dataclasses.asdict(run_config.data)})
-    return train(model, shape_loss, dataset, run_config.train, out_dir)
+    # One optimizer group per part (autoencoder, energy), each clipped on its own.
+    return train(model, shape_loss, dataset, run_config.train, out_dir, parameters=model.parameter_groups())

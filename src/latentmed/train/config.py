@@ -19,7 +19,12 @@ class TrainConfig:
     ema_decay: float = 0.9999
     grad_clip: float = 1.0
     grad_accum: int = 1
-    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU only)
+    # no | bf16 (CPU and GPU autocast) | fp16 (GPU only, loss scaling) | auto (bf16 on a CPU with
+    # native bf16, else no; the DAE runs' default, see latentmed.dae.DAETrainConfig)
+    mixed_precision: str = "no"
+    # torch.compile the model's forward (the denoiser step); off: on the CPU it paid back its compile
+    # time only after ~5000 tiny steps (benchmarks/README.md)
+    compile: bool = False
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 500
@@ -28,8 +33,9 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise LatentmedError(f"train.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}.")
+        if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
+            raise LatentmedError(f"train.mixed_precision must be 'no', 'bf16', 'fp16' or 'auto', got "
+                                 f"{self.mixed_precision!r}.")
         for name in ("steps", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise LatentmedError(f"train.{name} must be >= 1, got {getattr(self, name)}.")

@@ -17,7 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from latentmed.errors import LatentmedError
-from latentmed.train.checkpoint import load_checkpoint, save_checkpoint
+from latentmed.train.accel import amp_autocast, check_precision, compile_module
+from latentmed.train.checkpoint import load_checkpoint, recover_checkpoint, save_checkpoint
 from latentmed.train.config import TrainConfig
 from latentmed.train.ema import EMA
 from latentmed.train.runlog import RunLogger
@@ -92,21 +93,39 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def clip_per_group(accelerator: Any, optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    """Clip the gradient norm of each optimizer parameter group on its own (one group: the usual global clip).
+
+    With several groups (e.g. autoencoder and energy of LSD-EBM) a large gradient in one group
+    does not scale down the step of the others, as one global norm would.
+    """
+    groups = optimizer.param_groups
+    if len(groups) == 1:
+        accelerator.clip_grad_norm_(groups[0]["params"], max_norm)
+        return
+    accelerator.unscale_gradients()  # once (fp16 loss scaling); then plain per-group clipping
+    for group in groups:
+        torch.nn.utils.clip_grad_norm_(group["params"], max_norm)
+
+
 def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConfig, out_dir: str | Path, *,
           collate_fn: Callable | None = None, preview_fn: Callable[[nn.Module, int, Path], None] | None = None,
-          parameters: list[nn.Parameter] | None = None, save_model: bool = True) -> TrainResult:
+          parameters: list[nn.Parameter] | list[dict] | None = None, save_model: bool = True,
+          desc: str = "train") -> TrainResult:
     """Train ``model`` to minimise the mean of ``loss_fn(model, batch)`` (per-sample values).
 
     - ``loss_fn`` calls the model only through ``model(...)`` (it may be DDP-wrapped) and returns
       ``loss[B]`` or ``(loss[B], {name: float})`` for extra logged values.
-    - Adam(W) with linear warm-up, gradient clipping and accumulation, EMA, mixed precision on GPU.
+    - Adam(W) with linear warm-up, gradient clipping and accumulation, EMA, bf16 autocast (CPU or
+      GPU, ``mixed_precision``), fp16 with loss scaling (GPU), ``torch.compile`` (``compile``).
     - Resumes from ``out_dir/checkpoint`` when present; writes ``log.csv``, TensorBoard, checkpoints
       every ``checkpoint_every`` steps and at the end, and ``out_dir/model`` (EMA weights) via
       ``save_pretrained`` when the model has it.
     - ``preview_fn(ema_model, step, out_dir)`` runs every ``preview_every`` steps (main process).
     - A ``loss_fn`` with a ``set_step(step)`` method is told the step before each one (e.g. the
       two-phase objective switches phase by step).
-    - ``parameters`` restricts the optimised parameters (default: all that require grad).
+    - ``parameters`` restricts the optimised parameters (default: all that require grad); a list of
+      parameter groups (``[{"params": [...]}, ...]``) gets its gradient norm clipped per group.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -115,7 +134,10 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
     if not isinstance(dataset, IterableDataset) and len(dataset) == 0:
         raise LatentmedError("training data set is empty: point --data to a folder with images.")
     cpu = not torch.cuda.is_available()
-    accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else config.mixed_precision,
+    precision = check_precision(config.mixed_precision, "cpu" if cpu else "cuda")  # resolves "auto"
+    # bf16 needs no loss scaling: our own autocast, on CPU as on GPU (accelerate's state is a
+    # process-wide singleton, so runs with different precisions could not share one process).
+    accelerator = Accelerator(cpu=cpu, mixed_precision="fp16" if precision == "fp16" else "no",
                               gradient_accumulation_steps=config.grad_accum)
     rank, world = accelerator.process_index, accelerator.num_processes
     is_main = accelerator.is_main_process
@@ -128,6 +150,10 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
     ema = EMA(model, config.ema_decay)
 
     start = 0
+    if is_main:  # undo what a kill during a checkpoint write left behind
+        for line in recover_checkpoint(out_dir):
+            accelerator.print(f"Checkpoint: {line}.")
+    accelerator.wait_for_everyone()
     ckpt = load_checkpoint(out_dir)
     if ckpt is not None:
         model_state, ema_state, state = ckpt
@@ -144,6 +170,9 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
 
     # The LR scheduler is not prepared: accelerate would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
+    if config.compile:
+        model = compile_module(model, accelerator.device.type)
+    autocast = amp_autocast(accelerator.device.type, precision)
     ema.model.to(accelerator.device)
 
     if isinstance(dataset, IterableDataset):
@@ -156,7 +185,7 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
         batches = iter(loader)
 
     logger = RunLogger(out_dir, resume_step=start) if is_main else None
-    bar = tqdm(total=config.steps, initial=start, desc="train", disable=not (is_main and config.progress),
+    bar = tqdm(total=config.steps, initial=start, desc=desc, disable=not (is_main and config.progress),
                dynamic_ncols=True)
     step, running, extras = start, [], {}
     set_step = getattr(loss_fn, "set_step", None)
@@ -176,7 +205,7 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
             for micro in range(config.grad_accum):
                 batch = _to_device(next(batches), accelerator.device)
                 torch.manual_seed(step_seed(config.seed, step, rank, micro))
-                with accelerator.accumulate(model), accelerator.autocast():
+                with accelerator.accumulate(model), accelerator.autocast(), autocast:
                     out = loss_fn(model, batch)
                     per_sample, logs = out if isinstance(out, tuple) else (out, {})
                     loss = per_sample.float().mean()
@@ -185,7 +214,7 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
                                              "data for non-finite values, or enable train.grad_clip.")
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and config.grad_clip > 0:
-                        accelerator.clip_grad_norm_(params, config.grad_clip)
+                        clip_per_group(accelerator, optimizer, config.grad_clip)
                     optimizer.step()
                     if accelerator.sync_gradients:
                         scheduler.step()
@@ -222,4 +251,4 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
     return TrainResult(model=final, ema_model=ema.model, step=step, history=history)
 
 
-__all__ = ["StepBatchSampler", "TrainResult", "step_seed", "train", "unwrap"]
+__all__ = ["StepBatchSampler", "TrainResult", "clip_per_group", "step_seed", "train", "unwrap"]

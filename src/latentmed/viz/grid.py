@@ -55,7 +55,39 @@ def save_image(array: np.ndarray, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def label_rows(grid: np.ndarray, labels, pad: int = 2) -> np.ndarray:
+    """Prepend a white margin with one text label per row of tiles (rows of equal height, ``pad`` apart)."""
+    from PIL import Image, ImageDraw
+
+    labels = [str(v) for v in labels]
+    if not labels:
+        return grid
+    font_w, font_h = 6, 11  # PIL's default bitmap font
+    margin = 8 + font_w * max(len(v) for v in labels)
+    rgb = grid if grid.shape[-1] == 3 else np.repeat(grid[..., :1], 3, axis=-1)
+    canvas = Image.new("RGB", (rgb.shape[1] + margin, rgb.shape[0]), "white")
+    canvas.paste(Image.fromarray(rgb), (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    row_h = (grid.shape[0] - pad) / len(labels)
+    for r, text in enumerate(labels):
+        draw.text((4, int(pad + r * row_h + row_h / 2 - font_h / 2)), text, fill="black")
+    out = np.asarray(canvas)
+    return out if grid.shape[-1] == 3 else out[..., :1]
+
+
 def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None,
-                    value_range: tuple[float, float] = (-1.0, 1.0), min_tile: int = 96) -> Path:
-    """Tile ``images`` (``[N, C, H, W]`` in ``value_range``) and save as PNG (see :func:`image_grid`)."""
-    return save_image(image_grid(images, nrow=nrow, value_range=value_range, min_tile=min_tile), path)
+                    value_range: tuple[float, float] = (-1.0, 1.0), min_tile: int = 96,
+                    row_labels=None) -> Path:
+    """Tile ``images`` (``[N, C, H, W]`` in ``value_range``) and save as PNG (see :func:`image_grid`).
+
+    ``row_labels``: one label per row of tiles, written in a left margin.
+    """
+    grid = image_grid(images, nrow=nrow, value_range=value_range, min_tile=min_tile)
+    if row_labels is not None:
+        rows = int(math.ceil(len(images) / (nrow or max(1, int(math.ceil(math.sqrt(len(images))))))))
+        if len(row_labels) != rows:
+            from latentmed.errors import LatentmedError
+
+            raise LatentmedError(f"row_labels: {len(row_labels)} labels for {rows} rows of tiles.")
+        grid = label_rows(grid, row_labels)
+    return save_image(grid, path)

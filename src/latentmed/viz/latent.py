@@ -28,17 +28,45 @@ def _save(fig, path) -> Path:
     return path
 
 
+def spinal_order(values) -> list | None:
+    """``values`` sorted cranial to caudal if all are spinal levels (C1..C7, T1..T12, L1..L5, S1..), else None."""
+    import re
+
+    region = {"C": 0, "T": 1, "L": 2, "S": 3}
+    keys = []
+    for v in values:
+        m = re.fullmatch(r"([CTLS])(\d+)", str(v).strip().upper())
+        if m is None:
+            return None
+        keys.append((region[m.group(1)], int(m.group(2))))
+    return [v for _, v in sorted(zip(keys, values), key=lambda kv: kv[0])]
+
+
 def save_scatter(embedding: np.ndarray, labels: Sequence, path: str | os.PathLike, title: str = "",
                  label_name: str = "label") -> Path:
-    """2-D scatter (e.g. t-SNE of z_sem) coloured by a label column (numeric: viridis; else categories)."""
+    """2-D scatter (e.g. t-SNE of z_sem) coloured by a label column.
+
+    Numbers and spinal levels (C1..C7, T1..T12, L1..L5, S1.., in anatomical order, cranial first) get an
+    ordered colour map (``turbo``), so neighbouring levels get neighbouring colours; other labels get
+    distinct categorical colours.
+    """
     plt = _plt()
     labels = np.asarray(labels)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     values = np.unique(labels)
-    cmap = plt.get_cmap("viridis" if np.issubdtype(labels.dtype, np.number) else "tab20", max(len(values), 2))
-    for i, v in enumerate(values):
+    levels = spinal_order(values)
+    ordered = levels is not None or np.issubdtype(labels.dtype, np.number)
+    values = levels if levels is not None else values
+    n = max(len(values), 2)
+    if ordered:
+        cmap = plt.get_cmap("turbo")
+        colours = [cmap(0.05 + 0.9 * i / (n - 1)) for i in range(len(values))]
+    else:
+        cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+        colours = [cmap(i % cmap.N) for i in range(len(values))]
+    for v, colour in zip(values, colours):
         m = labels == v
-        ax.scatter(embedding[m, 0], embedding[m, 1], s=12, color=cmap(i), label=str(v), alpha=0.85)
+        ax.scatter(embedding[m, 0], embedding[m, 1], s=12, color=colour, label=str(v), alpha=0.9)
     ax.legend(title=label_name, fontsize=7, markerscale=1.2, loc="best", ncol=1 + len(values) // 10)
     ax.set_xticks([])
     ax.set_yticks([])
