@@ -42,6 +42,34 @@ def timed(fn, repeats: int, warmup: int = 1, device: str = "cpu") -> list[float]
     return [wall_time(fn, device) for _ in range(repeats)]
 
 
+def dae_train_setup(preset: str, batch: int, device: str, **overrides):
+    """Phase 2 of two-phase training (the full v-loss) for ``preset`` on random images, seeded.
+
+    Returns ``(model, objective, optimizer, x)``; pass them to :func:`dae_train_step`.
+    """
+    from latentmed.dae import DAEObjective, DiffusionAutoencoder, ObjectiveConfig, preset_config
+
+    torch.manual_seed(0)
+    cfg = preset_config(preset, schedule="sc-4", prediction="v", **overrides)
+    model = DiffusionAutoencoder(cfg).to(device)
+    objective = DAEObjective(ObjectiveConfig(name="two-phase"), total_steps=10)
+    objective.set_step(9)  # phase 2: the full diffusion loss
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.rand(batch, cfg.in_channels, *([cfg.image_size] * cfg.dims), device=device) * 2 - 1
+    return model, objective, opt, x
+
+
+def dae_train_step(net, objective, opt, x, device: str, precision: str) -> None:
+    """One optimiser step of ``objective`` on ``x`` under ``precision`` autocast (``no``, ``bf16``, ``fp16``)."""
+    from latentmed.train.accel import amp_autocast
+
+    with amp_autocast(device, precision):
+        loss = objective(net, x)[0].mean()
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def emit(result: dict) -> None:
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -82,27 +82,17 @@ def peak_flops(device: str, override_tflops: float | None) -> float | None:
 
 
 def train_section(s: dict, device: str, peak: float | None, compile: bool) -> list[dict]:
-    from latentmed.dae import DAEObjective, DiffusionAutoencoder, ObjectiveConfig, preset_config
-    from latentmed.train.accel import amp_autocast, compile_module
+    from _common import dae_train_setup, dae_train_step
+    from latentmed.train.accel import compile_module
 
     rows = []
     for preset in s["presets"]:
-        torch.manual_seed(0)
-        cfg = preset_config(preset, schedule="sc-4", prediction="v", **s["dae"])
-        model = DiffusionAutoencoder(cfg).to(device)
-        net = compile_module(model, device) if compile else model
-        objective = DAEObjective(ObjectiveConfig(name="two-phase"), total_steps=10)
-        objective.set_step(9)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         b = s["train_batch"]
-        x = torch.rand(b, cfg.in_channels, *([cfg.image_size] * cfg.dims), device=device) * 2 - 1
+        model, objective, opt, x = dae_train_setup(preset, b, device, **s["dae"])
+        net = compile_module(model, device) if compile else model
 
         def step():
-            with amp_autocast(device, "bf16"):
-                loss = objective(net, x)[0].mean()
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            dae_train_step(net, objective, opt, x, device, "bf16")
 
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()

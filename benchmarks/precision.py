@@ -32,24 +32,12 @@ BATCH = {"tiny": 16, "diffae-64": 4, "vertebra-96": 4}
 def _speed(preset: str, batch: int, repeats: int, decode_steps: int, device: str) -> dict:
     import torch
 
-    from _common import wall_time
-    from latentmed.dae import DAEObjective, DiffusionAutoencoder, ObjectiveConfig, preset_config
-    from latentmed.train.accel import amp_autocast
+    from _common import dae_train_setup, dae_train_step, wall_time
 
-    torch.manual_seed(0)
-    cfg = preset_config(preset, schedule="sc-4", prediction="v")
-    model = DiffusionAutoencoder(cfg).to(device)
-    objective = DAEObjective(ObjectiveConfig(name="two-phase"), total_steps=10)
-    objective.set_step(9)  # phase 2: the full diffusion loss
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(batch, cfg.in_channels, cfg.image_size, cfg.image_size, device=device) * 2 - 1
+    model, objective, opt, x = dae_train_setup(preset, batch, device)
 
     def train_step(precision):
-        with amp_autocast(device, precision):
-            loss = objective(model, x)[0].mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        dae_train_step(model, objective, opt, x, device, precision)
 
     train = _interleave(lambda p: wall_time(lambda: train_step(p), device), repeats)
     model.eval()

@@ -20,23 +20,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 def one(preset: str, batch: int, repeats: int, device: str, precision: str) -> dict:
     import torch
 
-    from _common import device_info, peak_rss_mib, timed
-    from latentmed.dae import DAEObjective, DiffusionAutoencoder, ObjectiveConfig, preset_config
+    from _common import dae_train_setup, dae_train_step, device_info, peak_rss_mib, timed
 
-    cfg = preset_config(preset, schedule="sc-4", prediction="v")
-    model = DiffusionAutoencoder(cfg).to(device)
-    objective = DAEObjective(ObjectiveConfig(name="two-phase"), total_steps=10)
-    objective.set_step(9)  # phase 2: the full diffusion loss
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(batch, cfg.in_channels, cfg.image_size, cfg.image_size, device=device) * 2 - 1
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    model, objective, opt, x = dae_train_setup(preset, batch, device)
 
     def step():
-        with torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
-            loss = objective(model, x)[0].mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        dae_train_step(model, objective, opt, x, device, precision)
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -168,7 +168,7 @@ def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: 
     ``read``: further :func:`latentmed.data.open_images` arguments for ``data_dir`` (axis, window, ...).
     Returns the JSON dict.
     """
-    from latentmed.latent.evaluation import PROTOCOLS, grading_metrics, markdown_table, tsne_embedding
+    from latentmed.latent.evaluation import PROTOCOLS, grading_metrics, tsne_embedding
 
     expect(protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
     grader, lat = _grader(grader), _latents(latents)
@@ -268,6 +268,7 @@ def _baseline_methods(grader, lat, labels, column, train_ids, test_ids, data_dir
 
     from latentmed.latent.baseline import train_cnn_baseline
     from latentmed.latent.counterfactual import load_images
+    from latentmed.latent.grader import calibration_name
 
     _, y_tr, tr_ids = join_labels(lat, labels, column, train_ids, id_column)
     y_tr = y_tr.astype(int)
@@ -278,8 +279,6 @@ def _baseline_methods(grader, lat, labels, column, train_ids, test_ids, data_dir
     def probe_on(name: str, f_tr: np.ndarray, f_te: np.ndarray) -> None:
         g = clone(grader).set_params(model_id=None).fit(f_tr, y_tr)
         out.append((f"{name}: {g.classifier} + {calibration_name(g)}", g.signed_distance(f_te), g.predict(f_te)))
-
-    from latentmed.latent.grader import calibration_name
 
     probe_on("raw pixels", x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1))
     if run is not None:
