@@ -12,7 +12,7 @@ from latentmed.cli._common import friendly_errors
 
 @friendly_errors
 def demo(out: Path = typer.Option(Path("latentmed-demo"), "--out", help="Output folder."),
-         quick: bool = typer.Option(False, "--quick", help="Smoke run, about 40 s on 2 idle cores: 48 images, 40 "
+         quick: bool = typer.Option(False, "--quick", help="Smoke run, about 30 s on 2 idle cores: 48 images, 40 "
                                                "training steps."),
          steps: Optional[int] = typer.Option(None, help="DAE training steps (default 1200; 40 with --quick). "
                                              "More steps give a z_sem that grades better.", min=1),
