@@ -11,13 +11,11 @@ import yaml
 
 from latentmed.errors import LatentmedError
 from latentmed.runtime import available_cpus, choose_threads, parse_threads
+from test_cli_dae import MICRO as CLI_MICRO
 
-MICRO = {"preset": "tiny",
-         "model": {"image_size": 16, "model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
-                   "attention_resolutions": [8], "z_dim": 16, "enc_channel_mult": [1, 2], "enc_num_res_blocks": 1,
-                   "enc_attention_resolutions": []},
-         "train": {"steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 1, "progress": False},
-         "latent": {"steps": 3, "batch_size": 8, "hidden": 16, "num_layers": 1}}
+# test_cli_dae's micro run, shorter: 4 steps, a checkpoint every 2
+MICRO = {**CLI_MICRO, "train": {**CLI_MICRO["train"], "steps": 4, "checkpoint_every": 2, "log_every": 1},
+         "latent": {**CLI_MICRO["latent"], "steps": 3}}
 
 
 def _env(**extra):

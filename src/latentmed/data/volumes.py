@@ -336,7 +336,7 @@ def group_dicom_series(files: Sequence[Path], skip_bad: bool = False,
     for f in files:
         try:
             headers.append(DicomHeader.read(Path(f)))
-        except NoImageError as exc:
+        except NoImageError:
             if len(files) == 1:
                 raise
             no_image.append(Path(f).name)

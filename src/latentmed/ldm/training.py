@@ -232,8 +232,6 @@ def train_ldm(data: str | os.PathLike, vae_dir: str | os.PathLike, conditioner, 
     preview = None
     best = {"fid": float("inf"), "step": None}
     if heldout is not None and spec.fid_every > 0:
-        from latentmed.metrics.image import FID
-
         held = LDMImageDataset(heldout, size=spec.image_size, channels=spec.image_channels)
         real = held.stack(range(min(len(held), spec.fid_images)))
         extractor = fid_extractor or (lambda x: conditioner(x)[:, 0])

@@ -21,7 +21,7 @@ import torch
 
 from latentmed.errors import expect
 from latentmed.io import write_json, write_text
-from latentmed.shape.volumes import list_masks, load_cube
+from latentmed.shape.volumes import list_masks
 
 METRICS = ("dice", "volumetric_similarity", "sensitivity", "specificity", "nmi", "cohen_kappa", "precision",
            "hausdorff95")
