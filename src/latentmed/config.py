@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from latentmed.errors import LatentmedError
+from latentmed.io import write_text
 
 T = TypeVar("T")
 
@@ -158,3 +159,37 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is Path:
         return Path(value)
     return value
+
+
+# ---- run folders -----------------------------------------------------------------------------------------------
+RUN_CONFIG_NAME = "config.yaml"
+
+
+def plain(obj: Any) -> Any:
+    """A dataclass / dict / tuple tree as plain dicts and lists (what ``yaml.safe_dump`` writes)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def save_run_config(cfg: Any, run_dir: str | os.PathLike) -> Path:
+    """Write a run's config (a dataclass with ``model``, ``objective``, ``train``, ``data`` sections)
+    as ``run_dir/config.yaml``, atomically; the one file every run folder (DAE, shape, LDM) carries."""
+    path = Path(run_dir) / RUN_CONFIG_NAME
+    write_text(path, yaml.safe_dump(plain(cfg), sort_keys=False))
+    return path
+
+
+def load_run_config(cls: type[T], run_dir: str | os.PathLike, *, how_to_make: str = "") -> T:
+    """Read ``run_dir/config.yaml`` into ``cls``; a folder without one gets a one-line error
+    naming ``how_to_make`` (e.g. "Train one with `latentmed dae train`")."""
+    path = Path(run_dir) / RUN_CONFIG_NAME
+    if not path.is_file():
+        raise LatentmedError(f"{run_dir}: not a run folder (no {RUN_CONFIG_NAME}). {how_to_make}".strip())
+    return load_config(cls, path)

@@ -1,0 +1,137 @@
+"""Imports flow one way (DESIGN.md, "A layout that shows the architecture").
+
+The test reads every module of ``src/latentmed`` with :mod:`ast` (nothing is imported) and fails on
+an import from a lower layer into a higher one, on an import between two packages of the same
+layer, on a CLI command module importing another command module, or on a cycle between modules.
+Function-level (lazy) imports count the same as module-level ones: they are still dependencies.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "src" / "latentmed"
+
+# Lowest first. A package may import its own modules and any package of a LOWER layer, nothing else.
+LAYERS: list[set[str]] = [
+    {"errors", "_version"},
+    {"io"},
+    {"config", "runtime"},
+    {"nn", "diffusion"},
+    {"data", "pretrained"},
+    {"metrics", "viz"},
+    {"train"},
+    {"dae", "shape", "ldm"},
+    {"latent", "segment"},
+    {"evaluation"},
+    {"demo"},
+    {"cli"},
+]
+RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
+# cli/main.py assembles the app; every other CLI module may use only cli/_common.py.
+CLI_SHARED = {"latentmed.cli._common", "latentmed.cli"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``latentmed`` module ``path`` imports (``from a import b`` counts ``a`` and ``a.b``)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            candidates = [target] + [f"{target}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        else:
+            continue
+        found.update(c for c in candidates if c.split(".")[0] == "latentmed")
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        # keep only targets that are modules (``from x import func`` names a function, not a module)
+        graph[name] = {t for t in _imports(path) if t in files and t != name}
+    return graph
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_every_package_has_a_layer():
+    packages = {_package(m) for m in _graph()} - {""}
+    assert packages <= set(RANK), f"packages without a layer in LAYERS: {sorted(packages - set(RANK))}"
+
+
+def test_imports_flow_one_way():
+    bad = []
+    for module, targets in sorted(_graph().items()):
+        src = _package(module)
+        for target in sorted(targets):
+            dst = _package(target)
+            if dst in ("", src):
+                continue
+            if RANK[dst] >= RANK[src]:
+                bad.append(f"{module} -> {target} ({src} layer {RANK[src]}, {dst} layer {RANK[dst]})")
+    assert not bad, "imports against the layer order:\n" + "\n".join(bad)
+
+
+def test_cli_commands_import_only_the_shared_module():
+    bad = []
+    for module, targets in sorted(_graph().items()):
+        if _package(module) != "cli" or module in ("latentmed.cli", "latentmed.cli.main"):
+            continue
+        bad += [f"{module} -> {t}" for t in sorted(targets) if _package(t) == "cli" and t not in CLI_SHARED]
+    assert not bad, "CLI command modules importing each other:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles():
+    graph = _graph()
+    # a package __init__ re-exporting its modules is not a cycle of the code: drop edges into __init__s
+    inits = {m for m in graph if (ROOT.parent / Path(*m.split("."))).is_dir()}
+    edges = {m: {t for t in ts if t not in inits} for m, ts in graph.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(edges.get(m, ())):
+            if state.get(t) == 1:
+                cycles.append(" -> ".join(stack[stack.index(t):] + [t]))
+            elif t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+@pytest.mark.parametrize("edge", [("latentmed.viz.grid", "latentmed.latent.grader")])
+def test_the_checker_sees_a_wrong_way_import(edge):
+    """The rule itself can fail: a viz -> latent edge is against the order."""
+    src, dst = (_package(m) for m in edge)
+    assert RANK[dst] > RANK[src]
