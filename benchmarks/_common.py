@@ -52,8 +52,7 @@ def dae_train_setup(preset: str, batch: int, device: str, **overrides):
     torch.manual_seed(0)
     cfg = preset_config(preset, schedule="sc-4", prediction="v", **overrides)
     model = DiffusionAutoencoder(cfg).to(device)
-    objective = DAEObjective(ObjectiveConfig(name="two-phase"), total_steps=10)
-    objective.set_step(9)  # phase 2: the full diffusion loss
+    objective = DAEObjective(ObjectiveConfig(name="two-phase"), total_steps=10)  # called at step 9: phase 2
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(batch, cfg.in_channels, *([cfg.image_size] * cfg.dims), device=device) * 2 - 1
     return model, objective, opt, x
@@ -64,7 +63,7 @@ def dae_train_step(net, objective, opt, x, device: str, precision: str) -> None:
     from latentmed.train.accel import amp_autocast
 
     with amp_autocast(device, precision):
-        loss = objective(net, x)[0].mean()
+        loss = objective(net, x, 9)[0].mean()
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)

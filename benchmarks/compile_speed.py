@@ -38,13 +38,12 @@ def bench(preset: str, batch: int, repeats: int, device: str, precision: str) ->
     nets = {"eager": models["eager"], "compiled": torch.compile(models["compiled"])}
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
     objective = DAEObjective(ObjectiveConfig(name="two-phase"), total_steps=10)
-    objective.set_step(9)
     x = torch.rand(batch, cfg.in_channels, cfg.image_size, cfg.image_size, device=device) * 2 - 1
     t = torch.full((batch,), 0.5, device=device)
 
     def train_step(k):
         with amp_autocast(device, precision):
-            loss = objective(nets[k], x)[0].mean()
+            loss = objective(nets[k], x, 9)[0].mean()
         loss.backward()
         opts[k].step()
         opts[k].zero_grad(set_to_none=True)

@@ -26,18 +26,17 @@ def build(spec: str):
         if o.startswith("w"):
             over["model_channels"] = int(o[1:])
         elif o == "middle":
-            over["enc_middle"] = True
+            over["encoder"] = {"middle": True}
         else:
             raise SystemExit(f"unknown option {o!r} in {spec!r}; use wN or middle")
     torch.manual_seed(0)
     model = DiffusionAutoencoder(preset_config("tiny", **over))
     objective = DAEObjective(ObjectiveConfig(name="two-phase"), total_steps=10)
-    objective.set_step(9)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(16, 1, int(size), int(size)) * 2 - 1
 
     def step():
-        loss = objective(model, x)[0].mean()
+        loss = objective(model, x, 9)[0].mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

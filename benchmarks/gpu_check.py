@@ -115,7 +115,7 @@ def _eager_step(model, objective, x, device):
     from latentmed.train.accel import amp_autocast
 
     with amp_autocast(device, "bf16"):
-        loss = objective(model, x)[0].mean()
+        loss = objective(model, x, 9)[0].mean()  # step 9: phase 2
     loss.backward()
     model.zero_grad(set_to_none=True)
 
@@ -152,14 +152,14 @@ def lsd_ebm_section(s: dict, device: str) -> dict:
 
 def ldm_section(s: dict, device: str) -> dict:
     from latentmed.diffusion import diffusion_loss, get_schedule, sample_times
-    from latentmed.ldm.model import UNetNet, build_unet
+    from latentmed.ldm.model import LatentUNet, build_unet
     from latentmed.train.accel import amp_autocast
 
     c = s["ldm"]
     torch.manual_seed(0)
     unet = build_unet(4, c["latent"], 768, c["channels"], 2 if device == "cuda" else 1,
                       norm_num_groups=min(32, c["channels"][0])).to(device)
-    net = UNetNet(unet)
+    net = LatentUNet(unet)
     opt = torch.optim.Adam(unet.parameters(), lr=1e-4)
     z0 = torch.randn(c["batch"], 4, c["latent"], c["latent"], device=device)
     tokens = torch.randn(c["batch"], 5, 768, device=device)

@@ -44,11 +44,11 @@ def main() -> None:
         "device": args.device,
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
-        "seconds_bool": _best_of(lambda: segmentation_scores(truth, pred, batched=True), args.repeats),
-        "seconds_float": _best_of(lambda: segmentation_scores(truth.float(), pred.float(), batched=True),
+        "seconds_bool": _best_of(lambda: segmentation_scores(truth, pred), args.repeats),
+        "seconds_float": _best_of(lambda: segmentation_scores(truth.float(), pred.float()),
                                   args.repeats),
-        "seconds_hausdorff95_one_volume": _best_of(lambda: hausdorff95(truth[0], pred[0]), 1),
-        "dice_mean": float(segmentation_scores(truth, pred, batched=True)["dice"].mean()),
+        "seconds_hausdorff95_one_volume": _best_of(lambda: hausdorff95(truth[:1], pred[:1]), 1),
+        "dice_mean": float(segmentation_scores(truth, pred)["dice"].mean()),
     }
     result["voxels_per_second_bool"] = truth.numel() / result["seconds_bool"]
     print(json.dumps(result, indent=2))

@@ -110,12 +110,9 @@ def main() -> None:
 
 
 def _plot(rows: list[dict], ref: dict | None, path: Path) -> None:
-    import matplotlib
+    from latentmed.viz import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = pyplot().subplots(1, 3, figsize=(12, 3.4))
     for ax, key, label in zip(axes, ("psnr_db", "ssim", "follow_slope"), ("PSNR (dB)", "SSIM", "follow slope")):
         same = [r for r in rows if r["inversion_steps"] == r["decode_steps"]]
         ax.plot([r["calls"] for r in same], [r[key] for r in same], "o-", label="N inversion + N decoding")
@@ -129,11 +126,7 @@ def _plot(rows: list[dict], ref: dict | None, path: Path) -> None:
         ax.set_ylabel(label)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

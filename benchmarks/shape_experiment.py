@@ -106,7 +106,8 @@ def main() -> None:
 
     import torch
 
-    from latentmed.data.phantoms.spine3d import generate_spine3d, parts_path, save_mask_nifti
+    from latentmed.data.formats import write_nifti
+    from latentmed.data.phantoms.spine3d import generate_spine3d, parts_path
     from latentmed.shape.evaluate import constant_mask, load_pairs, paired_test, posterior_region, refine_cubes, \
         score_cases
     from latentmed.shape.models import load_shape_model
@@ -121,7 +122,7 @@ def main() -> None:
         generate_spine3d(test_dir, args.n_test, args.size, seed=2)
     for i, f in enumerate(list_masks(test_dir)):
         if not (coarse_dir / f.name).is_file():
-            save_mask_nifti(simulate_thick_slices(load_mask(f)[0], seed=i), coarse_dir / f.name)
+            write_nifti(simulate_thick_slices(load_mask(f)[0], seed=i), coarse_dir / f.name, dtype=np.uint8)
 
     seeds = [int(s) for s in args.seeds.split(",") if s]
     specs = _run_specs(args)

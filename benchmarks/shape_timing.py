@@ -37,6 +37,7 @@ def bench(size: int, device: str, batch_size: int, epoch_size: int, repeats: int
     import torch
 
     from latentmed.shape.models import model_class
+    from latentmed.shape.objectives import shape_objective
 
     out = {}
     for name in models:
@@ -44,11 +45,12 @@ def bench(size: int, device: str, batch_size: int, epoch_size: int, repeats: int
         extra = {"num_steps": T, "langevin_steps": K} if name == "lsd-ebm" else {}
         model = cls(cls.config_class(image_size=size, **extra)).to(device)
         x = (torch.rand(batch_size, 1, size, size, size, device=device) > 0.8).float()
+        objective = shape_objective(name)
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
         def train_step():
-            loss, _ = model(x)
+            loss, _ = objective(model, {"x": x}, 0)
             loss.mean().backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -47,13 +47,12 @@ def one(policy: str, steps: int, batch: int, size: int, max_seconds: float) -> d
     torch.manual_seed(0)
     cfg = preset_config("tiny", image_size=size, schedule="sc-4", prediction="v")
     model = DiffusionAutoencoder(cfg)
-    objective = DAEObjective(ObjectiveConfig(name="two-phase"), total_steps=10)
-    objective.set_step(9)  # phase 2: the full diffusion loss
+    objective = DAEObjective(ObjectiveConfig(name="two-phase"), total_steps=10)  # called at step 9: phase 2
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(batch, 1, size, size) * 2 - 1
 
     def step():
-        loss = objective(model, x)[0].mean()
+        loss = objective(model, x, 9)[0].mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

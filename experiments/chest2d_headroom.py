@@ -1,6 +1,6 @@
 """Headroom check for the augmentation experiment on ``chest2d`` (issue 16): can extra data help at all?
 
-A classifier (the experiment's :class:`~latentmed.ldm.augment.SmallCNN` at 32 px) is trained on
+A classifier (:class:`~latentmed.nn.classifier.SmallCNN` at 32 px, the experiment's recipe) is trained on
 ``n`` real phantoms (label-balanced subsets of a labelled pool, several subset seeds) and tested on
 a held-out test draw, with and without the ORACLE: a perfect generator, i.e. ``ratio`` fresh
 phantoms per real image rendered with that image's labels (their own rendered labels are used).

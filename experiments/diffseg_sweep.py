@@ -7,8 +7,9 @@ Reproduces the shape of DiNO-Diffusion's Table 2 and Figs 11-12 on the project's
     python experiments/diffseg_sweep.py --run RUN --out results/diffseg --k 4 --no-sweep  # fair table only
 
 Without ``--run`` a tiny VAE + conditional UNet (conditioned on PCA tokens fitted on the
-training pool, or with ``--conditioner tiny`` on a small RANDOM ViT's global tokens) is trained through the DiNO-Diffusion helper's public
-functions (:func:`latentmed.ldm.training.train_vae`, :func:`~latentmed.ldm.training.train_ldm`).
+training pool, or with ``--conditioner tiny`` on a small RANDOM ViT's global tokens) is trained with the
+library's DiNO-Diffusion functions (:func:`latentmed.ldm.training.train_vae`,
+:func:`~latentmed.ldm.training.train_ldm`).
 Evaluation images are a separate phantom draw (another seed) from the training images.
 
 ``--k K`` (default 4) also writes the fair table (``fixed_k/table.md``): DiffSeg at exactly K
@@ -83,34 +84,37 @@ def main(argv=None) -> None:
 
 
 def train_tiny(out: Path, args) -> Path:
-    """Train a tiny VAE and conditional UNet on a chest2d training draw with the LDM helper's functions."""
+    """Train a tiny VAE and conditional UNet on a chest2d training draw with the library's LDM training functions."""
     from latentmed.data.phantoms.chest2d import generate_chest2d
     from latentmed.ldm.conditioner import DinoConditioner
-    from latentmed.ldm.training import LDMTrainSpec, VAETrainSpec, train_ldm, train_vae
-    from latentmed.train import TrainConfig
+    from latentmed.ldm.training import (LDMDataConfig, LDMRunConfig, LDMTrainConfig, LDMUNetConfig, VAEModelConfig,
+                                        VAERunConfig, VAETrainConfig, train_ldm, train_vae)
 
     train_dir = args.train_data or out / "chest2d_train"
     if args.train_data is None and not (train_dir / "labels.csv").is_file():
         generate_chest2d(train_dir, args.n_train, args.size, seed=10, variant=args.variant)
     if not (out / "vae" / "vae" / "config.json").is_file():
         t0 = time.time()
-        train_vae(train_dir, out / "vae", VAETrainSpec(
-            image_size=args.size, block_out_channels=tuple(int(c) for c in args.vae_channels.split(",")),
-            train=TrainConfig(steps=args.vae_steps, batch_size=args.batch_size, lr=1e-3, ema_decay=0.99,
-                              checkpoint_every=max(1, args.vae_steps // 2))))
+        train_vae(VAERunConfig(
+            model=VAEModelConfig(block_out_channels=tuple(int(c) for c in args.vae_channels.split(","))),
+            train=VAETrainConfig(steps=args.vae_steps, batch_size=args.batch_size, lr=1e-3, ema_decay=0.99,
+                                 checkpoint_every=max(1, args.vae_steps // 2)),
+            data=LDMDataConfig(path=str(train_dir), size=args.size)), out / "vae")
         print(f"VAE: {args.vae_steps} steps in {time.time() - t0:.0f}s")
     if args.conditioner == "pca":
         from latentmed.ldm.conditioner import PCAConditioner
-        from latentmed.ldm.data import LDMImageDataset
+        from latentmed.ldm.data import open_ldm_images
 
-        conditioner = PCAConditioner.fit(LDMImageDataset(train_dir, size=args.size).stack(), width=64, image_size=32)
+        conditioner = PCAConditioner.fit(open_ldm_images(train_dir, size=args.size).stack(), width=64, image_size=32)
     else:
         conditioner = DinoConditioner.tiny(image_size=32, hidden_size=64, layers=2)  # random ViT, labelled as such
     t0 = time.time()
-    train_ldm(train_dir, out / "vae" / "vae", conditioner, out / "run", LDMTrainSpec(
-        image_size=args.size, block_out_channels=tuple(int(c) for c in args.unet_channels.split(",")),
-        train=TrainConfig(steps=args.train_steps, batch_size=args.batch_size, lr=2e-4, ema_decay=0.995,
-                          checkpoint_every=max(1, args.train_steps // 3))))
+    train_ldm(LDMRunConfig(
+        model=LDMUNetConfig(block_out_channels=tuple(int(c) for c in args.unet_channels.split(","))),
+        train=LDMTrainConfig(steps=args.train_steps, batch_size=args.batch_size, lr=2e-4, ema_decay=0.995,
+                             checkpoint_every=max(1, args.train_steps // 3)),
+        data=LDMDataConfig(path=str(train_dir), size=args.size)), out / "run", vae=out / "vae" / "vae",
+        conditioner=conditioner)
     print(f"UNet: {args.train_steps} steps in {time.time() - t0:.0f}s")
     return out / "run"
 

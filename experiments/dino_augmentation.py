@@ -64,11 +64,11 @@ def main(argv=None) -> None:
     from latentmed.data.phantoms.chest2d import LABELS, generate_chest2d
     from latentmed.ldm import PCAConditioner, load_conditioner, load_ldm
     from latentmed.ldm.augment import augment_eval
-    from latentmed.ldm.data import LDMImageDataset
-    from latentmed.ldm.training import (LDMTrainSpec, VAETrainSpec, embed_dataset, save_embeddings, train_ldm,
-                                        train_vae)
-    from latentmed.train import TrainConfig
-    from latentmed.viz.ldm import interpolation_grid, reconstruction_grid
+    from latentmed.ldm.data import open_ldm_images
+    from latentmed.ldm.training import (FIDSelectionConfig, LDMDataConfig, LDMRunConfig, LDMTrainConfig, LDMUNetConfig,
+                                        VAEModelConfig, VAEObjectiveConfig, VAERunConfig, VAETrainConfig, embed_dataset,
+                                        save_embeddings, train_ldm, train_vae)
+    from latentmed.ldm.synthesis import interpolation_grid, reconstruction_grid
 
     out = a.out
     d = regime_dirs(out)
@@ -83,7 +83,7 @@ def main(argv=None) -> None:
         times["data"] = time.time() - t0
     if "conditioner" in stages:
         t = time.time()
-        pool = LDMImageDataset(d["unlabelled"], size=a.size)
+        pool = open_ldm_images(d["unlabelled"], size=a.size)
         images = pool.stack()
         if a.conditioner == "pca":
             cond = PCAConditioner.fit(images, width=a.pca_width, image_size=min(a.size, 32))
@@ -95,29 +95,32 @@ def main(argv=None) -> None:
         times["conditioner"] = time.time() - t
     if "vae" in stages:
         t = time.time()
-        train_vae(d["unlabelled"], out / "vae_run", VAETrainSpec(
-            image_size=a.size, block_out_channels=tuple(int(c) for c in a.vae_channels.split(",")), kl_weight=1e-6,
-            train=TrainConfig(steps=a.vae_steps, batch_size=16, lr=1e-3, ema_decay=0.99, checkpoint_every=200,
-                              log_every=50)))
+        train_vae(VAERunConfig(
+            model=VAEModelConfig(block_out_channels=tuple(int(c) for c in a.vae_channels.split(","))),
+            objective=VAEObjectiveConfig(kl_weight=1e-6),
+            train=VAETrainConfig(steps=a.vae_steps, batch_size=16, lr=1e-3, ema_decay=0.99, checkpoint_every=200,
+                                 log_every=50),
+            data=LDMDataConfig(path=str(d["unlabelled"]), size=a.size)), out / "vae_run")
         times["vae"] = time.time() - t
     if "ldm" in stages:
         t = time.time()
         cond = load_conditioner(out / "conditioner")
-        ds = LDMImageDataset(d["unlabelled"], size=a.size)
+        ds = open_ldm_images(d["unlabelled"], size=a.size)
         emb = out / "embeddings.safetensors"
-        save_embeddings(emb, embed_dataset(cond, ds), cond, ds.keys)
-        train_ldm(d["unlabelled"], out / "vae_run", cond, out / "ldm", LDMTrainSpec(
-            image_size=a.size, block_out_channels=tuple(int(c) for c in a.unet_channels.split(",")),
-            fid_every=max(1, a.ldm_steps // 3), fid_images=64, fid_steps=10,
-            train=TrainConfig(steps=a.ldm_steps, batch_size=32, lr=5e-4, ema_decay=0.995, warmup_steps=50,
-                              checkpoint_every=500, log_every=50)),
-            embeddings=emb, heldout=d["unlabelled_val"])
+        save_embeddings(emb, embed_dataset(cond, ds), cond, ds.ids)
+        train_ldm(LDMRunConfig(
+            model=LDMUNetConfig(block_out_channels=tuple(int(c) for c in a.unet_channels.split(","))),
+            train=LDMTrainConfig(steps=a.ldm_steps, batch_size=32, lr=5e-4, ema_decay=0.995, warmup_steps=50,
+                                 checkpoint_every=500, log_every=50, eval_every=max(1, a.ldm_steps // 3)),
+            data=LDMDataConfig(path=str(d["unlabelled"]), size=a.size),
+            eval=FIDSelectionConfig(heldout=str(d["unlabelled_val"]), images=64, steps=10)),
+            out / "ldm", vae=out / "vae_run", conditioner=cond, embeddings=emb)
         times["ldm"] = time.time() - t
     train_dir, test_dir = d["labelled"], d["test"]
     if "grids" in stages:
         t = time.time()
         ldm = load_ldm(out / "ldm")
-        x = LDMImageDataset(train_dir, size=a.size).stack(range(12))  # labelled pool: the test set stays unseen
+        x = open_ldm_images(train_dir, size=a.size).stack(range(12))  # labelled pool: the test set stays unseen
         reconstruction_grid(ldm, x[:6], out / "grids" / "reconstruction.png", variations=4, steps=a.sample_steps)
         interpolation_grid(ldm, x[6:9], x[9:12], out / "grids" / "interpolation.png", steps=a.sample_steps)
         times["grids"] = time.time() - t
@@ -126,7 +129,7 @@ def main(argv=None) -> None:
         summary = augment_eval(load_ldm(out / "ldm"), train_dir, test_dir, LABELS, out / "report",
                                subsets=[int(s) for s in a.subsets.split(",")],
                                ratios=[int(r) for r in a.ratios.split(",")], folds=a.folds, strategy=a.strategy,
-                               steps=a.sample_steps)
+                               steps=a.sample_steps, progress=print)
         times["eval"] = time.time() - t
         print((out / "report" / "table.md").read_text())
         print(json.dumps(summary["memorisation"], indent=1))
@@ -150,12 +153,15 @@ def run_seeds(a, out: Path, d: dict[str, Path]) -> dict:
     from latentmed.ldm import load_ldm
     from latentmed.ldm.augment import (augment_seeds, check_test_unseen, classical_generator, ldm_generator,
                                        memorisation_check, seeds_table, shuffled_token_generator)
-    from latentmed.ldm.data import LDMImageDataset, label_matrix, read_labels_csv
+    from latentmed.ldm.data import folder_labels, open_ldm_images
 
     ldm = load_ldm(out / "ldm")
     check_test_unseen(ldm, d["test"])
-    load = lambda key: (LDMImageDataset(d[key], size=a.size).stack(),  # noqa: E731
-                        label_matrix(read_labels_csv(d[key] / "labels.csv", LABELS), LABELS))
+
+    def load(key):
+        ds = open_ldm_images(d[key], size=a.size)
+        return ds.stack(), folder_labels(d[key], ds.ids, LABELS)
+
     (x_pool, y_pool), (x_test, y_test) = load("labelled"), load("test")
 
     def oracle(x, y, n, seed):
@@ -171,7 +177,7 @@ def run_seeds(a, out: Path, d: dict[str, Path]) -> dict:
     res = augment_seeds(x_pool, y_pool, x_test, y_test, gens, subsets=[int(s) for s in a.seed_subsets.split(",")],
                         seeds=a.seeds, ratio=a.seed_ratio, progress=lambda m: print(m, flush=True))
     syn = res.pop("kept")[f"reconstruction [{name}]"][0]
-    pool = LDMImageDataset(d["unlabelled"], size=a.size).stack()
+    pool = open_ldm_images(d["unlabelled"], size=a.size).stack()
     mem = memorisation_check(syn, pool, x_test)
     res["memorisation_vs_unlabelled_pool"] = {k: v for k, v in mem.items() if not isinstance(v, list)}
     res["conditioner"] = name

@@ -1,6 +1,6 @@
 """Does z_sem learn the fracture? Average-pooling vs flattening encoder heads, probed while training.
 
-Trains one DAE per encoder head (``enc_pool``: ``avg`` is DiffAE's global average pooling,
+Trains one DAE per encoder head (``encoder.pool``: ``avg`` is DiffAE's global average pooling,
 ``flatten`` a linear map of the whole last feature map) on the same ``spine2d`` phantom with
 the same objective, seed and batches, and every ``--every`` steps fits a 5-fold cross-validated
 logistic regression (standardised z_sem, G0 against G2/G3, G1 left out) and prints one JSON line
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for pool in a.pools.split(","):
         torch.manual_seed(a.seed)
         objective = ObjectiveConfig(name=a.objective)
-        dae = DiffusionAutoencoder(preset_config("tiny", image_size=a.size, enc_pool=pool,
+        dae = DiffusionAutoencoder(preset_config("tiny", image_size=a.size, encoder={"pool": pool},
                                                  schedule=objective.resolved_schedule,
                                                  prediction=objective.resolved_prediction))
         loss_fn = DAEObjective(objective, a.steps)
@@ -88,9 +88,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 rows.append(row)
             if step == a.steps:
                 break
-            loss_fn.set_step(step)
             idx = torch.randint(len(x), (a.batch_size,), generator=batches)
-            value = loss_fn(dae, x[idx])[0].mean()
+            value = loss_fn(dae, x[idx], step)[0].mean()
             opt.zero_grad()
             value.backward()
             torch.nn.utils.clip_grad_norm_(dae.parameters(), 1.0)

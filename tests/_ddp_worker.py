@@ -18,7 +18,7 @@ class Data(torch.utils.data.Dataset):
         return torch.randn(4, generator=g)
 
 
-def loss_fn(model, x):
+def loss_fn(model, x, step):
     return (model(x) - x.sum(1, keepdim=True)).pow(2).mean(1)
 
 

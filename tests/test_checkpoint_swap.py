@@ -103,7 +103,7 @@ def test_training_resume_cleans_up(tmp_path):
         def __getitem__(self, i):
             return torch.full((2,), float(i))
 
-    def loss_fn(model, batch):
+    def loss_fn(model, batch, step):
         return (model(batch) ** 2).mean(1)
 
     cfg = TrainConfig(steps=2, batch_size=4, checkpoint_every=1, log_every=1, progress=False)

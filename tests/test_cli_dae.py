@@ -11,8 +11,8 @@ runner = CliRunner()
 
 MICRO = {"preset": "tiny",
          "model": {"image_size": 16, "model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
-                   "attention_resolutions": [8], "z_dim": 16, "enc_channel_mult": [1, 2], "enc_num_res_blocks": 1,
-                   "enc_attention_resolutions": []},
+                   "attention_resolutions": [8], "z_dim": 16,
+                   "encoder": {"channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": []}},
          "train": {"steps": 6, "batch_size": 4, "checkpoint_every": 3, "log_every": 2, "progress": False},
          "latent": {"steps": 4, "batch_size": 8, "hidden": 16, "num_layers": 1}}
 
@@ -42,6 +42,12 @@ def test_train_writes_run_and_resumes(trained):
               "--set", "train.steps=8", "--out", run_dir)
     assert "Resuming" in out or (run_dir / "log.csv").read_text().strip().splitlines()[-1].startswith("8,")
     assert "training step" in run("info", run_dir)
+    from latentmed.dae.describe import describe_run
+
+    info = describe_run(run_dir)
+    assert info["latent DDIM"] == "yes" and info["image"] == "1 x 16^2" and info["z_sem dim"] == "16"
+    n = {k: int(info[f"parameters ({k})"].replace(",", "")) for k in ("encoder", "decoder", "total")}
+    assert n["total"] == n["encoder"] + n["decoder"] > 0
 
 
 def test_encode_reconstruct_sample_interpolate(trained):

@@ -98,10 +98,10 @@ def test_dae_train_help_shows_defaults():
 
 
 def test_ldm_training_help_shows_the_spec_defaults():
-    from latentmed.ldm.training import LDMTrainSpec, VAETrainSpec
+    from latentmed.ldm.training import LDMRunConfig, VAERunConfig
 
     cmds = dict(_commands())
-    for path, spec in (("ldm train-vae", VAETrainSpec()), ("ldm train", LDMTrainSpec())):
+    for path, spec in (("ldm train-vae", VAERunConfig()), ("ldm train", LDMRunConfig())):
         shown = {p.name: str(p.show_default) for p in cmds[path].params}
         assert int(shown["steps"]) == spec.train.steps and int(shown["batch_size"]) == spec.train.batch_size
         assert float(shown["lr"]) == spec.train.lr, path

@@ -12,7 +12,8 @@ from latentmed.cli import grade as grade_cli
 from latentmed.dae import DAEConfig, DiffusionAutoencoder
 from latentmed.errors import LatentmedError
 from latentmed.latent import HyperplaneGrader, load_grader, make_counterfactuals, save_latents
-from latentmed.latent.counterfactual import load_images
+from latentmed.latent.counterfactual import load_images_by_id
+from latentmed.nn import EncoderConfig
 
 runner = CliRunner()
 STEPS = 4
@@ -21,8 +22,8 @@ STEPS = 4
 def tiny_dae(size=32, seed=0):
     torch.manual_seed(seed)
     cfg = DAEConfig(image_size=size, in_channels=1, model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
-                    attention_resolutions=(), num_heads=1, dropout=0.0, z_dim=8, enc_channel_mult=(1, 2),
-                    enc_num_res_blocks=1, enc_attention_resolutions=())
+                    attention_resolutions=(), num_heads=1, dropout=0.0, z_dim=8,
+                    encoder=EncoderConfig(channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=()))
     dae = DiffusionAutoencoder(cfg).eval()
     with torch.no_grad():  # zero-initialised output convs would make the decoder ignore z_sem
         for p in dae.parameters():
@@ -99,7 +100,7 @@ def test_spine2d_end_to_end_cli(spine, tmp_path):
     dae = tiny_dae(size=32)
     dae.save_pretrained(tmp_path / "run" / "model")
     ids = labels["id"].tolist()
-    x = torch.as_tensor(load_images(data, ids))
+    x = torch.as_tensor(load_images_by_id(data, ids))
     save_latents(tmp_path / "latents.npz", ids, dae.encode(x).numpy(), model_id=dae.model_id)
     res = runner.invoke(grade_cli.app, ["fit", "--latents", str(tmp_path / "latents.npz"), "--labels",
                                         str(data / "labels.csv"), "--column", "genant", "--negative", "0",

@@ -12,11 +12,13 @@ from latentmed.nn.layers import ResBlock
 from latentmed.train import TrainConfig, train
 
 MICRO = dict(image_size=16, model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8,),
-             z_dim=16, enc_channel_mult=(1, 2), enc_num_res_blocks=1, enc_attention_resolutions=(), dropout=0.0)
+             z_dim=16, encoder=dict(channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=()), dropout=0.0)
 
 
-def micro(**kw):
-    return DiffusionAutoencoder(preset_config("tiny", **{**MICRO, **kw}))
+def micro(encoder=None, **kw):
+    """A micro DAE; ``encoder`` updates MICRO's encoder section."""
+    encoder = {**MICRO["encoder"], **(encoder or {})}
+    return DiffusionAutoencoder(preset_config("tiny", **{**MICRO, **kw, "encoder": encoder}))
 
 
 def blobs(n=32, size=16, seed=0):
@@ -59,32 +61,38 @@ def test_encoder_pooling_heads_and_old_configs(tmp_path):
     """``avg``: DiffAE's GN-SiLU-avgpool-1x1 conv; ``flatten``: GN-SiLU-flatten-linear over the last map."""
     x = blobs(3)
     for pool in ("avg", "flatten"):
-        enc = micro(enc_pool=pool).encoder.eval()
+        enc = micro({"pool": pool}).encoder.eval()
         h = enc.head[1](enc.head[0](enc.body(x)))  # GN, SiLU: [3, 32, 8, 8]
         last = enc.head[-1] if pool == "flatten" else enc.head[-2]
         expected = last(h.flatten(1)) if pool == "flatten" else last(h.mean((2, 3), keepdim=True)).flatten(1)
         assert torch.allclose(enc(x), expected, atol=1e-5)
-    assert micro(enc_pool="flatten").encoder.head[-1].in_features == 32 * 8 * 8
-    with pytest.raises(LatentmedError, match="enc_pool.*avg, flatten.*'max'"):
-        micro(enc_pool="max")
-    micro(enc_pool="avg").save_pretrained(tmp_path / "old")  # configs written before enc_pool existed
+    assert micro({"pool": "flatten"}).encoder.head[-1].in_features == 32 * 8 * 8
+    with pytest.raises(LatentmedError, match="encoder.pool.*avg, flatten.*'max'"):
+        micro({"pool": "max"})
+    avg = micro({"pool": "avg"}).eval()
+    avg.save_pretrained(tmp_path / "old")
+    # a folder written before the encoder section (flat enc_* keys) and before enc_pool existed still loads
     cfg = json.loads((tmp_path / "old" / "config.json").read_text())
-    del cfg["enc_pool"]
+    enc = cfg.pop("encoder")
+    cfg.update({f"enc_{k}": enc[k] for k in ("channel_mult", "num_res_blocks", "attention_resolutions")})
     (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
-    assert DiffusionAutoencoder.from_pretrained(tmp_path / "old").config.enc_pool == "avg"
+    old = DiffusionAutoencoder.from_pretrained(tmp_path / "old")
+    assert old.config == avg.config and torch.equal(old.encode(x), avg.encode(x))
+    assert preset_config("tiny", enc_pool="avg", enc_middle=True).encoder == preset_config(
+        "tiny", encoder={"pool": "avg", "middle": True}).encoder  # old run configs' model keys too
 
 
 def test_encoder_middle_block(tmp_path):
-    """enc_middle: DiffAE's ResBlock, attention, ResBlock at the lowest resolution, before the head."""
+    """encoder.middle: DiffAE's ResBlock, attention, ResBlock at the lowest resolution, before the head."""
     from latentmed.nn.layers import AttentionBlock, ResBlock
 
     x = blobs(2)
-    plain, middle = micro(enc_pool="flatten"), micro(enc_pool="flatten", enc_middle=True)
+    plain, middle = micro({"pool": "flatten"}), micro({"pool": "flatten", "middle": True})
     assert [type(m) for m in list(middle.encoder.body)[-3:]] == [ResBlock, AttentionBlock, ResBlock]
     assert len(middle.encoder.body) == len(plain.encoder.body) + 3
     assert middle.encode(x).shape == plain.encode(x).shape
     assert "middle block (ResBlock, attention, ResBlock): yes" in middle.config.encoder_head()
-    assert "enc_pool=flatten" in plain.config.encoder_head() and plain.config.encoder_head().endswith("no")
+    assert "encoder.pool=flatten" in plain.config.encoder_head() and plain.config.encoder_head().endswith("no")
     middle.save_pretrained(tmp_path / "m")
     assert torch.allclose(DiffusionAutoencoder.from_pretrained(tmp_path / "m").encode(x), middle.encode(x))
 
@@ -146,11 +154,7 @@ def test_bad_images_are_clear():
 def test_two_phase_objective_phase1_is_autoencoder_regressing_minus_x0():
     obj = DAEObjective(ObjectiveConfig(name="two-phase", phase1_fraction=0.25), total_steps=100)
     assert obj.schedule.name == "sc-4" and obj.prediction == "v"
-    obj.set_step(24)
-    assert obj.phase == 1
-    obj.set_step(25)
-    assert obj.phase == 2
-    obj.set_step(0)
+    assert obj.phase(24) == 1 and obj.phase(25) == 2
     seen = {}
 
     def net(x_t, t, x_start=None):
@@ -158,11 +162,13 @@ def test_two_phase_objective_phase1_is_autoencoder_regressing_minus_x0():
         return torch.zeros_like(x_t)
 
     x0 = blobs(4)
-    loss, logs = obj(net, x0)
+    loss, logs = obj(net, x0, 0)
     assert torch.all(seen["t"] == 1) and logs["phase"] == 1.0
     assert torch.allclose(loss, x0.pow(2).flatten(1).mean(1))  # target is v = -x0
+    _, logs = obj(net, x0, 25)
+    assert logs["phase"] == 2.0 and not torch.all(seen["t"] == 1)
     base = DAEObjective(ObjectiveConfig(name="baseline"), total_steps=10)
-    assert base.phase == 2 and base.prediction == "eps" and base.schedule.name == "linear"
+    assert base.phase(0) == 2 and base.prediction == "eps" and base.schedule.name == "linear"
     with pytest.raises(LatentmedError, match="one-phase"):
         ObjectiveConfig(name="baseline", prediction="v")
 

@@ -287,9 +287,13 @@ def test_cli_data_options_reach_the_reader(tmp_path):
         assert all(opt in text for opt in ("--axis", "--window", "--slices", "--nan-to", "--skip-bad")), cmd
 
 
-def test_ldm_reader_refuses_a_volume_with_one_line():
-    from latentmed.ldm.data import LDMImageDataset
+def test_ldm_reader_reads_a_volume_through_the_shared_reader(tmp_path):
+    """The latent diffusion reader is the data layer's: a DICOM slice opens, scaled by its own min-max."""
+    from latentmed.ldm.data import open_ldm_images
 
+    x = open_ldm_images(CT, size=None).stack()
+    assert x.shape == (1, 1, 128, 128) and x.min() == -1 and x.max() == 1
+    (tmp_path / "bad.tar").write_bytes(b"not a tar file")
     with pytest.raises(LatentmedError) as err:
-        LDMImageDataset(CT)
-    assert "not a readable tar shard" in _one_line_naming(err.value, CT) and "PNG" in str(err.value)
+        open_ldm_images(tmp_path / "bad.tar")
+    assert "not a readable tar shard" in _one_line_naming(err.value, tmp_path / "bad.tar")

@@ -20,9 +20,10 @@ LAYERS: list[set[str]] = [
     {"errors", "_version"},
     {"io"},
     {"config", "runtime"},
+    {"metrics"},  # scores arrays and images; knows no model (PPL, which needs a decoder, is in evaluation)
     {"nn", "diffusion"},
     {"data", "pretrained"},
-    {"metrics", "viz"},
+    {"viz"},
     {"train"},
     {"dae", "shape", "ldm"},
     {"latent", "segment"},

@@ -18,7 +18,7 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     from latentmed.cli import data as data_cli
     from latentmed.cli import ldm as cli
     from latentmed.ldm import load_ldm
-    from latentmed.ldm.data import LDMImageDataset
+    from latentmed.ldm.data import open_ldm_images
     from latentmed.ldm.training import load_embeddings
 
     generate_chest2d(tmp_path / "train", n=24, size=32, seed=0)
@@ -36,21 +36,27 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     r = run(cli.app, ["train", tmp_path / "train", "--vae", tmp_path / "vae", "--conditioner", "tiny",
                       "--out", tmp_path / "run", "--size", 32, "--channels", "16,32", "--steps", 2,
                       "--embeddings", tmp_path / "emb.safetensors", "--heldout", tmp_path / "val",
-                      "--fid-every", 2, "--set", "fid_images=4", "--set", "fid_steps=1", *fast])
+                      "--fid-every", 2, "--set", "eval.images=4", "--set", "eval.steps=1", *fast])
     assert r.exit_code == 0, r.output
     ldm = load_ldm(tmp_path / "run")
     assert ldm.config.extra["best_step"] == 2 and np.isfinite(ldm.config.extra["best_fid"])
     assert ldm.config.extra["selection_data"] == str((tmp_path / "val").resolve())
+    from latentmed.config import load_run_config
+    from latentmed.ldm.training import LDMRunConfig, VAERunConfig
+
+    saved = load_run_config(LDMRunConfig, tmp_path / "run")  # one config.yaml per run folder, options included
+    assert saved.train.eval_every == 2 and saved.eval.images == 4 and saved.model.block_out_channels == (16, 32)
+    assert load_run_config(VAERunConfig, tmp_path / "vae").data.size == 32
     # the test set never reaches checkpoint selection: evaluating on the selection folder is refused
     r = run(cli.app, ["augment-eval", tmp_path / "run", "--data", tmp_path / "train", "--test", tmp_path / "val",
                       "--out", tmp_path / "leak", "--subsets", "8", "--ratios", "1", "--folds", 2])
     assert r.exit_code != 0 and "checkpoint selection" in r.output and not (tmp_path / "leak").exists()
     assert len(list(csv.reader(open(tmp_path / "run" / "log.csv")))) >= 3  # header + 2 steps
-    ds = LDMImageDataset(tmp_path / "train", size=32)
+    ds = open_ldm_images(tmp_path / "train", size=32)
     z = ldm.vae.encode(ds.stack()).latent_dist.mean * ldm.scaling_factor
     assert abs(z.std().item() - 1) < 1e-3  # scaling factor = 1 / std of the training latents
     with pytest.raises(LatentmedError, match="other images"):
-        load_embeddings(tmp_path / "emb.safetensors", ldm.conditioner, ds.keys[::-1])
+        load_embeddings(tmp_path / "emb.safetensors", ldm.conditioner, ds.ids[::-1])
 
     r = run(cli.app, ["augment-eval", tmp_path / "run", "--data", tmp_path / "train", "--test", tmp_path / "test",
                       "--out", tmp_path / "rep", "--subsets", "8,16", "--ratios", "1,2", "--folds", 2,
@@ -78,4 +84,4 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     assert r.exit_code == 2 and "no VAE weights at" in r.output
     r = run(data_cli.app, ["shard", tmp_path / "train", "--out", tmp_path / "sh", "--shard-size", 10])
     assert r.exit_code == 0 and len(list((tmp_path / "sh").glob("*.tar"))) == 3
-    assert torch.equal(LDMImageDataset(tmp_path / "sh", size=32).stack(), ds.stack())
+    assert torch.equal(open_ldm_images(tmp_path / "sh", size=32).stack(), ds.stack())

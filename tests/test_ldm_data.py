@@ -1,4 +1,4 @@
-"""Folders, tar shards, preprocessing and labels CSVs for the latent diffusion data path."""
+"""The latent diffusion data path through the shared reader: folders, tar shards, per-image scaling, labels."""
 
 from __future__ import annotations
 
@@ -7,35 +7,45 @@ import pytest
 import torch
 from PIL import Image
 
+from latentmed.data import open_images, to_unit_range, write_shards
 from latentmed.data.phantoms.chest2d import generate_chest2d
+from latentmed.data.transforms import resize_center_crop
 from latentmed.errors import LatentmedError
-from latentmed.ldm.data import (LDMImageDataset, augment, center_crop_square, preprocess, read_labels_csv, to_8bit,
-                                write_shards)
+from latentmed.ldm.data import augment, folder_labels, open_ldm_images
 
 
 def test_folder_and_shards_give_the_same_samples(tmp_path):
     generate_chest2d(tmp_path / "d", n=7, size=32, seed=0)
     paths = write_shards(tmp_path / "d", tmp_path / "s", shard_size=3)
     assert [p.name for p in paths] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
-    folder, shards = LDMImageDataset(tmp_path / "d", size=32), LDMImageDataset(tmp_path / "s", size=32)
-    assert shards.is_shards and not folder.is_shards and len(folder) == len(shards) == 7
-    assert folder.keys == shards.keys
+    folder, shards = open_ldm_images(tmp_path / "d", size=32), open_ldm_images(tmp_path / "s", size=32)
+    assert len(folder) == len(shards) == 7
+    assert folder.ids == shards.ids == [f"chest_{i:04d}" for i in range(7)]  # the manifest's ids, both ways
     torch.testing.assert_close(folder.stack(), shards.stack())
-    assert shards.row(4)["cardiomegaly"] == folder.row(4)["cardiomegaly"]
+    assert shards.labels.loc["chest_0004", "cardiomegaly"] == folder.labels.loc["chest_0004", "cardiomegaly"]
     x = folder[0]["image"]
     assert x.shape == (1, 32, 32) and x.min() >= -1 and x.max() <= 1
+    # the manifest lists images only: the masks/ beside them are not read as images
+    assert len(open_images(tmp_path / "d")) == 7
 
 
-def test_preprocessing_16bit_crop_resize_and_augment():
+def test_per_image_scaling_16bit_crop_resize_and_augment(tmp_path):
     arr16 = (np.arange(60 * 40, dtype=np.uint16).reshape(60, 40) * 20)
-    a8 = to_8bit(arr16)
-    assert a8.dtype == np.uint8 and a8.min() == 0 and a8.max() == 255
-    assert center_crop_square(np.zeros((60, 40))).shape == (40, 40)
-    x = preprocess(a8, 16)
+    unit = to_unit_range(arr16, "image")  # DiNO-Diffusion: 16-bit rescaled by the image's own min-max
+    assert unit.min() == 0 and unit.max() == 1
+    assert np.array_equal(to_unit_range(np.array([[3, 200]], np.uint8), "image"), to_unit_range(np.array([[3, 200]],
+                                                                                                       np.uint8)))
+    x = resize_center_crop(torch.from_numpy(unit[None]) * 2 - 1, 16)
     assert x.shape == (1, 16, 16)
     # the centre crop of a vertical ramp keeps the middle rows: mean ~ the middle grey
     assert abs(x.mean().item()) < 0.05
-    img = preprocess(np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1)), 32)
+    d = tmp_path / "sixteen"
+    d.mkdir()
+    Image.fromarray(arr16[:40] // 8 + 1000).save(d / "a.png")  # a dim 16-bit image: at most 5000 of 65535
+    read = open_ldm_images(d, size=None).stack()  # per-image scaling: the dim 16-bit image spans [-1, 1]
+    assert read.min() == -1 and read.max() == 1
+    assert open_images(d).stack().max() < -0.8  # the dtype rule keeps it dark
+    img = torch.linspace(-1, 1, 32).repeat(1, 32, 1)
     out = augment(img, torch.Generator().manual_seed(0))
     assert out.shape == img.shape and out.abs().max() <= 1 + 1e-6 and not torch.equal(out, img)
     same = augment(img, torch.Generator().manual_seed(0))
@@ -47,15 +57,18 @@ def test_bad_inputs(tmp_path):
     d.mkdir()
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(d / "a.png")
     Image.fromarray(np.zeros((24, 20), np.uint8)).save(d / "b.png")
-    ds = LDMImageDataset(d, size=None)
-    with pytest.raises(LatentmedError, match="mixed sizes"):
-        ds.stack()
-    assert LDMImageDataset(d, size=16).stack().shape == (2, 1, 16, 16)  # with a size they are all cropped/resized
-    csv_path = generate_chest2d(tmp_path / "c", n=2, size=32)
+    with pytest.raises(LatentmedError, match="different sizes"):
+        open_ldm_images(d, size=None)
+    assert open_ldm_images(d, size=16).stack().shape == (2, 1, 16, 16)  # with a size they are all cropped/resized
+    root = generate_chest2d(tmp_path / "c", n=2, size=32)
+    ids = ["chest_0000", "chest_0001"]
+    assert folder_labels(root, ids, ["cardiomegaly", "effusion"]).shape == (2, 2)
     with pytest.raises(LatentmedError, match="no column.*'pneumonia'.*cardiomegaly"):
-        read_labels_csv(csv_path, ["cardiomegaly", "pneumonia"])
+        folder_labels(root, ids, ["cardiomegaly", "pneumonia"])
     with pytest.raises(LatentmedError, match="0/1 labels"):
-        read_labels_csv(csv_path, ["ctr"])
+        folder_labels(root, ids, ["ctr"])
+    with pytest.raises(LatentmedError, match="embedding cache has 3 rows"):
+        open_ldm_images(root, size=32, tokens=torch.zeros(3, 1, 4))
     (tmp_path / "empty").mkdir()
     with pytest.raises(LatentmedError, match="no images found"):
-        LDMImageDataset(tmp_path / "empty")
+        open_ldm_images(tmp_path / "empty")

@@ -89,13 +89,23 @@ def test_unet_heads_have_32_channels_by_default_and_legacy_head_counts_load():
     """diffusers' ``attention_head_dim`` is a head COUNT; build_unet sizes heads by channels instead."""
     from latentmed.config import from_dict
     from latentmed.ldm.model import attention_heads, build_unet
-    from latentmed.ldm.training import LDMTrainSpec
+    from latentmed.ldm.training import LDMRunConfig
 
     unet = build_unet(4, 8, 16, block_out_channels=(32, 64))
     widths = {n: m.inner_dim // m.heads for n, m in unet.named_modules() if n.endswith("attn1")}
     assert widths and set(widths.values()) == {32}
     assert attention_heads((32, 64, 128), 32) == (1, 2, 4) and attention_heads((16,), 32) == (1,)
-    legacy = from_dict(LDMTrainSpec, {"attention_head_dim": 8})  # an older spec/YAML still loads, same meaning
-    assert legacy.attention_head_dim == 8 and LDMTrainSpec().attention_head_dim is None
+    legacy = from_dict(LDMRunConfig, {"model": {"attention_head_dim": 8}})  # an older config still loads, same meaning
+    assert legacy.model.attention_head_dim == 8 and LDMRunConfig().model.attention_head_dim is None
     old = build_unet(4, 8, 16, block_out_channels=(32, 64), num_heads=8)
     assert {m.heads for n, m in old.named_modules() if n.endswith("attn1")} == {8}
+
+
+def test_fid_selection_without_heldout_images_is_a_clear_error(tmp_path):
+    """train.eval_every needs eval.heldout (checkpoint selection on a validation split), said before any work."""
+    from latentmed.ldm.training import LDMRunConfig, LDMTrainConfig, train_ldm
+
+    cfg = LDMRunConfig(train=LDMTrainConfig(eval_every=2))
+    with pytest.raises(LatentmedError, match=r"eval_every=2 .*--heldout DIR \(eval.heldout\)"):
+        train_ldm(cfg, tmp_path / "run", vae=tmp_path / "novae", conditioner="tiny")
+    assert cfg.train.eval_every == 2 and cfg.train.select_metric == "fid" and not (tmp_path / "run").exists()

@@ -53,3 +53,5 @@ def test_classification_bad_input():
         cl.confusion([], [])
     with pytest.raises(LatentmedError, match="numeric"):
         cl.mae(["a", "b"], ["a", "b"])
+    with pytest.raises(LatentmedError, match="map the labels to integers"):  # the classes keep tensor states
+        cl.MacroF1().update(["a", "b"], ["a", "b"])

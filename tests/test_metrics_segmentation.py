@@ -26,7 +26,7 @@ def test_scores_match_sklearn_and_counts(shape):
     truth = _blobs(rng, shape, 3)
     pred = truth ^ (rng.random(truth.shape) < 0.15)  # correlated prediction
     pred[2] = _blobs(rng, shape, 1)[0]  # and an unrelated one
-    scores = seg.segmentation_scores(torch.from_numpy(truth), pred.astype(np.float32), batched=True)
+    scores = seg.segmentation_scores(torch.from_numpy(truth), pred.astype(np.float32))
     for i in range(3):
         t, p = truth[i].ravel(), pred[i].ravel()
         tn, fp, fn, tp = confusion_matrix(t, p, labels=[False, True]).ravel()
@@ -36,19 +36,19 @@ def test_scores_match_sklearn_and_counts(shape):
         np.testing.assert_allclose(scores["specificity"][i], tn / (tn + fp))
         np.testing.assert_allclose(scores["nmi"][i], normalized_mutual_info_score(t, p), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(scores["cohen_kappa"][i], cohen_kappa_score(t, p), rtol=1e-9, atol=1e-12)
-        # unbatched call on one sample gives the same 0-d values
-        single = seg.segmentation_scores(truth[i], pred[i])
-        assert single["dice"].ndim == 0
-        np.testing.assert_allclose(single["nmi"], scores["nmi"][i])
-    counts = seg.confusion_counts(truth, pred, batched=True)
+        # a batch of one sample gives the same values
+        single = seg.segmentation_scores(truth[i][None], pred[i][None])
+        assert single["dice"].shape == (1,)
+        np.testing.assert_allclose(single["nmi"][0], scores["nmi"][i])
+    counts = seg.confusion_counts(truth, pred)
     assert counts["tp"].dtype == torch.int64 and counts["tp"].shape == (3,)
 
 
 def test_argument_order_truth_then_pred():
-    truth = np.zeros((10, 10), bool)
-    truth[2:6, 2:6] = True  # 16 voxels
-    pred = np.zeros((10, 10), bool)
-    pred[2:8, 2:6] = True  # 24 voxels, covers the truth
+    truth = np.zeros((1, 10, 10), bool)
+    truth[0, 2:6, 2:6] = True  # 16 voxels
+    pred = np.zeros((1, 10, 10), bool)
+    pred[0, 2:8, 2:6] = True  # 24 voxels, covers the truth
     assert seg.sensitivity(truth, pred) == 1.0  # nothing missed
     np.testing.assert_allclose(seg.sensitivity(pred, truth), 16 / 24)  # swapped = precision
     np.testing.assert_allclose(seg.specificity(truth, pred), 76 / 84)
@@ -62,9 +62,9 @@ def test_dice_matches_monai():
     truth = torch.from_numpy(_blobs(rng, (12, 12, 12), 4))
     pred = torch.from_numpy(_blobs(rng, (12, 12, 12), 4))
     monai_dice = DiceMetric(include_background=True, reduction="none")(pred[:, None].float(), truth[:, None].float())
-    ours = seg.dice(truth[:, None], pred[:, None], batched=True)  # channel axis of size 1 is fine
+    ours = seg.dice(truth[:, None], pred[:, None])  # channel axis of size 1 is fine
     np.testing.assert_allclose(ours, monai_dice[:, 0].double(), rtol=1e-6)
-    acc = seg.Dice(batched=True)
+    acc = seg.Dice()
     acc.update(truth[:2], pred[:2])
     acc.update(truth[2:], pred[2:])
     np.testing.assert_allclose(acc.compute(), monai_dice.mean().double(), rtol=1e-6)
@@ -82,20 +82,20 @@ def test_hausdorff95_matches_monai():
     pred = _blobs(rng, (16, 18, 14), 2)
     ref = compute_hausdorff_distance(torch.from_numpy(pred)[:, None], torch.from_numpy(truth)[:, None],
                                      include_background=True, percentile=95, spacing=[1.0, 2.0, 0.5])
-    ours = seg.hausdorff95(truth, pred, batched=True, spacing=[1.0, 2.0, 0.5])
+    ours = seg.hausdorff95(truth, pred, spacing=[1.0, 2.0, 0.5])
     np.testing.assert_allclose(ours, ref[:, 0].double(), rtol=1e-5)
-    assert seg.hausdorff95(truth[0], truth[0]) == 0
+    assert (seg.hausdorff95(truth, truth) == 0).all()
 
 
 def test_empty_masks_documented_values():
-    empty = np.zeros((8, 8), bool)
-    full = np.ones((8, 8), bool)
+    empty = np.zeros((1, 8, 8), bool)
+    full = np.ones((1, 8, 8), bool)
     s = seg.segmentation_scores(empty, empty, hausdorff=True)
     assert all(s[k] == 1 for k in ("dice", "volumetric_similarity", "sensitivity", "specificity",
                                    "nmi", "cohen_kappa"))
     assert s["hausdorff95"] == 0
     some = empty.copy()
-    some[2:4, 2:4] = True
+    some[0, 2:4, 2:4] = True
     s = seg.segmentation_scores(empty, some, hausdorff=True)
     assert s["dice"] == 0 and s["sensitivity"] == 1 and s["specificity"] == 60 / 64
     assert s["nmi"] == 0 and s["hausdorff95"] == float("inf")
@@ -107,13 +107,15 @@ def test_empty_masks_documented_values():
 
 
 def test_bad_input():
-    m2 = np.zeros((8, 8))
+    m2 = np.zeros((2, 8, 8))
     with pytest.raises(LatentmedError, match="binary"):
         seg.dice(m2, m2 + 0.5)
     with pytest.raises(LatentmedError, match="shape"):
         seg.dice(np.zeros((4, 8, 8)), np.zeros((8, 8)))
-    with pytest.raises(LatentmedError, match="too small"):
-        seg.dice(np.zeros(8), np.zeros(8), batched=True)
+    with pytest.raises(LatentmedError, match=r"expected a batch \[B, H, W\].*mask\[None\]"):
+        seg.dice(np.zeros((8, 8)), np.zeros((8, 8)))  # one 2D mask without its batch axis
+    with pytest.raises(LatentmedError, match="expected a batch"):
+        seg.segmentation_scores(np.zeros((2, 3, 8, 8, 8)), np.zeros((2, 3, 8, 8, 8)))  # 3 channels
     with pytest.raises(LatentmedError, match="spacing"):
         seg.hausdorff95(m2, m2, spacing=[1, 2, 3])
 
@@ -121,10 +123,10 @@ def test_bad_input():
 def test_segmentation_scores_class_accumulates():
     rng = np.random.default_rng(3)
     truth, pred = _blobs(rng, (10, 10), 4), _blobs(rng, (10, 10), 4)
-    acc = seg.SegmentationScores(batched=True)
+    acc = seg.SegmentationScores()
     acc.update(truth[:1], pred[:1])
     acc.update(truth[1:], pred[1:])
-    full = seg.segmentation_scores(truth, pred, batched=True)
+    full = seg.segmentation_scores(truth, pred)
     out = acc.compute()
     assert set(out) == set(seg.SEGMENTATION_METRICS)
     for key in out:

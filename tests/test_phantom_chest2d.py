@@ -20,7 +20,7 @@ def _ctr_from_png(path) -> float:
 
 
 def test_generate_files_and_ctr_ground_truth(tmp_path):
-    csv_path = generate_chest2d(tmp_path / "c", n=24, size=64, seed=3)
+    csv_path = generate_chest2d(tmp_path / "c", n=24, size=64, seed=3) / "labels.csv"
     rows = list(csv.DictReader(open(csv_path)))
     assert len(rows) == 24
     assert {"id", "image", "mask", "cardiomegaly", "effusion", "opacity", "ctr"} <= set(rows[0])
@@ -46,7 +46,7 @@ def test_generate_files_and_ctr_ground_truth(tmp_path):
     # same seed -> identical files
     again = generate_chest2d(tmp_path / "d", n=2, size=64, seed=3)
     a = np.asarray(Image.open(csv_path.parent / rows[1]["image"]))
-    b = np.asarray(Image.open(again.parent / "images" / f"{rows[1]['id']}.png"))
+    b = np.asarray(Image.open(again / "images" / f"{rows[1]['id']}.png"))
     np.testing.assert_array_equal(a, b)
 
 
@@ -68,7 +68,7 @@ def test_effusion_removes_aerated_lateral_base_and_opacity_brightens_lung():
 
 def test_sixteen_bit_and_errors(tmp_path):
     p = generate_chest2d(tmp_path, n=1, size=32, bit_depth=16)
-    assert np.asarray(Image.open(p.parent / "images" / "chest_0000.png")).max() > 255
+    assert np.asarray(Image.open(p / "images" / "chest_0000.png")).max() > 255
     with pytest.raises(LatentmedError, match="bit_depth"):
         generate_chest2d(tmp_path, n=1, bit_depth=12)
     with pytest.raises(LatentmedError, match="heart"):

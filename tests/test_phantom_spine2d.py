@@ -52,6 +52,21 @@ def test_fracture_is_visible_and_levels_differ_in_size():
         render_spine2d(0.1, "X9", 64, 0)
 
 
+def test_crop_jitter_moves_the_centre_vertebra_and_keeps_its_grade():
+    def offset(info):  # distance of the graded vertebra from the image centre, in body heights
+        return np.hypot(*(np.array(info["centre_px"]) - 16)) * info["pixel_mm"] / info["reference_height_mm"]
+
+    plain = [render_spine2d(0.3, "L1", 32, s)[1] for s in range(16)]
+    jittered = [render_spine2d(0.3, "L1", 32, s, jitter=0.4)[1] for s in range(16)]
+    far = max(offset(i) for i in plain)
+    assert sum(offset(i) > far for i in jittered) >= 4 and max(offset(i) for i in jittered) > far + 0.2
+    assert all(abs(i["measured_height_loss"] - 0.3) < 0.03 and i["genant"] == 2 for i in jittered)
+    # jitter=0 draws nothing: the default images are unchanged
+    assert np.array_equal(render_spine2d(0.3, "L1", 32, 5)[0], render_spine2d(0.3, "L1", 32, 5, jitter=0.0)[0])
+    with pytest.raises(LatentmedError, match="jitter"):
+        render_spine2d(0.3, "L1", 32, 5, jitter=1.5)
+
+
 def _rows(path):
     with open(path / "labels.csv") as fh:
         return list(csv.DictReader(fh))

@@ -2,11 +2,10 @@ import csv
 
 import nibabel as nib
 import numpy as np
-import typer
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from latentmed.cli.shape import phantom_spine3d
+from latentmed.cli.phantom import app as phantom_app
 from latentmed.data.phantoms.spine3d import (
     CSV_COLUMNS,
     PARTS,
@@ -20,17 +19,18 @@ from latentmed.shape.volumes import list_masks, simulate_thick_slices
 
 
 def test_generate_writes_binary_niftis_parts_and_labels(tmp_path):
-    csv_path = generate_spine3d(tmp_path, 6, size=32, seed=0)
+    csv_path = generate_spine3d(tmp_path, 6, size=32, seed=0) / "labels.csv"
     rows = list(csv.DictReader(open(csv_path)))
     assert [r["level"] for r in rows] == ["L1", "L2", "L3", "L4", "L5", "L1"]
     assert [r["individual"] for r in rows] == ["0"] * 5 + ["1"]
     assert len({r["person"] for r in rows[:5]}) == 1 and rows[5]["person"] != rows[0]["person"]
     assert tuple(rows[0]) == CSV_COLUMNS
-    assert [p.name for p in list_masks(tmp_path)] == [r["file"] for r in rows]  # parts/ is not listed
+    assert [p.name for p in list_masks(tmp_path)] == [r["mask"] for r in rows]  # parts/ is not listed
     for r in rows:
-        img = nib.load(str(tmp_path / r["file"]))
+        assert r["id"] + ".nii.gz" == r["mask"] and tmp_path / r["parts"] == parts_path(tmp_path / r["mask"])
+        img = nib.load(str(tmp_path / r["mask"]))
         data = np.asanyarray(img.dataobj)
-        parts = np.asanyarray(nib.load(str(parts_path(tmp_path / r["file"]))).dataobj)
+        parts = np.asanyarray(nib.load(str(parts_path(tmp_path / r["mask"]))).dataobj)
         assert data.shape == parts.shape == (32, 32, 32)
         assert set(np.unique(data)) == {0, 1}
         assert np.array_equal(parts > 0, data > 0) and parts.max() <= max(PARTS)
@@ -92,12 +92,13 @@ def test_deterministic_by_seed(tmp_path):
 
 
 def test_cli_command(tmp_path):
-    app = typer.Typer()
-    app.command()(phantom_spine3d)
-    res = CliRunner().invoke(app, [str(tmp_path / "out"), "--n", "2", "--size", "16", "--seed", "1"])
+    res = CliRunner().invoke(phantom_app, ["spine3d", str(tmp_path / "out"), "--n", "2", "--size", "16", "--seed", "1"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / "labels.csv").is_file()
     assert len(list((tmp_path / "out").glob("*.nii.gz"))) == 2
     assert len(list((tmp_path / "out" / "parts").glob("*.nii.gz"))) == 2
-    bad = CliRunner().invoke(app, [str(tmp_path / "bad"), "--n", "0"])
+    assert (tmp_path / "out" / "phantom.json").is_file()
+    again = CliRunner().invoke(phantom_app, ["spine3d", str(tmp_path / "out"), "--n", "2", "--size", "16"])
+    assert again.exit_code == 2 and "not empty" in again.output  # a finished data set is not overwritten
+    bad = CliRunner().invoke(phantom_app, ["spine3d", str(tmp_path / "bad"), "--n", "0"])
     assert bad.exit_code == 2

@@ -141,7 +141,7 @@ def test_shape_and_vae_training_ignore_the_global_seed(tmp_path):
 
     from latentmed.data.phantoms.chest2d import generate_chest2d
     from latentmed.data.phantoms.spine3d import generate_spine3d
-    from latentmed.ldm.training import VAETrainSpec, train_vae
+    from latentmed.ldm.training import LDMDataConfig, VAEModelConfig, VAERunConfig, train_vae
     from latentmed.shape.training import load_run_config, train_shape_model
     from latentmed.train import TrainConfig
 
@@ -156,9 +156,10 @@ def test_shape_and_vae_training_ignore_the_global_seed(tmp_path):
         res = train_shape_model("vae", tmp_path / "hq", tmp_path / f"shape{i}", cfg, image_size=16)
         shapes.append({k: v.clone() for k, v in res.ema_model.state_dict().items()})
         torch.manual_seed(noise)
-        spec = VAETrainSpec(image_size=32, block_out_channels=(16, 32), latent_channels=2,
-                            train=TrainConfig(steps=1, batch_size=2, progress=False, checkpoint_every=0))
-        vae = train_vae(tmp_path / "chest", tmp_path / f"vae{i}", spec)
+        spec = VAERunConfig(model=VAEModelConfig(block_out_channels=(16, 32), latent_channels=2),
+                            train=TrainConfig(steps=1, batch_size=2, progress=False, checkpoint_every=0),
+                            data=LDMDataConfig(path=str(tmp_path / "chest"), size=32))
+        vae = train_vae(spec, tmp_path / f"vae{i}")
         vaes.append({k: v.clone() for k, v in vae.state_dict().items()})
     for a, b in (shapes, vaes):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

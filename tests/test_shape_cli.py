@@ -48,7 +48,13 @@ def test_degrade_file_and_folder(trained):
 
 def test_train_refine_sample_evaluate(trained, tmp_path):
     run = trained / "run"
-    assert (run / "model" / "config.json").is_file() and json.loads((run / "run.json").read_text())["n_train"] == 4
+    assert (run / "model" / "config.json").is_file() and not (run / "run.json").exists()
+    from latentmed.config import load_run_config
+    from latentmed.shape.training import ShapeRunConfig
+
+    saved = load_run_config(ShapeRunConfig, run)  # the run's one config.yaml, resolved
+    assert saved.kind == "lsd-ebm" and saved.data.path == str(trained / "hq") and saved.train.steps == 2
+    assert saved.model["image_size"] == 16 and saved.model["num_steps"] == 3 and saved.objective.kl_weight == 0.0
     _ok(runner.invoke(shape_cli.app, ["refine", str(run), "--input", str(trained / "coarse"),
                                       "--out", str(tmp_path / "refined"), "--steps", "2"]))
     refined = sorted((tmp_path / "refined").glob("*.nii.gz"))
@@ -64,7 +70,7 @@ def test_train_refine_sample_evaluate(trained, tmp_path):
     # the input row equals the metrics helper called as (truth, pred)
     names, coarse, truth = load_pairs(trained / "coarse", trained / "hq", 16)
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    ref = segmentation_scores(torch.from_numpy(truth), torch.from_numpy(coarse), batched=True)
+    ref = segmentation_scores(torch.from_numpy(truth), torch.from_numpy(coarse))
     assert summary["metrics"]["input"]["sensitivity"]["mean"] == pytest.approx(float(ref["sensitivity"].mean()))
     assert summary["metrics"]["input"]["dice"]["mean"] == pytest.approx(float(ref["dice"].mean()))
 

@@ -13,9 +13,9 @@ from latentmed.shape.models import (
     ShapeVAE,
     VAEConfig,
     bernoulli_nll,
-    gaussian_kl,
     load_shape_model,
 )
+from latentmed.shape.objectives import ShapeObjectiveConfig, gaussian_kl, shape_objective
 from latentmed.nn.layers import timestep_embedding
 
 TINY = dict(image_size=16, latent_dim=6, base_channels=4, max_channels=8)
@@ -77,14 +77,15 @@ def test_encoder_has_separate_mean_and_logvar_heads():
     assert mean.shape == logvar.shape == (3, 6) and not torch.allclose(mean, logvar)
 
 
-@pytest.mark.parametrize("cls,cfg", [
-    (ShapeVAE, VAEConfig(**TINY)),
-    (ShapeLEBM, LEBMConfig(**TINY, energy_hidden=16, energy_layers=2, prior_steps=3, posterior_steps=2)),
-    (LSDEBM, LSDEBMConfig(**TINY, energy_hidden=16, energy_layers=2, time_dim=8, num_steps=3, langevin_steps=2)),
+@pytest.mark.parametrize("kind,cls,cfg", [
+    ("vae", ShapeVAE, VAEConfig(**TINY)),
+    ("lebm", ShapeLEBM, LEBMConfig(**TINY, energy_hidden=16, energy_layers=2, prior_steps=3, posterior_steps=2)),
+    ("lsd-ebm", LSDEBM, LSDEBMConfig(**TINY, energy_hidden=16, energy_layers=2, time_dim=8, num_steps=3,
+                                     langevin_steps=2)),
 ])
-def test_per_sample_loss_and_gradients(cls, cfg):
+def test_per_sample_loss_and_gradients(kind, cls, cfg):
     model = cls(cfg)
-    loss, logs = model(_masks())
+    loss, logs = shape_objective(kind)(model, {"x": _masks()}, 0)
     assert loss.shape == (3,) and torch.isfinite(loss).all() and "bce" in logs
     loss.mean().backward()
     assert model.decoder.fc.weight.grad.abs().sum() > 0
@@ -99,8 +100,65 @@ def test_per_sample_loss_and_gradients(cls, cfg):
         model(torch.zeros(1, 1, 8, 8, 8))
 
 
+def test_objectives_equal_algorithm_1_written_out():
+    """Same seed, same draws: the objectives' per-sample losses equal the losses built from the models' pieces
+    (LSD-EBM: the forward chain's ``a z_t`` against the reverse Langevin sample; VAE: the ELBO per voxel)."""
+    import copy
+
+    x, voxels = _masks(), 16 ** 3
+    model = _lsd()
+    twin = copy.deepcopy(model)  # spectral norm's power iteration moves on every training-mode call
+    torch.manual_seed(5)
+    loss, logs = shape_objective("lsd-ebm", ShapeObjectiveConfig(kl_weight=0.3, ebm_weight=0.5))(twin, {"x": x}, 7)
+    torch.manual_seed(5)
+    mean, logvar = model.encode(x)
+    z0 = model.reparameterize(mean, logvar)
+    nll = bernoulli_nll(model.decoder(z0), x)
+    t = torch.randint(0, 4, (3,))
+    z_pos = model.diffuse(z0.detach(), t)
+    y_neg = model.reverse_sample(model.forward_step(z_pos, t), t)
+    gap = model.energy((1 - model.sigma2[t][:, None]).sqrt() * z_pos, t) - model.energy(y_neg, t)
+    assert torch.equal(loss, (nll + 0.3 * gaussian_kl(mean, logvar)) / voxels + 0.5 * gap)
+    assert logs == pytest.approx({"bce": nll.mean().item() / voxels, "kl": gaussian_kl(mean, logvar).mean().item(),
+                                  "energy_gap": gap.mean().item()})
+    vae = ShapeVAE(VAEConfig(**TINY))
+    torch.manual_seed(5)
+    loss = shape_objective("vae")(vae, {"x": x}, 0)[0]  # kl_weight 1: the ELBO
+    torch.manual_seed(5)
+    mean, logvar = vae.encode(x)
+    elbo = bernoulli_nll(vae.decoder(vae.reparameterize(mean, logvar)), x) + gaussian_kl(mean, logvar)
+    assert torch.equal(loss, elbo / voxels)
+    with pytest.raises(LatentmedError, match="no encoder and no KL"):
+        shape_objective("lebm", ShapeObjectiveConfig(kl_weight=0.1))
+
+
+def test_run_config_resolves_the_loss_weights_per_model(tmp_path):
+    from latentmed.shape.training import ShapeRunConfig, load_run_config, train_shape_model
+
+    resolved = {k: ShapeObjectiveConfig().resolved(k) for k in ("vae", "lebm", "lsd-ebm")}
+    assert [(c.kl_weight, c.ebm_weight) for c in resolved.values()] == [(1.0, None), (None, 1.0), (0.0, 1.0)]
+    with pytest.raises(LatentmedError, match="no energy"):
+        ShapeObjectiveConfig(ebm_weight=2.0).resolved("vae")
+    with pytest.raises(LatentmedError, match="differs from the model to train"):
+        train_shape_model("vae", tmp_path, tmp_path / "run", ShapeRunConfig(kind="lebm"))
+    with pytest.raises(LatentmedError, match="write objective.kl_weight instead"):
+        load_run_config(None, ["kind=vae", "model.kl_weight=0.5"]).model_config()
+
+
+def test_folders_saved_with_loss_weights_in_the_model_config_still_load(tmp_path):
+    """Before issue 12 config.json held kl_weight / ebm_weight; they are the run's objective section now."""
+    from latentmed.io import read_json, write_json
+
+    model = _lsd().eval()
+    model.save_pretrained(tmp_path / "m")
+    meta = read_json(tmp_path / "m" / "config.json")
+    write_json(tmp_path / "m" / "config.json", {**meta, "kl_weight": 0.0, "ebm_weight": 1.0})
+    loaded = load_shape_model(tmp_path / "m")
+    assert loaded.config == model.config
+
+
 def test_energy_term_does_not_train_the_encoder():
-    model = _lsd(kl_weight=0.0)
+    model = _lsd()
     torch.manual_seed(0)
     mean, logvar = model.encode(_masks())
     z0 = model.reparameterize(mean, logvar)

@@ -35,7 +35,7 @@ def test_load_mask_bad_inputs(tmp_path):
     with pytest.raises(LatentmedError, match="empty"):
         load_mask(_save(tmp_path / "empty.nii.gz", np.zeros((8, 8, 8), np.uint8)))
     (tmp_path / "broken.nii.gz").write_bytes(b"not a nifti at all")
-    with pytest.raises(LatentmedError, match="cannot read as NIfTI"):
+    with pytest.raises(LatentmedError, match="cannot read NIfTI"):
         load_mask(tmp_path / "broken.nii.gz")
     with pytest.raises(LatentmedError, match="3D"):
         load_mask(_save(tmp_path / "flat.nii.gz", np.ones((4, 4), np.uint8)))

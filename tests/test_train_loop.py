@@ -30,7 +30,7 @@ def make_model():
     return torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
 
 
-def loss_fn(model, batch):
+def loss_fn(model, batch, step):
     noise = torch.randn_like(batch["y"]) * 0.01  # uses the per-step seed
     return (model(batch["x"]) - batch["y"] - noise).pow(2).mean(1)
 
@@ -82,11 +82,48 @@ def test_grad_accumulation_matches_big_batch(tmp_path):
 
 
 def test_nonfinite_loss_is_clear(tmp_path):
-    def bad(model, batch):
+    def bad(model, batch, step):
         return model(batch["x"]).mean(1) * float("nan")
 
     with pytest.raises(LatentmedError, match="lower train.lr"):
         train(make_model(), bad, Data(), TrainConfig(**CFG), tmp_path, save_model=False)
+
+
+class Saving(torch.nn.Sequential):
+    def save_pretrained(self, directory):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), Path(directory) / "w.pt")
+
+
+def test_objective_gets_each_step_and_eval_fn_keeps_the_best(tmp_path):
+    """The loop passes the step to the objective; eval_fn every eval_every steps keeps the best EMA model
+    by the named metric (min), survives a resume, and leaves the caller's config untouched."""
+    seen, evals = [], []
+
+    def objective(model, batch, step):
+        seen.append(step)
+        return loss_fn(model, batch, step)
+
+    scores = {3: 5.0, 6: 2.0, 9: 4.0, 12: 3.0}  # best at step 6
+
+    def eval_fn(ema_model, step):
+        evals.append(step)
+        return {"score": scores[step], "other": 1.0}
+
+    cfg = TrainConfig(**{**CFG, "grad_accum": 2}, eval_every=3, select_metric="score")
+    model = Saving(*make_model())
+    r = train(model, objective, Data(), cfg, tmp_path, eval_fn=eval_fn, save_model=False)
+    assert seen == [k for k in range(12) for _ in range(2)] and evals == [3, 6, 9, 12]
+    assert r.best == {"metric": "score", "value": 2.0, "step": 6} and cfg.eval_every == 3
+    assert (tmp_path / "best" / "w.pt").is_file() and (tmp_path / "eval.csv").read_text().count("\n") == 5
+    # a resumed run compares against the saved best (step 6), not from scratch
+    cfg2 = TrainConfig(**{**CFG, "grad_accum": 2, "steps": 16}, eval_every=3, select_metric="score")
+    scores.update({15: 2.5})
+    r2 = train(Saving(*make_model()), objective, Data(), cfg2, tmp_path, eval_fn=eval_fn, save_model=False)
+    assert r2.best["step"] == 6 and r2.step == 16 and evals[-1] == 15
+    with pytest.raises(LatentmedError, match="select_metric='fid' is not among"):
+        train(Saving(*make_model()), objective, Data(), TrainConfig(**CFG, eval_every=3, select_metric="fid"),
+              tmp_path / "bad", eval_fn=eval_fn, save_model=False)
 
 
 def test_config_unknown_key_lists_valid_keys(tmp_path):

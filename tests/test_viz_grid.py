@@ -48,3 +48,21 @@ def test_row_labels_and_spinal_level_order(tmp_path):
         assert "1 labels for 2 rows" in str(exc)
     assert spinal_order(["L1", "T10", "T4", "L4", "T12", "C7"]) == ["C7", "T4", "T10", "T12", "L1", "L4"]
     assert spinal_order(["G0", "L1"]) is None
+
+
+def test_save_figure_writes_atomically_closes_and_reads_the_suffix(tmp_path):
+    from latentmed.viz import pyplot, save_figure
+    from latentmed.viz.latent import save_calibration
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, 1])
+    save_figure(fig, tmp_path / "f.svg")
+    assert (tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")  # format from the suffix
+    assert not plt.fignum_exists(fig.number)  # closed
+    fig, _ = plt.subplots()
+    save_figure(fig, tmp_path / "f.plot", dpi=50)  # no known format in the suffix: PNG
+    assert Image.open(tmp_path / "f.plot").format == "PNG"
+    # calibration plot from plain values: curves are callables, no grader needed
+    save_calibration([-1.0, 0.0, 2.0], [0, 1, 3], {"linear": lambda d: d + 1.0}, tmp_path / "cal.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cal.png", "f.plot", "f.svg"]

@@ -50,11 +50,6 @@ CALIBRATIONS = ["means:0,3", "poly:1:0,2,3", "poly:3:0,2,3"]
 GRADES = [-1, 0, 1, 2, 3, 4]
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.clamp(-1, 1) - b).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return float((10 * torch.log10(4 / mse)).mean())
-
-
 def run_demo(out: str | Path = "latentmed-demo", quick: bool = False, seed: int = 0,
              settings: DemoSettings | None = None) -> Path:
     """Run the demo into ``out`` and return the path of its ``report.md``."""
@@ -64,6 +59,7 @@ def run_demo(out: str | Path = "latentmed-demo", quick: bool = False, seed: int 
     from latentmed.data import open_images
     from latentmed.data.phantoms.spine2d import generate_spine2d
     from latentmed.latent import counterfactuals_from_run, evaluate_grader, fit_grader, save_latents
+    from latentmed.metrics.image import psnr
     from latentmed.viz import save_image_grid
 
     s = settings or (QUICK if quick else FULL)
@@ -119,8 +115,8 @@ def run_demo(out: str | Path = "latentmed-demo", quick: bool = False, seed: int 
     rec_rnd = dae.reconstruct(x, steps=s.decode_steps, inversion=False, generator=g)
     save_image_grid(torch.cat([x, rec_inv, rec_rnd]), out / "reconstructions.png", nrow=s.n_show,
                     row_labels=["input", "x_T inverted", "x_T random"])
-    facts["psnr_inversion_db"] = round(_psnr(rec_inv, x), 2)
-    facts["psnr_random_xT_db"] = round(_psnr(rec_rnd, x), 2)
+    facts["psnr_inversion_db"] = round(psnr(x, rec_inv.clamp(-1, 1)).mean().item(), 2)  # [-1, 1]: data_range 2
+    facts["psnr_random_xT_db"] = round(psnr(x, rec_rnd.clamp(-1, 1)).mean().item(), 2)
     labels = _labels(phantom / "labels.csv")
     g0 = next(i for i in dataset.ids if labels[i] == 0)
     g3 = next((i for i in dataset.ids if labels[i] == 3), dataset.ids[-1])
@@ -171,7 +167,7 @@ def run_config(s: DemoSettings, seed: int):
     """The demo's DAE run configuration (also printed as ``latentmed dae train`` options in the report)."""
     from latentmed.dae import DAERunConfig, DAETrainConfig, LatentTrainConfig, ObjectiveConfig
 
-    model = {"image_size": s.size, **({"enc_middle": True} if s.enc_middle else {})}
+    model = {"image_size": s.size, **({"encoder": {"middle": True}} if s.enc_middle else {})}
     return DAERunConfig(
         preset="tiny", model=model, objective=ObjectiveConfig(name="two-phase", phase1_fraction=s.phase1_fraction),
         train=DAETrainConfig(steps=s.dae_steps, batch_size=s.batch_size, lr=s.lr,

@@ -65,6 +65,40 @@ def read_json(path: str | os.PathLike) -> Any:
         raise LatentmedError(f"{path}: not valid JSON ({exc}).") from exc
 
 
+def write_image(array, path: str | os.PathLike) -> Path:
+    """Atomically save ``[H, W]`` / ``[H, W, C]`` as an image, format from the suffix (PNG keeps uint16).
+
+    The one image writer of the project (phantoms, masks, previews, grids).
+    """
+    import numpy as np
+    from PIL import Image
+
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.dtype not in (np.uint8, np.uint16) or (array.dtype == np.uint16 and array.ndim != 2):
+        raise LatentmedError(f"{path}: cannot save a {array.dtype} array of shape {array.shape} as an image; "
+                             "expected uint8 [H, W(, C)] or uint16 [H, W].")
+    fmt = Path(path).suffix.lstrip(".").upper().replace("JPG", "JPEG") or "PNG"
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format=fmt)
+    return Path(path)
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames=None) -> Path:
+    """Atomically write ``rows`` (dicts) as CSV; columns ``fieldnames`` or the first row's keys."""
+    import csv
+    import io
+
+    if not rows:
+        raise LatentmedError(f"{path}: no rows to write.")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fieldnames or rows[0]), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(path, buf.getvalue())
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)

@@ -66,7 +66,12 @@ class PretrainedMixin:
                                  f"Point to a folder saved by {cls.__name__}.save_pretrained.")
         meta.pop("_version", None)
         extra = meta.pop("_extra", {}) or {}
-        return from_dict(cls.config_class, meta, where=str(directory / CONFIG_NAME)), extra
+        return from_dict(cls.config_class, cls.upgrade_config(meta), where=str(directory / CONFIG_NAME)), extra
+
+    @classmethod
+    def upgrade_config(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        """The saved config mapping in today's layout (a subclass maps older layouts; default: unchanged)."""
+        return meta
 
     @classmethod
     def from_pretrained(cls: type[M], directory: str | os.PathLike, device: str | torch.device = "cpu") -> M:

@@ -130,8 +130,8 @@ def data_options(fn: F) -> F:
 
 @contextlib.contextmanager
 def data_notices_to_console():
-    """Show :class:`~latentmed.data.volumes.DataNotice` warnings as one ``Note:`` line each (others as usual)."""
-    from latentmed.data.volumes import DataNotice
+    """Show :class:`~latentmed.data.DataNotice` warnings as one ``Note:`` line each (others as usual)."""
+    from latentmed.data.notices import DataNotice
 
     previous = warnings.showwarning
 
@@ -151,3 +151,22 @@ def data_notices_to_console():
 def print_notice(message: str) -> None:
     """Print a data-layer notice (skipped file, resize, conversion) on one line."""
     console.print(f"Note: {message}", highlight=False, markup=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str):
+    """A transient bar on the CLI console; yields ``advance(n, total)``, the library's ``progress`` callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console, transient=True)
+    task = None
+
+    def advance(n: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            task = bar.add_task(description, total=total)
+        bar.advance(task, n)
+
+    with bar:
+        yield advance

@@ -16,13 +16,6 @@ app = typer.Typer(help="Diffusion autoencoders: train, encode (z_sem, x_T), reco
 DATA_HELP = "Images: a folder of PNG/JPEG/TIFF, a .npy/.npz (MedMNIST layout too), a NIfTI file or a DICOM series."
 
 
-def _open(data: Path, size: Optional[int], channels: int, read: Optional[dict] = None):
-    """open_images with the command's data-selection options; notices go to the console."""
-    from latentmed.data import open_images
-
-    return open_images(data, size=size, channels=channels, report=print_notice, **(read or {}))
-
-
 def _device(device: str) -> str:  # --device is resolved on parsing; kept for callers passing "auto"
     return resolve_device(device)
 
@@ -68,16 +61,8 @@ def train(data: Path = typer.Option(..., "--data", help=DATA_HELP),
     overrides += [f"data.path={data}", f"data.channels={channels}"]
     overrides += [f"data.{key}={value}" for key, value in (read or {}).items()]  # --axis etc. beat --set
     cfg = load_config(DAERunConfig, config, overrides)
-    from latentmed.dae.presets import preset_config
-
-    dataset = _open(data, cfg.data.size or preset_config(cfg.preset, **cfg.model).image_size, channels,
-                    cfg.data.read_options())
-    if labels is not None:
-        from latentmed.data import read_labels
-
-        read_labels(labels, ids=dataset.ids, id_column=id_column, strict=not allow_unmatched)
-    console.print(f"Training {cfg.preset} DAE ({cfg.objective.name}) on {len(dataset)} images -> {out}")
-    train_dae(cfg, out, dataset)
+    console.print(f"Training {cfg.preset} DAE ({cfg.objective.name}) on {data} -> {out}")
+    train_dae(cfg, out, labels=labels, id_column=id_column, allow_unmatched=allow_unmatched, report=print_notice)
     console.print(f"Done: {out}/model (EMA weights), {out}/log.csv")
 
 
@@ -96,15 +81,11 @@ def encode(run: Path = typer.Argument(..., help="DAE run folder."),
 
     Example: latentmed dae encode runs/spine --data spine/images --out latents.npz
     """
-    from latentmed.dae import encode_dataset, load_dae
-    from latentmed.latent.io import save_latents
+    from latentmed.latent.encode import encode_to_file
 
-    dae = load_dae(run, _device(device))
-    dataset = _open(data, dae.config.image_size, dae.config.in_channels, read)
-    enc = encode_dataset(dae, dataset, batch_size, steps if stochastic else 0)
-    x_T = enc["x_T"].numpy() if enc["x_T"] is not None else None
-    save_latents(out, enc["ids"], enc["z_sem"].numpy(), x_T, dae.model_id)
-    console.print(f"Wrote {out}: {len(enc['ids'])} latents of dim {enc['z_sem'].shape[1]}"
+    lat = encode_to_file(run, data, out, stochastic_steps=steps if stochastic else 0, batch_size=batch_size,
+                         read=read, device=_device(device), report=print_notice)
+    console.print(f"Wrote {out}: {len(lat.ids)} latents of dim {lat.z_sem.shape[1]}"
                   + (" with x_T" if stochastic else ""))
 
 
@@ -124,27 +105,10 @@ def reconstruct(run: Path = typer.Argument(..., help="DAE run folder."),
 
     Example: latentmed dae reconstruct runs/spine --data spine/images --out recon --steps 50
     """
-    import torch
-    from tqdm.auto import tqdm
+    from latentmed.dae.workflow import reconstruct_images
 
-    from latentmed.dae import load_dae
-    from latentmed.viz import save_image, save_image_grid, to_uint8
-
-    dae = load_dae(run, _device(device))
-    dataset = _open(data, dae.config.image_size, dae.config.in_channels, read)
-    n = min(limit, len(dataset))
-    items = [dataset[i] for i in range(n)]
-    x = torch.stack([it["image"] for it in items])
-    recs = []
-    gen = torch.Generator().manual_seed(seed)
-    for i in tqdm(range(0, n, 16), desc="reconstruct"):
-        recs.append(dae.reconstruct(x[i:i + 16], steps=steps, inversion=inversion, generator=gen).cpu())
-    rec = torch.cat(recs)
-    for it, r in zip(items, rec):
-        save_image(to_uint8(r)[0], Path(out) / f"{it['id']}.png")
-    save_image_grid(torch.cat([x, rec]), Path(out) / "grid.png", nrow=n)
-    mse = ((rec.clamp(-1, 1) - x) ** 2).flatten(1).mean(1)
-    psnr = (10 * torch.log10(4 / mse.clamp_min(1e-12))).mean().item()
+    psnr = reconstruct_images(run, data, out, steps=steps, inversion=inversion, limit=limit, seed=seed, read=read,
+                              device=_device(device), report=print_notice)
     console.print(f"Wrote {out}/grid.png (top: input, bottom: reconstruction). Mean PSNR {psnr:.2f} dB "
                   f"({'inversion' if inversion else 'random x_T'}, {steps} steps).")
 
@@ -162,19 +126,9 @@ def sample(run: Path = typer.Argument(..., help="DAE run folder with a latent DD
 
     Example: latentmed dae sample runs/spine --n 16 --out samples
     """
-    import torch
+    from latentmed.dae.workflow import sample_images
 
-    from latentmed.dae import load_dae, load_latent_ddim
-    from latentmed.viz import save_image, save_image_grid, to_uint8
-
-    dev = _device(device)
-    dae, latent = load_dae(run, dev), load_latent_ddim(run, dev)
-    gen = torch.Generator().manual_seed(seed)
-    z = latent.sample(n, latent_steps, generator=gen)
-    x = dae.decode(z, None, steps, generator=gen).cpu()
-    for i, img in enumerate(x):
-        save_image(to_uint8(img)[0], Path(out) / f"sample_{i:04d}.png")
-    save_image_grid(x, Path(out) / "grid.png")
+    sample_images(run, out, n=n, steps=steps, latent_steps=latent_steps, seed=seed, device=_device(device))
     console.print(f"Wrote {n} samples and {out}/grid.png")
 
 
@@ -194,26 +148,8 @@ def interpolate(run: Path = typer.Argument(..., help="DAE run folder."),
 
     Example: latentmed dae interpolate runs/spine s0001 s0002 --data spine/images --n 8 --out strip.png
     """
-    from latentmed.dae import load_dae
-    from latentmed.viz import save_image_grid
+    from latentmed.dae.workflow import interpolate_images
 
-    dae = load_dae(run, _device(device))
-    size, ch = dae.config.image_size, dae.config.in_channels
-    ds = _open(data, size, ch, read) if data is not None else None  # opened once: notices said once
-    pair = [_image(item, ds, data, size, ch, read) for item in (a, b)]
-    strip = dae.interpolate(pair[0], pair[1], n=n, steps=steps)
-    save_image_grid(strip.cpu(), out, nrow=n)
+    interpolate_images(run, a, b, out, data=data, n=n, steps=steps, read=read, device=_device(device),
+                       report=print_notice)
     console.print(f"Wrote {out}")
-
-
-def _image(item: str, ds, data: Optional[Path], size: int, channels: int, read: Optional[dict] = None):
-    from latentmed.errors import LatentmedError
-
-    if ds is not None:
-        if item not in ds.ids:
-            raise LatentmedError(f"id {item!r} not found in {data} ({len(ds)} images, e.g. {', '.join(ds.ids[:3])}).")
-        return ds[ds.ids.index(item)]["image"][None]
-    path = Path(item)
-    if not path.exists():
-        raise LatentmedError(f"{item}: no such file. Give an image file, or an id together with --data DIR.")
-    return _open(path, size, channels, read)[0]["image"][None]

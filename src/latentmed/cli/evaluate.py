@@ -12,19 +12,6 @@ from latentmed.cli._common import console, data_options, device_option, friendly
 app = typer.Typer(help="Evaluate DAE reconstructions and samples, and segmentation masks.", no_args_is_help=True)
 
 
-def _lpips(net: str, backbone: Optional[Path], weights: Optional[Path]):
-    if backbone is None and weights is None:
-        return None
-    from latentmed.metrics.image import LPIPS
-
-    return LPIPS.from_files(net, backbone, weights)
-
-
-def _meta_common(run: Path, dae, extractor_desc: str) -> dict:
-    return {"run": str(run), "model_id": dae.model_id, "image_size": dae.config.image_size,
-            "schedule": dae.config.schedule, "prediction": dae.config.prediction, "FID features": extractor_desc}
-
-
 @app.command("recon")
 @friendly_errors
 @data_options
@@ -49,30 +36,14 @@ def recon(
 
     Example: latentmed evaluate recon runs/spine --data heldout/ --steps 10,20,50 --out report/
     """
-    from latentmed.dae import load_dae
-    from latentmed.data import open_images
-    from latentmed.evaluation import evaluate_reconstruction, resolve_feature_extractor, write_report
+    from latentmed.evaluation.workflow import reconstruction_report
 
-    step_list = parse_list(steps, int, "--steps")
-    mode_list = parse_list(modes, str, "--modes")
-    dae = load_dae(run, device=device)
-    lp = _lpips(lpips_net, lpips_backbone, lpips_weights)
-    if lp is not None:
-        lp = lp.to(device)
-    extractor, desc = resolve_feature_extractor(fid, dae, str(inception) if inception else None)
-    if hasattr(extractor, "to"):
-        extractor = extractor.to(device)
-    dataset = open_images(data, size=dae.config.image_size, channels=dae.config.in_channels, report=print_notice,
-                          **(read or {}))
-    rows = evaluate_reconstruction(dae, dataset, steps=step_list, modes=mode_list, n=n or None,
-                                   batch_size=batch_size, seed=seed, lpips=lp, fid_extractor=extractor)
-    meta = {**_meta_common(run, dae, desc), "data": str(data), "n": rows[0].extra["n"], "seed": seed,
-            "LPIPS": f"{lpips_net} ({lpips_weights})" if lp is not None else "not computed (no weights given)"}
-    paths = write_report(out, "recon", "DAE reconstruction", [r.as_dict() for r in rows], meta=meta,
-                         notes=["stochastic: x_T ~ N(0, I); inversion: x_T by DDIM inversion on the same grid. "
-                                "PSNR on the [-1, 1] range (data_range 2)."])
-    console.print(Path(paths["markdown"]).read_text())
-    console.print(f"wrote {paths['markdown']} and {paths['json']}")
+    paths = reconstruction_report(run, data, out, steps=parse_list(steps, int, "--steps"),
+                                  modes=parse_list(modes, str, "--modes"), n=n or None, batch_size=batch_size,
+                                  seed=seed, fid=fid, inception=inception, lpips_net=lpips_net,
+                                  lpips_backbone=lpips_backbone, lpips_weights=lpips_weights, device=device,
+                                  read={**(read or {}), "report": print_notice})
+    _show(paths)
 
 
 @app.command("generation")
@@ -108,46 +79,13 @@ def generation(
 
     Example: latentmed evaluate generation runs/spine --data heldout/ --grader grader --labels heldout/labels.csv
     """
-    from latentmed.dae import load_dae, load_latent_ddim, load_run_config
-    from latentmed.data import open_images
-    from latentmed.errors import LatentmedError
-    from latentmed.evaluation import evaluate_generation, write_report
-    from latentmed.evaluation.generation import COLUMNS, NOTES
-    from latentmed.latent.io import load_grader
-    from latentmed.viz import save_image_grid
+    from latentmed.evaluation.workflow import generation_report
 
-    dae = load_dae(run, device=device)
-    latent = load_latent_ddim(run, device=device)
-    train_read = dict(read or {})
-    if train_data is None:
-        run_data = load_run_config(run).data if (run / "config.yaml").is_file() else None
-        if run_data is None or not run_data.path:
-            raise LatentmedError(f"{run}: no training data path recorded; pass the training images with "
-                                 "--train-data DIR.")
-        train_data, train_read = Path(run_data.path), {**run_data.read_options(), **(read or {})}  # as in training
-    size, channels = dae.config.image_size, dae.config.in_channels
-    held = open_images(data, size=size, channels=channels, report=print_notice, labels=labels, **(read or {}))
-    train = open_images(train_data, size=size, channels=channels, report=print_notice, **train_read)
-    truth = None
-    if labels is not None:
-        if column not in held.labels.columns:
-            raise LatentmedError(f"{labels}: no column {column!r}; columns are {list(held.labels.columns)}. "
-                                 "Pass --column.")
-        truth = held.labels[column].to_numpy(dtype=float)
-    g = load_grader(grader) if grader is not None else None
-    result = evaluate_generation(dae, latent, held, train, n=n or None, steps=steps, latent_steps=latent_steps, k=k,
-                                 pca_components=pca, grader=g, heldout_grades=truth, batch_size=batch_size,
-                                 seed=seed)
-    for source, images in result.images.items():
-        if images.ndim == 4:
-            save_image_grid(images[:64], out / f"samples_{source.split(' (')[0].replace(' ', '_')}.png", nrow=8)
-    meta = {"run": str(run), "model_id": dae.model_id, "held-out data": str(data), "training data": str(train_data),
-            **result.meta, "grader": str(grader) if grader else "none"}
-    columns = [c for c in COLUMNS if g is not None or c not in ("G2+", "grades")]
-    paths = write_report(out, "generation", "DAE generation: samples against held-out images", result.records(),
-                         columns=columns, meta=meta, notes=NOTES)
-    console.print(Path(paths["markdown"]).read_text())
-    console.print(f"wrote {paths['markdown']} and {paths['json']}")
+    paths = generation_report(run, data, out, train_data=train_data, n=n or None, steps=steps,
+                              latent_steps=latent_steps, k=k, pca=pca, grader=grader, labels=labels, column=column,
+                              batch_size=batch_size, seed=seed, device=device,
+                              read={**(read or {}), "report": print_notice})
+    _show(paths)
 
 
 @app.command("ppl")
@@ -171,25 +109,12 @@ def ppl(
 
     Example: latentmed evaluate ppl runs/spine --data heldout/ --pairs 8 --segments 100 --out report/
     """
-    from latentmed.dae import load_dae
-    from latentmed.data import open_images
-    from latentmed.evaluation import evaluate_interpolation_ppl, write_report
+    from latentmed.evaluation.workflow import ppl_report
 
-    dae = load_dae(run, device=device)
-    lp = _lpips(lpips_net, lpips_backbone, lpips_weights)
-    distance = lp.to(device) if lp is not None else "mse"
-    dataset = open_images(data, size=dae.config.image_size, channels=dae.config.in_channels, report=print_notice,
-                          **(read or {}))
-    row = evaluate_interpolation_ppl(dae, dataset, pairs=pairs, segments=segments, steps=steps, distance=distance,
-                                     batch_size=batch_size)
-    meta = {"run": str(run), "model_id": dae.model_id, "data": str(data), "pairs": pairs,
-            "distance": f"LPIPS {lpips_net}" if lp is not None else "MSE (no LPIPS weights given)"}
-    paths = write_report(out, "ppl", "DAE interpolation: perceptual path length",
-                         [{**row.setting, **row.metrics}], meta=meta,
-                         notes=["PPL = N * sum_i d(G(slerp(i/N)), G(slerp((i+1)/N))) over (z_sem, x_T), x_T by "
-                                "DDIM inversion.", f"per pair: {[round(v, 4) for v in row.extra['per_pair']]}"])
-    console.print(Path(paths["markdown"]).read_text())
-    console.print(f"wrote {paths['markdown']} and {paths['json']}")
+    paths = ppl_report(run, data, out, pairs=pairs, segments=segments, steps=steps, lpips_net=lpips_net,
+                       lpips_backbone=lpips_backbone, lpips_weights=lpips_weights, batch_size=batch_size,
+                       device=device, read={**(read or {}), "report": print_notice})
+    _show(paths)
 
 
 @app.command("segmentation")
@@ -206,17 +131,11 @@ def segmentation(
 
     Example: latentmed evaluate segmentation --truth masks/gt --pred masks/pred --out report/
     """
-    from latentmed.evaluation import evaluate_segmentation_folders, write_report
+    from latentmed.evaluation.workflow import segmentation_report
 
-    rows, means = evaluate_segmentation_folders(truth, pred, label=label, hausdorff=hausdorff,
-                                                strict=not allow_missing)
-    summary = {"case": f"mean (n={int(means['n'])})", **{k: v for k, v in means.items() if k in rows[0]}}
-    notes = ["Argument order (truth, prediction): SEN = TP/(TP+FN), SPEC = TN/(TN+FP). Empty masks: Dice 1 when "
-             "both are empty; HD95 is inf when one is (left out of the mean)."]
-    if means.get("hausdorff95_inf"):
-        notes.append(f"{int(means['hausdorff95_inf'])} case(s) with infinite HD95 (one mask empty).")
-    paths = write_report(out, "segmentation", "Segmentation", rows + [summary],
-                         meta={"truth": str(truth), "pred": str(pred), "label": label if label is not None else "binary"},
-                         notes=notes)
+    _show(segmentation_report(truth, pred, out, label=label, hausdorff=hausdorff, allow_missing=allow_missing))
+
+
+def _show(paths: dict) -> None:
     console.print(Path(paths["markdown"]).read_text())
     console.print(f"wrote {paths['markdown']} and {paths['json']}")

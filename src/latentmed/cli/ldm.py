@@ -1,4 +1,4 @@
-"""`latentmed ldm` commands (DiNO-Diffusion) and the `latentmed phantom chest2d` command function."""
+"""`latentmed ldm` commands (DiNO-Diffusion)."""
 
 from __future__ import annotations
 
@@ -12,39 +12,13 @@ app = typer.Typer(help="DiNO-Diffusion: latent diffusion conditioned on frozen D
                   no_args_is_help=True)
 
 
-@friendly_errors
-def phantom_chest2d(
-    out: Path = typer.Argument(..., help="Output folder (images/, masks/, labels.csv)."),
-    n: int = typer.Option(200, "--n", help="Number of images.", min=1),
-    size: int = typer.Option(64, "--size", help="Image side in pixels (>= 32).", min=1),
-    seed: int = typer.Option(0, "--seed", help="Random seed (image i uses rng([seed, i])).", min=0),
-) -> None:
-    """Chest-radiograph-like phantoms with lung/heart masks and multi-label clinical labels.
-
-    Example: latentmed phantom chest2d data/chest --n 500 --size 64
-    """
-    from latentmed.data.phantoms.chest2d import generate_chest2d
-
-    path = generate_chest2d(out, n=n, size=size, seed=seed, progress=True)
-    console.print(f"wrote {n} images, masks and {path}")
-
-
-def _spec(cls, config: Path | None, overrides: list[str] | None, base: dict):
-    """Spec defaults, then options (``base``), then the YAML ``config``, then ``--set KEY=VALUE`` overrides.
-
-    The spec's own training defaults (e.g. the VAE's lr and EMA decay) are kept under partial ``train`` keys.
-    """
-    from dataclasses import asdict
-
+def _run_config(cls, config: Path | None, overrides: list[str] | None, options: dict):
+    """The run config: its defaults, then the options (``{section: {key: value}}``; unset ones left out), then the
+    YAML ``config``, then the ``--set KEY=VALUE`` overrides."""
     from latentmed.config import load_config
 
-    base = {**base, "train": {**asdict(cls().train), **base.get("train", {})}}
+    base = {section: {k: v for k, v in keys.items() if v is not None} for section, keys in options.items()}
     return load_config(cls, config, list(overrides) if overrides else None, base=base)
-
-
-def _train_base(steps, batch_size, lr) -> dict:
-    out = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr}.items() if v is not None}
-    return {"train": out} if out else {}
 
 
 @app.command("train-vae")
@@ -59,18 +33,20 @@ def train_vae_cmd(
     steps: int = typer.Option(None, "--steps", min=1, show_default="500"),
     batch_size: int = typer.Option(None, "--batch-size", min=1, show_default="16"),
     lr: float = typer.Option(None, "--lr", min=0, show_default="1e-3"),
-    config: Path = typer.Option(None, "--config", help="YAML with VAETrainSpec keys."),
+    config: Path = typer.Option(None, "--config", help="YAML run config (sections: model, objective, train, data)."),
     overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE overrides, e.g. train.ema_decay=0.99."),
 ) -> None:
     """Train the VAE (reconstruction + KL); the latent scaling factor is computed from the data.
 
     Example: latentmed ldm train-vae data/chest --out runs/vae --size 64 --steps 500
     """
-    from latentmed.ldm.training import VAETrainSpec, train_vae
+    from latentmed.ldm.training import VAERunConfig, train_vae
 
-    base = {"image_size": size, "latent_channels": latent_channels, "kl_weight": kl_weight,
-            "block_out_channels": channels, **_train_base(steps, batch_size, lr)}
-    vae = train_vae(data, out, _spec(VAETrainSpec, config, overrides, base))
+    cfg = _run_config(VAERunConfig, config, overrides, {
+        "model": {"latent_channels": latent_channels, "block_out_channels": channels},
+        "objective": {"kl_weight": kl_weight}, "train": {"steps": steps, "batch_size": batch_size, "lr": lr},
+        "data": {"path": str(data), "size": size}})
+    vae = train_vae(cfg, out)
     console.print(f"VAE saved to {out / 'vae'} (scaling factor {vae.config.scaling_factor:.4f})")
 
 
@@ -88,15 +64,10 @@ def embed_cmd(
 
     Example: latentmed ldm embed data/chest --conditioner weights/dinov2-reg --out runs/emb.safetensors
     """
-    from latentmed.ldm.conditioner import load_conditioner
-    from latentmed.ldm.data import LDMImageDataset
-    from latentmed.ldm.training import embed_dataset, save_embeddings
+    from latentmed.ldm.training import embed_folder
 
-    cond = load_conditioner(conditioner, tokens)
-    ds = LDMImageDataset(data, size=size)
-    tok = embed_dataset(cond, ds, batch_size, progress=True)
-    save_embeddings(out, tok, cond, ds.keys)
-    console.print(f"{tuple(tok.shape)} tokens from {cond.source} -> {out}")
+    tok, source = embed_folder(data, out, conditioner, tokens=tokens, size=size, batch_size=batch_size, progress=True)
+    console.print(f"{tuple(tok.shape)} tokens from {source} -> {out}")
 
 
 @app.command("train")
@@ -108,8 +79,10 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", help="RUN folder (vae/, unet/, conditioner/, ldm.json)."),
     tokens: str = typer.Option("global", "--tokens", help="global or all."),
     embeddings: Path = typer.Option(None, "--embeddings", help="Token cache from `ldm embed`."),
-    heldout: Path = typer.Option(None, "--heldout", help="Held-out images for reconstruction-FID selection."),
-    fid_every: int = typer.Option(0, "--fid-every", help="Evaluate reconstruction FID every N steps (0: off).", min=0),
+    heldout: Path = typer.Option(None, "--heldout", help="Held-out images for reconstruction-FID selection "
+                                 "(eval.heldout; a validation split of the pool, never the test set)."),
+    fid_every: int = typer.Option(None, "--fid-every", help="Evaluate reconstruction FID every N steps and keep the "
+                                  "best checkpoint (train.eval_every; 0: off).", min=0, show_default="0"),
     size: int = typer.Option(64, "--size", min=1), channels: str = typer.Option("32,64", "--channels"),
     prediction: str = typer.Option("eps", "--prediction", help="eps (paper) or v."),
     cond_dropout: float = typer.Option(0.1, "--cond-dropout", help="Condition dropout for guidance.", min=0, max=1),
@@ -117,21 +90,23 @@ def train_cmd(
     steps: int = typer.Option(None, "--steps", min=1, show_default="1000"),
     batch_size: int = typer.Option(None, "--batch-size", min=1, show_default="16"),
     lr: float = typer.Option(None, "--lr", min=0, show_default="2e-4"),
-    config: Path = typer.Option(None, "--config", help="YAML with LDMTrainSpec keys."),
+    config: Path = typer.Option(None, "--config", help="YAML run config (sections: model, objective, train, data, "
+                                "eval)."),
     overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE overrides, e.g. train.grad_accum=4."),
 ) -> None:
     """Train the token-conditioned UNet in the VAE's latent space.
 
     Example: latentmed ldm train data/chest --vae runs/vae --conditioner tiny --out runs/ldm --steps 2000
     """
-    from latentmed.ldm.conditioner import load_conditioner
-    from latentmed.ldm.training import LDMTrainSpec, train_ldm
+    from latentmed.ldm.training import LDMRunConfig, train_ldm
 
-    base = {"image_size": size, "block_out_channels": channels, "prediction": prediction, "cond_dropout": cond_dropout,
-            "augment": augment, "fid_every": fid_every, **_train_base(steps, batch_size, lr)}
-    spec = _spec(LDMTrainSpec, config, overrides, base)
-    ldm = train_ldm(data, vae, load_conditioner(conditioner, tokens), out, spec, embeddings=embeddings,
-                    heldout=heldout)
+    cfg = _run_config(LDMRunConfig, config, overrides, {
+        "model": {"block_out_channels": channels},
+        "objective": {"prediction": prediction, "cond_dropout": cond_dropout},
+        "train": {"steps": steps, "batch_size": batch_size, "lr": lr, "eval_every": fid_every},
+        "data": {"path": str(data), "size": size, "augment": augment},
+        "eval": {"heldout": str(heldout) if heldout is not None else None}})
+    ldm = train_ldm(cfg, out, vae=vae, conditioner=conditioner, tokens=tokens, embeddings=embeddings)
     console.print(f"run saved to {out} ({ldm.config.extra})")
 
 
@@ -176,7 +151,7 @@ def augment_eval_cmd(
     strategy: str = typer.Option("reconstruction", "--strategy"),
     steps: int = typer.Option(20, "--steps", help="DDIM steps per synthetic image.", min=1),
     guidance: float = typer.Option(1.0, "--guidance", min=0),
-    arch: str = typer.Option("cnn", "--arch", help="cnn (small, CPU) or densenet121 (MONAI)."),
+    arch: str = typer.Option("small", "--arch", help="small (CPU CNN) or densenet121 (MONAI)."),
     classifier_size: int = typer.Option(32, "--classifier-size", min=1),
     epochs: int = typer.Option(15, "--epochs", min=1),
     min_steps: int = typer.Option(150, "--min-steps", help="Minimum classifier optimisation steps.", min=0),
@@ -193,7 +168,7 @@ def augment_eval_cmd(
     summary = augment_eval(load_ldm(run), data, test, parse_list(labels), out, subsets=parse_list(subsets, int),
                            ratios=parse_list(ratios, int), folds=folds, strategy=strategy, steps=steps,
                            guidance=guidance, arch=arch, classifier_size=classifier_size, epochs=epochs,
-                           min_steps=min_steps, seed=seed)
+                           min_steps=min_steps, seed=seed, progress=console.print)
     console.print((out / "table.md").read_text())
     console.print(f"memorisation: {summary['memorisation']}")
 
@@ -212,14 +187,7 @@ def grid_cmd(
 
     Example: latentmed ldm grid runs/ldm --data data/chest --out runs/ldm/grids
     """
-    from latentmed.ldm import load_ldm
-    from latentmed.ldm.data import LDMImageDataset
-    from latentmed.viz.ldm import interpolation_grid, reconstruction_grid
+    from latentmed.ldm.synthesis import write_grids
 
-    ldm = load_ldm(run)
-    ds = LDMImageDataset(data, size=ldm.image_size, channels=ldm.config.image_channels)
-    x = ds.stack(range(min(len(ds), 2 * n)))
-    reconstruction_grid(ldm, x[:n], out / "reconstruction.png", steps=steps, guidance=guidance, seed=seed)
-    interpolation_grid(ldm, x[:n // 2 or 1], x[n // 2 or 1:2 * (n // 2 or 1)], out / "interpolation.png",
-                       steps=steps, guidance=guidance, seed=seed)
-    console.print(f"wrote {out / 'reconstruction.png'} and {out / 'interpolation.png'}")
+    rec, interp = write_grids(run, data, out, n=n, steps=steps, guidance=guidance, seed=seed)
+    console.print(f"wrote {rec} and {interp}")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from latentmed.cli._common import console, friendly_errors, parse_list
+from latentmed.cli._common import console, friendly_errors, parse_list, progress_bar
 
 app = typer.Typer(help="Zero-shot segmentation by merging a diffusion UNet's self-attention maps (DiffSeg).",
                   no_args_is_help=True)
@@ -70,7 +70,9 @@ def zero_shot(
     from latentmed.segment.run import zero_shot as run_zero_shot
 
     cfg = _config(timestep, threshold, grid, iterations, refine, weighting, batch_size, seed, fp16)
-    summary = run_zero_shot(load_segmenter(run, cfg), data, out, size=size, limit=limit)
+    segmenter = load_segmenter(run, cfg)
+    with progress_bar("DiffSeg") as progress:
+        summary = run_zero_shot(segmenter, data, out, size=size, limit=limit, progress=progress)
     console.print(f"{summary['images']} images, {summary['segments_mean']:.1f} segments on average -> {out}/masks, "
                   f"{out}/overlays")
 
@@ -99,8 +101,10 @@ def sweep(
     from latentmed.segment.run import sweep as run_sweep
 
     cfg = _config(timestep, threshold, grid, iterations, refine, weighting, batch_size, seed, fp16)
-    result = run_sweep(load_segmenter(run, cfg), data, truth, out, timesteps=parse_list(timesteps, int, "--timesteps"),
-                       thresholds=parse_list(thresholds, float, "--thresholds"), structures=_structures(structures),
-                       baseline_k=baseline_k, size=size, limit=limit)
+    segmenter = load_segmenter(run, cfg)
+    with progress_bar("DiffSeg sweep") as progress:
+        result = run_sweep(segmenter, data, truth, out, timesteps=parse_list(timesteps, int, "--timesteps"),
+                           thresholds=parse_list(thresholds, float, "--thresholds"), structures=_structures(structures),
+                           baseline_k=baseline_k, size=size, limit=limit, progress=progress)
     console.print((out / "table.md").read_text())
     console.print(f"best: t={result['best']['timestep']}, threshold={result['best']['threshold']:g} -> {out}")

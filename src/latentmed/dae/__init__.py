@@ -1,11 +1,12 @@
 """Diffusion autoencoders: model, presets, objectives, latent DDIM and run training."""
 
+from latentmed.dae.encode import encode_dataset
 from latentmed.dae.latent_ddim import LatentDDIM, LatentDDIMConfig
 from latentmed.dae.model import DAEConfig, DiffusionAutoencoder, slerp
 from latentmed.dae.objectives import OBJECTIVES, DAEObjective, ObjectiveConfig
 from latentmed.dae.presets import PRESETS, preset_config
-from latentmed.dae.training import (DAERunConfig, DAETrainConfig, DataConfig, LatentTrainConfig, encode_dataset,
-                                    load_dae, load_latent_ddim, load_run_config, train_dae)
+from latentmed.dae.training import (DAERunConfig, DAETrainConfig, DataConfig, LatentTrainConfig, load_dae,
+                                    load_latent_ddim, load_run_config, train_dae)
 
 __all__ = [
     "DAEConfig", "DAEObjective", "DAERunConfig", "DAETrainConfig", "DataConfig", "DiffusionAutoencoder", "LatentDDIM",

@@ -8,7 +8,8 @@ captures the rest, and DDIM inversion of ``x0`` given ``z_sem`` gives the stocha
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,25 +22,29 @@ from latentmed.pretrained import PretrainedMixin
 from latentmed.train.accel import amp_autocast, check_precision, compile_module
 
 
-@dataclass
-class DAEConfig:
-    """Architecture and diffusion settings of a :class:`DiffusionAutoencoder` (DiffAE Table 7 names)."""
+#: Flat encoder keys of configs written before the encoder section (``enc_pool`` -> ``encoder.pool``); still read.
+LEGACY_ENCODER_KEYS = {"enc_channel_mult": "channel_mult", "enc_num_res_blocks": "num_res_blocks",
+                       "enc_attention_resolutions": "attention_resolutions", "enc_pool": "pool", "enc_middle": "middle"}
 
-    image_size: int = 64
-    in_channels: int = 1
-    model_channels: int = 64
-    channel_mult: tuple[int, ...] = (1, 2, 4, 8)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (16,)
-    num_heads: int = 4
-    dropout: float = 0.1
-    z_dim: int = 512
-    enc_channel_mult: tuple[int, ...] = (1, 2, 4, 8, 8)
-    enc_num_res_blocks: int = 2
-    enc_attention_resolutions: tuple[int, ...] = (16,)
-    enc_pool: str = "avg"
-    enc_middle: bool = False
-    dims: int = 2
+
+def upgrade_dae_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A DAE config mapping with the legacy flat ``enc_*`` keys moved into its ``encoder`` section."""
+    data = dict(data)
+    moved = {new: data.pop(old) for old, new in LEGACY_ENCODER_KEYS.items() if old in data}
+    if moved:
+        data["encoder"] = {**moved, **dict(data.get("encoder") or {})}
+    return data
+
+
+@dataclass
+class DAEConfig(UNetConfig):
+    """Architecture and diffusion settings of a :class:`DiffusionAutoencoder` (DiffAE Table 7 names).
+
+    The fields of :class:`~latentmed.nn.UNetConfig` describe the conditional decoder (and the image,
+    ``z_dim`` and width the encoder shares); ``encoder`` holds the semantic encoder's own settings.
+    """
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     schedule: str = "linear"
     prediction: str = "eps"
     clip_x0: bool = True
@@ -47,7 +52,6 @@ class DAEConfig:
     def __post_init__(self) -> None:
         get_schedule(self.schedule)
         check_prediction(self.prediction)
-        EncoderConfig(pool=self.enc_pool)  # a wrong enc_pool fails when the config is read
         if self.dims not in (2, 3):
             raise LatentmedError(f"dims must be 2 or 3, got {self.dims}.")
         factor = 2 ** (len(self.channel_mult) - 1)
@@ -57,10 +61,11 @@ class DAEConfig:
 
     def encoder_head(self) -> str:
         """The semantic encoder's head in words (for ``latentmed info`` and reports)."""
-        pool = ("average pooling + 1x1 conv (DiffAE)" if self.enc_pool == "avg"
+        enc = self.encoder
+        pool = ("average pooling + 1x1 conv (DiffAE)" if enc.pool == "avg"
                 else "flatten + linear (keeps where features are)")
-        return f"enc_pool={self.enc_pool}: {pool}; middle block (ResBlock, attention, ResBlock): " + (
-            "yes" if self.enc_middle else "no")
+        return f"encoder.pool={enc.pool}: {pool}; middle block (ResBlock, attention, ResBlock): " + (
+            "yes" if enc.middle else "no")
 
 
 class DiffusionAutoencoder(nn.Module, PretrainedMixin):
@@ -73,21 +78,17 @@ class DiffusionAutoencoder(nn.Module, PretrainedMixin):
 
     config_class = DAEConfig
 
+    @classmethod
+    def upgrade_config(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        """Folders saved before the encoder section still load (flat ``enc_*`` keys)."""
+        return upgrade_dae_config(meta)
+
     def __init__(self, config: DAEConfig):
         super().__init__()
         self.config = config
-        c = config
-        self.encoder = SemanticEncoder(EncoderConfig(
-            image_size=c.image_size, in_channels=c.in_channels, model_channels=c.model_channels,
-            channel_mult=c.enc_channel_mult, num_res_blocks=c.enc_num_res_blocks,
-            attention_resolutions=c.enc_attention_resolutions, num_heads=c.num_heads, z_dim=c.z_dim, dims=c.dims,
-            pool=c.enc_pool, middle=c.enc_middle))
-        self.unet = DiffAEUNet(UNetConfig(
-            image_size=c.image_size, in_channels=c.in_channels, model_channels=c.model_channels,
-            channel_mult=c.channel_mult, num_res_blocks=c.num_res_blocks,
-            attention_resolutions=c.attention_resolutions, num_heads=c.num_heads, dropout=c.dropout,
-            z_dim=c.z_dim, dims=c.dims))
-        self.schedule = get_schedule(c.schedule)
+        self.encoder = SemanticEncoder(config.encoder, config)
+        self.unet = DiffAEUNet(config)
+        self.schedule = get_schedule(config.schedule)
         self._model_id: str | None = None
         self.set_inference()
 
@@ -239,5 +240,3 @@ class DiffusionAutoencoder(nn.Module, PretrainedMixin):
         dec = sum(p.numel() for p in self.unet.parameters())
         return {"encoder": enc, "decoder": dec, "total": enc + dec}
 
-
-DAE_FIELDS = tuple(f.name for f in fields(DAEConfig))

@@ -1,4 +1,5 @@
-"""DAE training objectives; per-sample losses over batches of images in [-1, 1].
+"""DAE training objectives: ``objective(model, batch, step) -> loss[B]`` over images in [-1, 1]
+(:class:`latentmed.train.Objective`).
 
 - ``baseline`` (Preechakul et al. 2022): eps-prediction, linear-beta schedule, t uniform on {1..T}/T.
 - ``one-phase``: any prediction type and schedule, t ~ U(0, 1].
@@ -11,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from latentmed.diffusion import check_prediction, diffusion_loss, get_schedule, sample_times
 from latentmed.errors import LatentmedError
+from latentmed.train.objective import batch_images
 
 OBJECTIVES = ("baseline", "one-phase", "two-phase")
 
@@ -50,36 +50,24 @@ class ObjectiveConfig:
         return self.schedule or {"baseline": "linear", "one-phase": "sc-4", "two-phase": "sc-4"}[self.name]
 
 
-def images_of(batch) -> torch.Tensor:
-    """The image tensor of a batch (dict with 'image', tuple/list, or tensor)."""
-    if isinstance(batch, dict):
-        return batch["image"]
-    if isinstance(batch, (tuple, list)):
-        return batch[0]
-    return batch
-
-
 class DAEObjective:
-    """Callable ``(model, batch) -> per-sample loss``; ``set_step`` selects the two-phase phase."""
+    """``(model, batch, step) -> (loss[B], {"phase": 1 or 2})``; the step selects the two-phase phase."""
 
     def __init__(self, config: ObjectiveConfig, total_steps: int):
         self.config = config
         self.schedule = get_schedule(config.resolved_schedule)
         self.prediction = config.resolved_prediction
         self.phase1_steps = int(round(config.phase1_fraction * total_steps)) if config.name == "two-phase" else 0
-        self.step = 0
 
-    def set_step(self, step: int) -> None:
-        self.step = step
+    def phase(self, step: int) -> int:
+        """1 (t = 1, v = -x0: a plain autoencoder) for the first ``phase1_steps`` steps, then 2."""
+        return 1 if step < self.phase1_steps else 2
 
-    @property
-    def phase(self) -> int:
-        return 1 if self.step < self.phase1_steps else 2
-
-    def __call__(self, model, batch):
-        x0 = images_of(batch)
+    def __call__(self, model, batch, step: int):
+        x0 = batch_images(batch)
         b = x0.shape[0]
-        if self.phase == 1:
+        phase = self.phase(step)
+        if phase == 1:
             t = sample_times(b, "one", device=x0.device)
             prediction = "v"
         else:
@@ -87,15 +75,15 @@ class DAEObjective:
             t = sample_times(b, kind, device=x0.device)
             prediction = self.prediction
         loss = diffusion_loss(lambda x_t, tt, c: model(x_t, tt, x_start=x0), x0, t, self.schedule, prediction)
-        return loss, {"phase": float(self.phase)}
+        return loss, {"phase": float(phase)}
 
 
 def latent_loss(schedule_name: str, prediction: str):
-    """Per-sample loss of the latent DDIM on batches of normalised z (t uniform on {1..T}/T)."""
+    """``(model, batch, step) -> loss[B]`` of the latent DDIM on batches of normalised z (t uniform on {1..T}/T)."""
     schedule = get_schedule(schedule_name)
 
-    def loss_fn(model, batch):
-        z = images_of(batch)
+    def loss_fn(model, batch, step: int):
+        z = batch_images(batch)
         t = sample_times(z.shape[0], "discrete", device=z.device)
         return diffusion_loss(lambda z_t, tt, c: model(z_t, tt), z, t, schedule, prediction)
 

@@ -11,20 +11,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import torch
-import yaml
 
-from latentmed.config import from_dict, to_dict
+from latentmed.config import RUN_CONFIG_NAME, load_run_config as _load_run_config, save_run_config
+from latentmed.dae.encode import encode_dataset
 from latentmed.dae.latent_ddim import LatentDDIM, LatentDDIMConfig
 from latentmed.dae.model import DiffusionAutoencoder
-from latentmed.dae.objectives import DAEObjective, ObjectiveConfig, images_of, latent_loss
+from latentmed.dae.objectives import DAEObjective, ObjectiveConfig, latent_loss
 from latentmed.dae.presets import preset_config
 from latentmed.errors import LatentmedError
-from latentmed.io import write_text
 from latentmed.runtime import seed_everything
-from latentmed.train import TrainConfig, train
+from latentmed.train import TrainConfig, batch_images, train
 from latentmed.train.accel import resolve_precision
 from latentmed.viz import save_image_grid
 
@@ -95,23 +94,9 @@ class DAERunConfig:
         return preset_config(self.preset, **overrides)
 
 
-def save_run_config(cfg: DAERunConfig, run_dir: Path) -> None:
-    write_text(Path(run_dir) / "config.yaml", yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False))
-
-
-def load_run_config(run_dir: Path) -> DAERunConfig:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise LatentmedError(f"{run_dir}: not a DAE run folder (no config.yaml). Train one with `latentmed dae train`.")
-    return from_dict(DAERunConfig, yaml.safe_load(path.read_text()) or {}, where=str(path))
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
+def load_run_config(run_dir: str | Path) -> DAERunConfig:
+    """The :class:`DAERunConfig` saved in a DAE run folder (``RUN/config.yaml``)."""
+    return _load_run_config(DAERunConfig, run_dir, how_to_make="Train one with `latentmed dae train`.")
 
 
 def load_dae(run_or_model_dir: str | Path, device: str = "cpu") -> DiffusionAutoencoder:
@@ -125,7 +110,7 @@ def load_dae(run_or_model_dir: str | Path, device: str = "cpu") -> DiffusionAuto
     if not path.exists():
         raise LatentmedError(f"{run_or_model_dir}: no such folder. Give the --out folder of `latentmed dae train` "
                              "(or a save_pretrained folder).")
-    run_cfg = load_run_config(path) if (path / "config.yaml").is_file() else None
+    run_cfg = load_run_config(path) if (path / RUN_CONFIG_NAME).is_file() else None
     if (path / "model" / "config.json").is_file():
         path = path / "model"
     if not (path / "config.json").is_file():
@@ -146,8 +131,7 @@ def load_latent_ddim(run_dir: str | Path, device: str = "cpu") -> LatentDDIM:
 
 
 def _preview(dataset, steps: int):
-    images = torch.stack([dataset[i]["image"] if isinstance(dataset[i], dict) else images_of(dataset[i])
-                          for i in range(min(8, len(dataset)))])
+    images = torch.stack([batch_images(dataset[i]) for i in range(min(8, len(dataset)))])
 
     def fn(ema_model, step: int, out_dir: Path) -> None:
         model = ema_model
@@ -160,28 +144,15 @@ def _preview(dataset, steps: int):
     return fn
 
 
-@torch.no_grad()
-def encode_dataset(dae: DiffusionAutoencoder, dataset, batch_size: int = 64, stochastic_steps: int = 0,
-                   progress: bool = True) -> dict[str, Any]:
-    """z_sem (and x_T when ``stochastic_steps > 0``) for every item; returns ``{"ids", "z_sem", "x_T"}``."""
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
+def train_dae(cfg: DAERunConfig, run_dir: str | Path, dataset=None, *, labels: str | Path | None = None,
+              id_column: str = "id", allow_unmatched: bool = False,
+              report: Callable[[str], None] | None = None) -> DiffusionAutoencoder:
+    """Train (or resume) the DAE of ``cfg`` in ``run_dir``, then its latent DDIM; return the EMA DAE.
 
-    ids, zs, xts = [], [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for batch in tqdm(loader, desc="encode", disable=not progress):
-        x = images_of(batch)
-        z = dae.encode(x)
-        zs.append(z.cpu())
-        if stochastic_steps:
-            xts.append(dae.encode_stochastic(x, z, stochastic_steps).cpu())
-        ids.extend(batch["id"] if isinstance(batch, dict) and "id" in batch else
-                   [str(len(ids) + i) for i in range(len(x))])
-    return {"ids": ids, "z_sem": torch.cat(zs), "x_T": torch.cat(xts) if xts else None}
-
-
-def train_dae(cfg: DAERunConfig, run_dir: str | Path, dataset=None) -> DiffusionAutoencoder:
-    """Train (or resume) the DAE of ``cfg`` in ``run_dir``, then its latent DDIM; return the EMA DAE."""
+    Without ``dataset`` the images are read from ``cfg.data`` (data notices go to ``report``).
+    ``labels``: an optional CSV whose ids are checked against the images (training uses no labels;
+    unmatched rows are an error unless ``allow_unmatched``).
+    """
     run_dir = Path(run_dir)
     if dataset is None:
         if not cfg.data.path:
@@ -189,11 +160,16 @@ def train_dae(cfg: DAERunConfig, run_dir: str | Path, dataset=None) -> Diffusion
         from latentmed.data import open_images
 
         size = cfg.data.size or preset_config(cfg.preset, **cfg.model).image_size
-        dataset = open_images(cfg.data.path, size=size, channels=cfg.data.channels, **cfg.data.read_options())
+        dataset = open_images(cfg.data.path, size=size, channels=cfg.data.channels, report=report,
+                              **cfg.data.read_options())
+    if labels is not None:
+        from latentmed.data import read_labels
+
+        read_labels(labels, ids=dataset.ids, id_column=id_column, strict=not allow_unmatched)
     first = dataset[0]
-    x0 = first["image"] if isinstance(first, dict) else images_of(first)
+    x0 = batch_images(first)
     dae_cfg = cfg.dae_config(image_size=x0.shape[-1])
-    if (run_dir / "config.yaml").is_file():
+    if (run_dir / RUN_CONFIG_NAME).is_file():
         if load_run_config(run_dir).dae_config(image_size=x0.shape[-1]) != dae_cfg:
             raise LatentmedError(f"{run_dir}: already holds a run with another model configuration. Use a new --out "
                                  "folder, or the same config to resume.")

@@ -6,37 +6,35 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from latentmed.data.formats import file_stem
 from latentmed.errors import LatentmedError
-
-
-def _strip_suffix(name: str) -> str:
-    from latentmed.data.dataset import IMAGE_SUFFIXES
-
-    low = name.lower()
-    for suffix in IMAGE_SUFFIXES + (".nii.gz", ".nii", ".dcm", ".npy"):
-        if low.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def read_labels(csv_path: str | os.PathLike, ids: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                 *, id_column: str = "id", strict: bool = True):
-    """Read a labels CSV into a pandas DataFrame indexed by image id (as strings).
+    """Read a labels CSV (or take a DataFrame) into a pandas DataFrame indexed by image id (as strings).
 
-    Label columns that are numeric become floats (empty cells are NaN: unlabelled images are
-    fine); other columns stay strings. With ``ids`` (the image ids), ids written with a file
-    suffix (``a.png``) match the image ``a``; with ``strict`` every CSV row must match an image,
-    otherwise the error says how many do not and shows a few. Images without a row get NaN.
+    The one labels reader of the project. Label columns that are numeric become floats (empty
+    cells are NaN: unlabelled images are fine); other columns stay strings. A DataFrame is taken
+    with its ``id_column`` (or, without one, its index) as ids. With ``ids`` (the image ids), ids
+    written with a file suffix (``a.png``) match the image ``a``; with ``strict`` every CSV row must
+    match an image, otherwise the error says how many do not and shows a few.
     """
     import pandas as pd
 
-    path = Path(csv_path)
-    if not path.is_file():
-        raise LatentmedError(f"labels file {path} not found (expected a CSV with an '{id_column}' column).")
-    try:
-        df = pd.read_csv(path, dtype={id_column: str}, keep_default_na=True)
-    except Exception as exc:
-        raise LatentmedError(f"{path}: cannot read CSV ({exc}).") from exc
+    if isinstance(csv_path, pd.DataFrame):
+        path, df = "labels", csv_path.copy()
+        if id_column not in df.columns:
+            df = df.rename_axis(id_column).reset_index()
+        df[id_column] = df[id_column].astype(str)
+    else:
+        path = Path(csv_path)
+        if not path.is_file():
+            raise LatentmedError(f"labels file {path} not found (expected a CSV with an '{id_column}' column).")
+        try:
+            df = pd.read_csv(path, dtype={id_column: str}, keep_default_na=True)
+        except Exception as exc:
+            raise LatentmedError(f"{path}: cannot read CSV ({exc}).") from exc
     if id_column not in df.columns:
         guess = next((c for c in df.columns if str(c).strip().lower() in ("id", "ids", "image", "image_id", "name")),
                      df.columns[0] if len(df.columns) else id_column)
@@ -51,7 +49,8 @@ def read_labels(csv_path: str | os.PathLike, ids: Sequence[str] | None = None, c
     if columns is not None:
         missing = [c for c in columns if c not in df.columns]
         if missing:
-            raise LatentmedError(f"{path}: label column(s) {missing} not found; available: {list(df.columns)}.")
+            raise LatentmedError(f"{path}: no column(s) {', '.join(map(repr, missing))}; the CSV has "
+                                 f"{', '.join(map(str, df.columns))}. Ask for columns of this file.")
         df = df[list(columns)]
     for c in df.columns:
         converted = pd.to_numeric(df[c], errors="coerce")
@@ -59,7 +58,7 @@ def read_labels(csv_path: str | os.PathLike, ids: Sequence[str] | None = None, c
             df[c] = converted.astype(float)
     if ids is not None:
         id_set = set(map(str, ids))
-        rename = {k: _strip_suffix(k) for k in df.index if k not in id_set and _strip_suffix(k) in id_set}
+        rename = {k: file_stem(k) for k in df.index if k not in id_set and file_stem(k) in id_set}
         if rename:
             df = df.rename(index=rename)
         unmatched = [k for k in df.index if k not in id_set]
@@ -89,4 +88,47 @@ def align_labels(labels, ids: Sequence[str]):
     return labels.reindex(list(ids))
 
 
-__all__ = ["read_labels", "align_labels"]
+def match_ids(wanted: Sequence[str], available: Sequence[str]) -> dict[str, str]:
+    """Map each id of ``wanted`` to one of ``available``: the same id, else the same file name.
+
+    ``images/a`` and ``a`` match (latents encoded from a parent folder vs labels written for the
+    image folder); ids without a match are left out of the result, so ``len(result)`` tells how many
+    matched. The first of several ``available`` ids with one file name wins.
+    """
+    avail = set(available)
+    by_name: dict[str, str] = {}
+    for a in available:
+        by_name.setdefault(Path(a).name, a)
+    out = {}
+    for w in wanted:
+        if w in avail:
+            out[w] = w
+        elif Path(w).name in by_name:
+            out[w] = by_name[Path(w).name]
+    return out
+
+
+def label_matrix(labels, columns: Sequence[str], where: str = "labels"):
+    """``[N, L]`` int64 array of the binary (0/1) label ``columns`` of a labels DataFrame (one row per image).
+
+    Errors name the column and the first value that is not 0 or 1 (a missing label included).
+    """
+    import numpy as np
+
+    missing = [c for c in columns if c not in labels.columns]
+    if missing:
+        raise LatentmedError(f"{where}: no column(s) {', '.join(map(repr, missing))}; it has "
+                             f"{', '.join(map(str, labels.columns))}. Ask for columns of this file.")
+    out = np.zeros((len(labels), len(columns)), dtype=np.int64)
+    for j, c in enumerate(columns):
+        values = labels[c].to_numpy()
+        ok = np.array([v in (0, 1) if isinstance(v, (int, float, np.number)) else False for v in values], bool)
+        if not ok.all():
+            k = int(np.argmin(ok))
+            raise LatentmedError(f"{where}: column {c!r} must hold 0/1 labels, got {values[k]!r} "
+                                 f"(row id {labels.index[k]}).")
+        out[:, j] = values.astype(np.int64)
+    return out
+
+
+__all__ = ["read_labels", "align_labels", "match_ids", "label_matrix"]

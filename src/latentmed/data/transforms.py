@@ -17,15 +17,26 @@ import torch.nn.functional as F
 from latentmed.errors import LatentmedError
 
 
-def to_unit_range(array: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Map raw intensities to float32 in [0, 1].
+def to_unit_range(array: np.ndarray, value_range: tuple[float, float] | str | None = None) -> np.ndarray:
+    """Map raw intensities to float32 in [0, 1]: the one value-range rule of the readers.
 
     ``value_range=(lo, hi)`` maps ``lo -> 0`` and ``hi -> 1`` and clips. Without it the range
     comes from the dtype: bool -> (0, 1); unsigned/signed integers -> the dtype's range
     (uint8: 0..255, uint16: 0..65535); floats already in [0, 1] or [-1, 1] keep that range;
-    other floats are min-max scaled per image.
+    other floats are min-max scaled per image. ``value_range="image"`` scales every image by its
+    own min-max unless it is 8-bit (uint8 keeps 0..255, bool 0..1): DiNO-Diffusion's rescaling of
+    16-bit radiographs (Sec. 3), used by the latent diffusion readers.
     """
     a = np.asarray(array)
+    if isinstance(value_range, str):
+        if value_range != "image":
+            raise LatentmedError(f"value_range {value_range!r}: expected (low, high), None (from the dtype) or "
+                                 "'image' (per-image min-max).")
+        if a.dtype == np.uint8 or a.dtype == bool:
+            value_range = None
+        else:
+            lo, hi = (float(np.nanmin(a)), float(np.nanmax(a))) if a.size else (0.0, 1.0)
+            value_range = (lo, hi if hi > lo else lo + 1.0)
     if value_range is None:
         if a.dtype == bool:
             value_range = (0.0, 1.0)
@@ -71,39 +82,45 @@ def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     raise LatentmedError(f"cannot convert an image with {c} channels to {channels}; expected 1, 3 or 4 channels.")
 
 
-def _as_hw(size: int | tuple[int, int]) -> tuple[int, int]:
+def as_hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``size`` (an int or ``(H, W)``) as ``(H, W)``."""
     if isinstance(size, (int, np.integer)):
         return int(size), int(size)
     h, w = (int(s) for s in size)
     return h, w
 
 
-def resize_center_crop(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Resize ``[C, H, W]`` so it covers ``size`` (keeping aspect ratio, antialiased), then centre-crop."""
-    th, tw = _as_hw(size)
+def resize_center_crop(x: torch.Tensor, size: int | tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Resize ``[C, H, W]`` so it covers ``size`` (keeping aspect ratio), then centre-crop.
+
+    ``mode="bilinear"`` (antialiased when shrinking) for images, ``"nearest"`` for label maps.
+    """
+    th, tw = as_hw(size)
     if th < 1 or tw < 1:
         raise LatentmedError(f"size must be positive; got {size!r}.")
+    if mode not in ("bilinear", "nearest"):
+        raise LatentmedError(f"mode must be 'bilinear' (images) or 'nearest' (label maps); got {mode!r}.")
     h, w = x.shape[-2:]
     if (h, w) == (th, tw):
         return x
     scale = max(th / h, tw / w)
     nh, nw = max(th, int(math.ceil(h * scale - 1e-6))), max(tw, int(math.ceil(w * scale - 1e-6)))
     if (nh, nw) != (h, w):
-        x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False,
-                          antialias=scale < 1)[0]
+        x = (F.interpolate(x[None], size=(nh, nw), mode="nearest-exact")[0] if mode == "nearest" else
+             F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1)[0])
     return center_crop(x, (th, tw))
 
 
 def center_crop(x: torch.Tensor, size: int | tuple[int, int], fill: float = -1.0) -> torch.Tensor:
     """Centre crop (padding with ``fill`` where the image is smaller) of ``[C, H, W]``."""
-    th, tw = _as_hw(size)
+    th, tw = as_hw(size)
     h, w = x.shape[-2:]
     return crop_at(x, ((h - 1) / 2, (w - 1) / 2), (th, tw), fill)
 
 
 def crop_at(x, center: tuple[float, float], size: int | tuple[int, int], fill: float = -1.0):
     """Crop ``size`` pixels of ``[..., H, W]`` (tensor or array) around ``center=(row, col)``; pad with ``fill``."""
-    th, tw = _as_hw(size)
+    th, tw = as_hw(size)
     h, w = x.shape[-2:]
     top = int(round(center[0] - (th - 1) / 2))
     left = int(round(center[1] - (tw - 1) / 2))

@@ -4,10 +4,11 @@ Reports are Markdown + JSON tables (:func:`write_report`) in the layout of the t
 """
 
 from latentmed.evaluation.generation import GenerationResult, evaluate_generation
-from latentmed.evaluation.reconstruction import (MODES, MetricRow, evaluate_interpolation_ppl, evaluate_reconstruction,
-                                                 resolve_feature_extractor)
+from latentmed.evaluation.ppl import evaluate_interpolation_ppl, perceptual_path_length
+from latentmed.evaluation.reconstruction import MODES, MetricRow, evaluate_reconstruction, resolve_feature_extractor
 from latentmed.evaluation.report import markdown_table, write_report
 from latentmed.evaluation.segmentation import evaluate_segmentation_folders, match_mask_files
 
 __all__ = ["GenerationResult", "MODES", "MetricRow", "evaluate_generation", "evaluate_interpolation_ppl",
-           "evaluate_reconstruction", "resolve_feature_extractor", "markdown_table", "write_report", "evaluate_segmentation_folders", "match_mask_files"]
+           "evaluate_reconstruction", "perceptual_path_length", "resolve_feature_extractor", "markdown_table",
+           "write_report", "evaluate_segmentation_folders", "match_mask_files"]

@@ -7,7 +7,7 @@ Reconstruction encodes each held-out image to ``z_sem`` and decodes it with
 * ``inversion``: ``x_T`` from deterministic DDIM inversion of the image on the same step grid.
 
 Generation (samples of the latent DDIM against held-out images) is in
-:mod:`latentmed.evaluation.generation`.
+:mod:`latentmed.evaluation.generation`, perceptual path length in :mod:`latentmed.evaluation.ppl`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from latentmed.errors import LatentmedError
-from latentmed.metrics.image import FID, LPIPS, psnr, ssim
+from latentmed.metrics.fid import FID
+from latentmed.metrics.image import psnr, ssim
+from latentmed.metrics.lpips import LPIPS
 
 MODES = ("stochastic", "inversion")
 
@@ -86,7 +88,7 @@ def resolve_feature_extractor(kind: str, dae=None, inception_path: str | None = 
             raise LatentmedError("FID with the 'encoder' extractor needs the DAE.")
         return dae.encode, f"DAE semantic encoder ({dae.config.z_dim}-d z_sem, model {dae.model_id})"
     if kind == "inception":
-        from latentmed.metrics.image import TorchScriptInception
+        from latentmed.metrics.fid import TorchScriptInception
 
         if not inception_path:
             raise LatentmedError("FID with the 'inception' extractor needs --inception PATH to NVIDIA's "
@@ -164,37 +166,3 @@ def _ssim_any_size(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     size = min(x.shape[2:])
     sigma = 1.5 if size >= 11 else 1.0 if size >= 7 else 0.5
     return ssim(x, y, sigma=sigma)
-
-
-@torch.no_grad()
-def evaluate_interpolation_ppl(dae, images: Any, *, pairs: int = 4, segments: int = 100, steps: int = 20,
-                               distance: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "mse",
-                               batch_size: int = 32, progress: bool = True) -> MetricRow:
-    """Perceptual path length of DAE interpolations between image pairs (two-phase paper, supplement).
-
-    Images ``2k`` and ``2k+1`` form pair ``k``; each is encoded to ``(z_sem, x_T)`` (x_T by DDIM
-    inversion with ``steps`` steps), both codes are slerped over ``segments`` segments and
-    decoded with ``steps`` steps; ``distance`` is LPIPS in the paper (pass an
-    :class:`~latentmed.metrics.LPIPS` module) or ``"mse"``/``"l1"``.
-    """
-    from tqdm.auto import tqdm
-
-    from latentmed.metrics.image import perceptual_path_length
-
-    x = _images_tensor(images, 2 * int(pairs))
-    if int(pairs) < 1 or x.shape[0] < 2 * int(pairs):
-        raise LatentmedError(f"PPL over {pairs} pair(s) needs {2 * int(pairs)} images, got {x.shape[0]}.")
-    x = dae.check_images(x)
-    z = dae.encode(x)
-    x_T = dae.encode_stochastic(x, z, steps=int(steps))
-    values = []
-    start = time.perf_counter()
-    for k in tqdm(range(int(pairs)), desc="ppl", disable=not progress):
-        a, b = 2 * k, 2 * k + 1
-        values.append(perceptual_path_length(lambda c: dae.decode(c[0], c[1], steps=int(steps)).clamp(-1, 1),
-                                             (z[a:a + 1], x_T[a:a + 1]), (z[b:b + 1], x_T[b:b + 1]),
-                                             n=int(segments), distance=distance, batch_size=int(batch_size)))
-    ppl = torch.cat(values)
-    return MetricRow({"steps": int(steps), "segments": int(segments)},
-                     {"ppl": float(ppl.mean()), "ppl_std": float(ppl.std()) if len(ppl) > 1 else 0.0},
-                     {"pairs": int(pairs), "per_pair": ppl.tolist(), "seconds": round(time.perf_counter() - start, 3)})

@@ -13,20 +13,20 @@ from latentmed.metrics.segmentation import SEGMENTATION_METRICS, segmentation_sc
 
 
 def _nifti_files(folder: Path, what: str) -> dict[str, Path]:
-    from latentmed.data.volumes import is_nifti, volume_stem
+    from latentmed.data.formats import file_stem, is_nifti
 
     if not folder.is_dir():
         raise LatentmedError(f"{what} folder {folder} does not exist (expected a folder of .nii/.nii.gz masks).")
-    files = {volume_stem(p): p for p in sorted(folder.iterdir()) if p.is_file() and is_nifti(p)}
+    files = {file_stem(p.name): p for p in sorted(folder.iterdir()) if p.is_file() and is_nifti(p)}
     if not files:
         raise LatentmedError(f"{what} folder {folder} holds no .nii/.nii.gz files.")
     return files
 
 
 def _load_mask(path: Path, label: int | None) -> tuple[np.ndarray, np.ndarray]:
-    from latentmed.data.volumes import Volume, volume_stem
+    from latentmed.data.volumes import Volume
 
-    data, affine = Volume(path=path, name=volume_stem(path), kind="nifti").load()
+    data, affine = Volume.nifti(path).load()
     if label is not None:
         data = data == label
     spacing = np.linalg.norm(affine[:3, :3], axis=0)[: data.ndim]
@@ -73,10 +73,11 @@ def evaluate_segmentation_folders(truth_dir: str | os.PathLike, pred_dir: str | 
             raise LatentmedError(f"case {case}: truth {tp.name} has shape {t.shape} but prediction {pp.name} has "
                                  f"{p.shape}; resample the prediction onto the truth's grid.")
         try:
-            scores = segmentation_scores(t, p, hausdorff=hausdorff, spacing=spacing)
+            # a batch of one with a channel axis: a 2D or 3D mask stays what it is whatever its first size
+            scores = segmentation_scores(t[None, None], p[None, None], hausdorff=hausdorff, spacing=spacing)
         except LatentmedError as exc:
             raise LatentmedError(f"case {case}: {exc} (use --label K for multi-label masks).") from None
-        rows.append({"case": case, **{k: float(v) for k, v in scores.items()}})
+        rows.append({"case": case, **{k: float(v[0]) for k, v in scores.items()}})
     means: dict[str, float] = {"n": float(len(rows))}
     for key in SEGMENTATION_METRICS:
         means[key] = float(np.mean([r[key] for r in rows]))

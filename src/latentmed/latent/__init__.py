@@ -13,12 +13,12 @@ from latentmed.latent.grader import HyperplaneGrader, calibration_name, parse_ca
 from latentmed.latent.io import Latents, load_grader, load_latents, save_grader, save_latents
 from latentmed.latent.probe import LinearProbe
 from latentmed.latent.workflow import (counterfactuals_from_run, evaluate_grader, fit_grader, fit_graders,
-                                       holdout_split, join_labels, predict_grades, read_labels)
+                                       holdout_split, join_labels, predict_grades)
 
 __all__ = [
     "CounterfactualResult", "HyperplaneGrader", "Latents", "LinearProbe", "calibration_name",
     "counterfactuals_from_run", "evaluate_grader", "fit_grader", "fit_graders", "grade_latents", "holdout_split",
     "join_labels", "load_grader", "load_latents", "make_counterfactuals", "move_direction",
     "move_to_distance", "parse_calibration",
-    "predict_grades", "read_labels", "reflect", "save_grader", "save_latents", "signed_distance", "traverse",
+    "predict_grades", "reflect", "save_grader", "save_latents", "signed_distance", "traverse",
 ]

@@ -125,15 +125,6 @@ def grade_latents(grader, z, grades: Sequence[float], direction: str = DEFAULT_D
     return moved, distances
 
 
-def psnr(a, b, data_range: float = 2.0) -> np.ndarray:
-    """Per-image PSNR (dB) of tensors/arrays ``[N, ...]`` in a range of width ``data_range`` ([-1, 1] -> 2)."""
-    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
-    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
-    mse = np.mean((a - b) ** 2, axis=1)
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(data_range ** 2 / mse)
-
-
 @dataclasses.dataclass
 class CounterfactualResult:
     """What :func:`make_counterfactuals` produced (images in [-1, 1], numpy ``[N, C, H, W]``)."""
@@ -209,6 +200,8 @@ def make_counterfactuals(dae, images, ids: Sequence[str], grader, grades: Sequen
     """
     import torch
 
+    from latentmed.metrics.image import psnr
+
     expect(grades or flip, "give target grades (e.g. -1,0,1,2,3,4) and/or flip=True for the binary counterfactual.")
     grades = [float(g) for g in (grades or [])]
     u = move_direction(grader, direction)
@@ -260,7 +253,8 @@ def make_counterfactuals(dae, images, ids: Sequence[str], grader, grades: Sequen
     result = CounterfactualResult(
         ids=ids, originals=originals, reconstructions=reconstructions, counterfactuals=cf.numpy(), labels=labels,
         target_distances=np.concatenate(targets), predicted_grade=grader.predict_continuous(z_all),
-        original_distance=grader.signed_distance(z_all), reconstruction_psnr=psnr(reconstructions, originals),
+        original_distance=grader.signed_distance(z_all),
+        reconstruction_psnr=psnr(originals.astype(np.float64), reconstructions.astype(np.float64)).numpy(),
         counterfactual_grade=grader.predict_continuous(z_cf.double().numpy()).reshape(len(x), n_cols),
         target_grades=grades, direction=direction,
         encoder=dae.config.encoder_head() if hasattr(getattr(dae, "config", None), "encoder_head") else "")
@@ -288,7 +282,7 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def load_images(data_dir: str | os.PathLike, ids: Sequence[str], channels: int = 1,
+def load_images_by_id(data_dir: str | os.PathLike, ids: Sequence[str], channels: int = 1,
                 size: int | None = None, read: dict | None = None) -> np.ndarray:
     """Images of ``ids`` from ``DIR/images`` (or ``DIR``) as ``[N, C, H, W]`` float32 in [-1, 1].
 
@@ -296,13 +290,13 @@ def load_images(data_dir: str | os.PathLike, ids: Sequence[str], channels: int =
     ``axis``, ``window``, ``report``); ids match exactly or by file name.
     """
     from latentmed.data import open_images
-    from latentmed.latent.workflow import _match_ids
+    from latentmed.data.labels import match_ids
 
     data_dir = Path(data_dir)
     root = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
     ds = open_images(root, size=size, channels=channels, **(read or {}))
     index = {k: i for i, k in enumerate(ds.ids)}
-    match = _match_ids([str(i) for i in ids], list(index))
+    match = match_ids([str(i) for i in ids], list(index))
     missing = [i for i in ids if str(i) not in match]
     if missing:
         raise LatentmedError(f"{len(missing)} id(s) have no image in {root}, e.g. {missing[:5]}; "

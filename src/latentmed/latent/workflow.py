@@ -12,41 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from latentmed.data.labels import match_ids, read_labels
 from latentmed.errors import LatentmedError, expect
 from latentmed.latent.grader import HyperplaneGrader, parse_calibration
 from latentmed.latent.io import Latents, load_grader, load_latents, save_grader
-
-
-def read_labels(labels, id_column: str = "id"):
-    """A labels table indexed by string id: a CSV path (:func:`latentmed.data.read_labels`) or a DataFrame."""
-    import pandas as pd
-
-    if isinstance(labels, pd.DataFrame):
-        df = labels.copy()
-        if id_column in df.columns:
-            df = df.set_index(id_column)
-        df.index = df.index.astype(str)
-        expect(not df.index.duplicated().any(), f"labels have duplicate ids, e.g. "
-                                                f"{df.index[df.index.duplicated()][:3].tolist()}.")
-        return df
-    from latentmed.data import read_labels as read_csv
-
-    return read_csv(labels, id_column=id_column)
-
-
-def _match_ids(wanted: Sequence[str], available: Sequence[str]) -> dict[str, str]:
-    """Map ids in ``wanted`` to ``available``: exact, else by file name (``images/a`` <-> ``a``)."""
-    avail = set(available)
-    by_name = {}
-    for a in available:
-        by_name.setdefault(Path(a).name, a)
-    out = {}
-    for w in wanted:
-        if w in avail:
-            out[w] = w
-        elif Path(w).name in by_name:
-            out[w] = by_name[Path(w).name]
-    return out
 
 
 def _latents(latents) -> Latents:
@@ -60,10 +29,10 @@ def _grader(grader) -> HyperplaneGrader:
 def join_labels(latents, labels, column: str, ids: Sequence[str] | None = None,
                 id_column: str = "id") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(z_sem, grades, ids)`` for the ids present in both (and in ``ids`` if given), in latents order."""
-    lat, df = _latents(latents), read_labels(labels, id_column)
+    lat, df = _latents(latents), read_labels(labels, id_column=id_column)
     expect(column in df.columns, f"labels have no column {column!r}; columns are {list(df.columns)}.")
     df = df[df[column].notna()]
-    match = _match_ids(lat.ids.tolist(), df.index.tolist())
+    match = match_ids(lat.ids.tolist(), df.index.tolist())
     label_of = {i: df.at[match[i], column] for i in lat.ids.tolist() if i in match}
     keep = list(label_of)
     if not keep:
@@ -223,14 +192,15 @@ def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: 
             files.append(str(save_confusion(r["confusion"], r["scale"], out_dir / f"confusion_{k}.png", r["method"])))
         variants = [grader.recalibrate(**parse_calibration(c)) for c in (calibrations or [])
                     if calibration_name(grader) != c]
-        files.append(str(save_calibration(grader, grader.signed_distance(z), y, out_dir / "calibration.png", variants)))
+        curves = {calibration_name(g): g.calibrate for g in [grader, *variants]}
+        files.append(str(save_calibration(grader.signed_distance(z), y, curves, out_dir / "calibration.png")))
         if tsne and len(z_all) >= 5:
             cols = [tsne_column] if isinstance(tsne_column, str) else list(tsne_column or [])
             cols = [c.strip() for spec in cols for c in spec.split(",") if c.strip()] or [column]
-            df = read_labels(labels, id_column)
+            df = read_labels(labels, id_column=id_column)
             missing = [c for c in cols if c not in df.columns]
             expect(not missing, f"t-SNE column(s) {missing} not in the labels; columns are {list(df.columns)}.")
-            match = _match_ids(ids_all.tolist(), df.index.tolist())
+            match = match_ids(ids_all.tolist(), df.index.tolist())
             emb = tsne_embedding(z_all, random_state=seed)
             for col in cols:
                 colour = np.asarray([df.at[match[i], col] for i in ids_all])
@@ -267,13 +237,13 @@ def _baseline_methods(grader, lat, labels, column, train_ids, test_ids, data_dir
     from sklearn.base import clone
 
     from latentmed.latent.baseline import train_cnn_baseline
-    from latentmed.latent.counterfactual import load_images
+    from latentmed.latent.counterfactual import load_images_by_id
     from latentmed.latent.grader import calibration_name
 
     _, y_tr, tr_ids = join_labels(lat, labels, column, train_ids, id_column)
     y_tr = y_tr.astype(int)
-    x_tr = load_images(data_dir, tr_ids, read=read)  # read: open_images options (axis, window, ...)
-    x_te = load_images(data_dir, test_ids, size=x_tr.shape[-1], read=read)
+    x_tr = load_images_by_id(data_dir, tr_ids, read=read)  # read: open_images options (axis, window, ...)
+    x_te = load_images_by_id(data_dir, test_ids, size=x_tr.shape[-1], read=read)
     out = []
 
     def probe_on(name: str, f_tr: np.ndarray, f_te: np.ndarray) -> None:
@@ -311,11 +281,11 @@ def counterfactuals_from_run(run, grader, data_dir, ids: Sequence[str], *, grade
     ``read``: further :func:`latentmed.data.open_images` arguments (axis, window, slices, report, ...).
     """
     from latentmed.dae import load_dae
-    from latentmed.latent.counterfactual import load_images, make_counterfactuals
+    from latentmed.latent.counterfactual import load_images_by_id, make_counterfactuals
 
     grader = _grader(grader)
     dae = load_dae(run, device=device)
     expect(len(ids) > 0, "no ids given; pass --ids ID1,ID2 (ids from the labels CSV).")
-    x = load_images(data_dir, ids, channels=dae.config.in_channels, size=dae.config.image_size, read=read)
+    x = load_images_by_id(data_dir, ids, channels=dae.config.in_channels, size=dae.config.image_size, read=read)
     return make_counterfactuals(dae, x, ids, grader, grades, steps, out_dir, flip=flip, direction=direction,
                                 progress=progress)

@@ -16,7 +16,10 @@ read by :func:`load_ldm`)::
                         num_registers, use_pooler, num_tokens, width, mean, std, source, id
     RUN/ldm.json        schedule, prediction, scaling_factor, image_size, image_channels,
                         latent_channels, latent_size, cond_dropout, extra (steps, best_fid...)
+    RUN/config.yaml     the run config (LDMRunConfig: model, objective, train, data, eval)
     RUN/checkpoint/, RUN/log.csv   the training loop's resumable state and log
+    RUN/eval.csv, RUN/best/, RUN/best.json   reconstruction FID per evaluation, the best
+                        EMA UNet and its step (checkpoint selection, ``train.eval_every``)
 
 ``load_ldm(RUN)`` returns a :class:`LatentDiffusion` with ``.vae``, ``.unet``,
 ``.conditioner``, ``.schedule``, ``.prediction``, ``.scaling_factor``,

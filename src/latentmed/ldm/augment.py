@@ -26,62 +26,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentmed.errors import LatentmedError, expect
+from latentmed.train.classifier import fit_classifier, predict_logits
 
 
-class SmallCNN(nn.Module):
-    """A four-stage conv net for multi-label classification on small images (CPU baseline)."""
-
-    def __init__(self, in_channels: int = 1, num_labels: int = 3, width: int = 16):
-        super().__init__()
-        layers, c = [], in_channels
-        for k in range(4):
-            w = width * 2 ** min(k, 2)
-            layers += [nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            c = w
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(c, num_labels)
-
-    def forward(self, x):
-        return self.head(self.features(x).mean((2, 3)))
-
-
-def build_classifier(arch: str, in_channels: int, num_labels: int) -> nn.Module:
-    """``cnn`` (:class:`SmallCNN`) or ``densenet121`` (MONAI, as the paper)."""
-    if arch == "cnn":
-        return SmallCNN(in_channels, num_labels)
-    if arch == "densenet121":
-        from monai.networks.nets import DenseNet121
-
-        return DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=num_labels)
-    raise LatentmedError(f"unknown classifier {arch!r}; expected 'cnn' or 'densenet121'.")
-
-
-def train_classifier(x: torch.Tensor, y: np.ndarray, *, arch: str = "cnn", epochs: int = 15, batch_size: int = 32,
+def train_classifier(x: torch.Tensor, y: np.ndarray, *, arch: str = "small", epochs: int = 15, batch_size: int = 32,
                      lr: float = 2e-3, seed: int = 0, min_steps: int = 150) -> nn.Module:
-    """Train with BCE on ``x [N, C, H, W]`` (random flips off: laterality matters) for
-    ``max(epochs * N / batch_size, min_steps)`` Adam steps."""
-    torch.manual_seed(seed)
-    model = build_classifier(arch, x.shape[1], y.shape[1])
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    yt = torch.as_tensor(y, dtype=torch.float32)
-    n = len(x)
-    steps = max(int(np.ceil(epochs * n / batch_size)), min_steps)
-    g = torch.Generator().manual_seed(seed)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(n, (min(batch_size, n),), generator=g)
-        loss = F.binary_cross_entropy_with_logits(model(x[idx]), yt[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    return model.eval()
+    """The experiment's classifier (:func:`latentmed.train.classifier.fit_classifier`): multi-label BCE on
+    ``x [N, C, H, W]`` (random flips off: laterality matters), Adam with a cosine learning rate, at least
+    ``epochs`` shuffled epochs and ``min_steps`` steps."""
+    return fit_classifier(x, np.asarray(y), arch=arch, epochs=epochs, min_steps=min_steps, batch_size=batch_size,
+                          lr=lr, cosine=True, seed=seed)
 
 
-@torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    return torch.cat([torch.sigmoid(model(c)) for c in x.split(batch_size)]).numpy()
+    """Label probabilities ``[N, L]`` (sigmoid of the logits)."""
+    return torch.sigmoid(predict_logits(model, x, batch_size=batch_size)).numpy()
 
 
 def macro_auc(y: np.ndarray, scores: np.ndarray) -> float:
@@ -146,22 +105,23 @@ def check_test_unseen(ldm, test_dir: str | os.PathLike) -> None:
     for key, what in (("selection_data", "checkpoint selection"), ("train_data", "training")):
         if extra.get(key) and str(Path(extra[key]).resolve()) == test:
             raise LatentmedError(f"the diffusion run's {what} used {test}, the test set of this evaluation; select "
-                                 "checkpoints on a validation split of the unlabelled pool (train_ldm heldout=...) "
-                                 "and keep the test set for the final numbers only.")
+                                 "checkpoints on a validation split of the unlabelled pool (`ldm train --heldout`, "
+                                 "eval.heldout) and keep the test set for the final numbers only.")
 
 
 
 def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, label_columns: Sequence[str],
                  out_dir: str | os.PathLike, *, subsets: Sequence[int] = (50, 200), ratios: Sequence[int] = (1, 5),
                  folds: int = 5, strategy: str = "reconstruction", steps: int = 20, guidance: float = 1.0,
-                 arch: str = "cnn", classifier_size: int = 32, epochs: int = 15, min_steps: int = 150,
-                 seed: int = 0, progress: bool = True) -> dict:
+                 arch: str = "small", classifier_size: int = 32, epochs: int = 15, min_steps: int = 150,
+                 seed: int = 0, progress: Callable[[str], None] | None = None) -> dict:
     """Run the protocol of the module docstring; write ``table.md``, ``results.csv``, ``results.json``,
-    ``memorisation.json`` and a picture of synthetic images beside their nearest training image."""
+    ``memorisation.json`` and a picture of synthetic images beside their nearest training image.
+    ``progress`` receives one line per fold (and turns on the sampling bars)."""
     from sklearn.model_selection import KFold
 
-    from latentmed.io import write_json, write_text
-    from latentmed.ldm.data import LDMImageDataset, label_matrix, read_labels_csv, write_labels_csv
+    from latentmed.io import write_csv, write_json, write_text
+    from latentmed.ldm.data import folder_labels, open_ldm_images
     from latentmed.ldm.synthesis import nested_subsets, synthesize
     from latentmed.viz import save_image_grid
 
@@ -169,17 +129,16 @@ def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, 
     check_test_unseen(ldm, test_dir)
     expect(len(ratios) > 0 and all(r >= 1 for r in ratios), f"ratios must be integers >= 1, got {list(ratios)}.")
     out = Path(out_dir)
-    rows = read_labels_csv(Path(real_dir) / "labels.csv", label_columns)
-    test_rows = read_labels_csv(Path(test_dir) / "labels.csv", label_columns)
-    y_all = label_matrix(rows, label_columns)
-    y_test = label_matrix(test_rows, label_columns)
+    size = ldm.image_size
+    ds = open_ldm_images(real_dir, size=size, channels=ldm.config.image_channels)
+    test = open_ldm_images(test_dir, size=size, channels=ldm.config.image_channels)
+    y_all = folder_labels(real_dir, ds.ids, label_columns)
+    y_test = folder_labels(test_dir, test.ids, label_columns)
     for j, c in enumerate(label_columns):
         expect(0 < y_test[:, j].sum() < len(y_test), f"{test_dir}: label {c!r} needs positives and negatives in "
                                                      "the test set for an AUC.")
-    size = ldm.image_size
-    ds = LDMImageDataset(real_dir, size=size, channels=ldm.config.image_channels)
     x_all = ds.stack()
-    x_test = LDMImageDataset(test_dir, size=size, channels=ldm.config.image_channels).stack()
+    x_test = test.stack()
     down = (lambda x: F.interpolate(x, size=(classifier_size,) * 2, mode="area")) if classifier_size != size \
         else (lambda x: x)
     xt_c = down(x_test)
@@ -192,7 +151,7 @@ def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, 
         # interpolation pairs need both sources in the training folds: make twice as many
         n_syn = n * max_ratio * (2 if strategy == "interpolation" else 1)
         syn, y_syn, parents = synthesize(ldm, x_all[idx], y_all[idx], strategy, n_syn, steps=steps,
-                                         guidance=guidance, seed=seed + n, progress=progress)
+                                         guidance=guidance, seed=seed + n, progress=progress is not None)
         mem_syn.append(syn)
         # children of each real image, in generation order (nested ratios)
         src = [set(p[:-1] if strategy == "interpolation" else p) for p in parents]
@@ -212,11 +171,8 @@ def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, 
             for name, (x, y) in settings.items():
                 model = train_classifier(down(x), y, arch=arch, epochs=epochs, seed=seed + f, min_steps=min_steps)
                 scores.setdefault(name, []).append(macro_auc(y_test, predict(model, xt_c)))
-            if progress:
-                from latentmed.cli._common import console
-
-                console.print(f"n={n} fold {f + 1}/{folds}: " +
-                              ", ".join(f"{k} {v[-1]:.3f}" for k, v in scores.items()))
+            if progress is not None:
+                progress(f"n={n} fold {f + 1}/{folds}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in scores.items()))
         for name, vals in scores.items():
             p = float("nan") if name == "real" else paired_test(vals, scores["real"])
             row = {"subset": n, "setting": name, "auc_mean": float(np.mean(vals)), "auc_std": float(np.std(vals)),
@@ -232,7 +188,7 @@ def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, 
               f"test n={len(y_test)}; labels {', '.join(label_columns)})\n\nConditioner: {cond_label}\n\n"
               "| real n | setting | macro AUC (mean ± std) | Δ vs real | paired t p |\n|---|---|---|---|---|\n")
     write_text(out / "table.md", header + "\n".join(table_rows) + "\n")
-    write_labels_csv(out / "results.csv", results)
+    write_csv(out / "results.csv", results)
     # memorisation over the largest regime's synthetic images vs the whole training pool
     syn = mem_syn[-1]
     mem = memorisation_check(syn, x_all, x_test)
@@ -247,7 +203,7 @@ def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, 
     return summary
 
 
-# ---- the seed protocol of issue 16 ---------------------------------------------------------------------------------
+# ---- the seed protocol: real subsets over seeds, one row per generator -----------------------------------------------
 # A generator makes ``n`` extra training images from a real subset: ``gen(x [m, C, H, W], y [m, L], n, seed)
 # -> (x_new [n, C, H, W], y_new [n, L])``, labels inherited from the source images.
 Generator = Callable[[torch.Tensor, np.ndarray, int, int], tuple]
@@ -306,16 +262,16 @@ def classical_generator(max_rotation: float = 8.0, max_shift: float = 0.05, scal
 
 def label_readback(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
     """Fraction of inherited labels a classifier trained on real images reads back (threshold 0.5), averaged
-    over labels: the gate that synthetic images carry their labels (issue 16: >= 0.9)."""
+    over labels: the gate that synthetic images carry their labels (passed at >= 0.9)."""
     pred = predict(model, x) > 0.5
     return float(np.mean(pred == np.asarray(y).astype(bool)))
 
 
 def augment_seeds(x_pool: torch.Tensor, y_pool: np.ndarray, x_test: torch.Tensor, y_test: np.ndarray,
                   generators: dict[str, Generator], *, subsets: Sequence[int] = (10, 20, 50), seeds: int = 5,
-                  ratio: int = 5, arch: str = "cnn", epochs: int = 15, min_steps: int = 150,
+                  ratio: int = 5, arch: str = "small", epochs: int = 15, min_steps: int = 150,
                   gate: bool = True, progress: Callable[[str], None] | None = None) -> dict:
-    """Issue 16's protocol: for each real ``n`` and subset seed, a classifier on the ``n`` real images
+    """The seed protocol: for each real ``n`` and subset seed, a classifier on the ``n`` real images
     (label-balanced, nested) and one per generator on the real images + ``ratio`` generated images per
     real image; macro AUC on the test set; paired t-tests across seeds against real-only (and against
     every other row, ``p_vs``). With ``gate``, a classifier trained on the whole labelled pool reads the

@@ -19,7 +19,7 @@ hardly vary between images (mean pairwise CLS cosine ~0.998 on chest2d); :attr:`
 :class:`PCAConditioner` needs no download: tokens are the whitened principal components of
 unlabelled images (pixels standardised over the pool), projected to the token width.
 
-Token standardisation (issue 16): :meth:`fit_standardisation` stores the per-(token, channel)
+Token standardisation: :meth:`fit_standardisation` stores the per-(token, channel)
 mean and std of the tokens over an unlabelled pool WITH the conditioner
 (``token_stats.safetensors``); ``forward`` then returns ``(tokens - mean) / std``, so tokens of
 every backbone have unit spread (a random ViT's 1% differences become O(1)).
@@ -290,7 +290,7 @@ class DinoConditioner(TokenStandardisation, nn.Module):
 
 
 class PCAConditioner(TokenStandardisation, nn.Module):
-    """Tokens from a PCA of unlabelled images: no download, fitted on the pool (issue 16).
+    """Tokens from a PCA of unlabelled images: no download, fitted on the pool.
 
     Images in [-1, 1] are area-resized to ``image_size``, standardised per pixel with the pool's
     mean/std, projected on the top ``k`` principal axes and whitened (scores / sqrt(eigenvalue));

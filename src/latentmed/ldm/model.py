@@ -119,8 +119,9 @@ def check_token_width(unet, conditioner) -> None:
 
 
 # ---- the assembled model ----------------------------------------------------------------------------------------
-class UNetNet(nn.Module):
-    """``net(z_t, t, tokens)`` for the lead's :class:`Denoiser`: UNet at timestep ``1000 t``."""
+class LatentUNet(nn.Module):
+    """The diffusers UNet as a network ``net(z_t, t, tokens)`` of the denoiser contract
+    (:class:`latentmed.diffusion.Denoiser`): continuous ``t`` in [0, 1] becomes timestep ``1000 t``."""
 
     def __init__(self, unet):
         super().__init__()
@@ -207,11 +208,11 @@ class LatentDiffusion:
         """Conditioning tokens ``[B, N, D]`` of images in [-1, 1]."""
         return self.conditioner(x.to(self.device))
 
-    def net(self) -> UNetNet:
-        return UNetNet(self.unet)
+    def net(self) -> LatentUNet:
+        return LatentUNet(self.unet)
 
     def denoiser(self, guidance: float = 1.0):
-        """The lead's :class:`Denoiser` over the (guided) UNet, in latent space."""
+        """The :class:`~latentmed.diffusion.Denoiser` over the (guided) UNet, in latent space."""
         from latentmed.diffusion import Denoiser
 
         return Denoiser(GuidedNet(self.net(), guidance), self.schedule, self.prediction)

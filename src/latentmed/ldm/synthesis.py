@@ -11,6 +11,7 @@
 - :func:`build_synthetic_dataset` writes a subset of the real images plus ``ratio`` synthetic
   images per real one as ``images/`` + ``labels.csv`` with a ``synthetic`` 0/1 column and the
   ``parent`` id(s), so real-only, real+synthetic and synthetic-only sets are one filter away.
+- :func:`reconstruction_grid` and :func:`interpolation_grid` picture both strategies as PNG grids.
 """
 
 from __future__ import annotations
@@ -117,37 +118,86 @@ def build_synthetic_dataset(ldm, real_dir: str | os.PathLike, out_dir: str | os.
 
     ``indices`` restricts the pool of real images (e.g. a training split) before sub-setting.
     """
-    from latentmed.ldm.data import LDMImageDataset, label_matrix, read_labels_csv, write_labels_csv
-    from latentmed.viz import save_image, to_uint8
+    from latentmed.io import write_csv, write_image
+    from latentmed.ldm.data import folder_labels, open_ldm_images
+    from latentmed.viz import to_uint8
 
     expect(ratio > 0, f"ratio must be > 0 (synthetic images per real image), got {ratio}.")
     real_dir = Path(real_dir)
-    rows = read_labels_csv(real_dir / "labels.csv", label_columns)
-    ds = LDMImageDataset(real_dir, size=ldm.image_size, channels=ldm.config.image_channels)
-    pool = np.arange(len(rows)) if indices is None else np.asarray(indices, dtype=np.int64)
-    y_pool = label_matrix([rows[i] for i in pool], label_columns)
+    ds = open_ldm_images(real_dir, size=ldm.image_size, channels=ldm.config.image_channels)
+    y_all = folder_labels(real_dir, ds.ids, label_columns)
+    pool = np.arange(len(ds)) if indices is None else np.asarray(indices, dtype=np.int64)
+    y_pool = y_all[pool]
     subset = len(pool) if subset is None else int(subset)
     chosen = pool[nested_subsets(y_pool, [subset], seed)[subset]]
     n_syn = int(round(ratio * subset))
     images = ds.stack(chosen.tolist())
-    y = label_matrix([rows[i] for i in chosen], label_columns)
+    y = y_all[chosen]
     syn, y_syn, parents = synthesize(ldm, images, y, strategy, n_syn, steps=steps, guidance=guidance, seed=seed,
                                      progress=progress)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     table = []
     for j, i in enumerate(chosen):
-        rid = rows[i].get("id") or f"real_{i}"
-        save_image(to_uint8(images[j])[0], out / "images" / f"{rid}.png")
+        rid = ds.ids[i]
+        write_image(to_uint8(images[j])[0], out / "images" / f"{rid}.png")
         table.append({"id": rid, "image": f"images/{rid}.png", **{c: int(v) for c, v in zip(label_columns, y[j])},
                       "synthetic": 0, "parent": "", "r": ""})
     width = len(str(max(n_syn - 1, 0)))
     for k in range(n_syn):
         sid = f"syn_{strategy[:5]}_{k:0{width}d}"
-        save_image(to_uint8(syn[k])[0], out / "images" / f"{sid}.png")
+        write_image(to_uint8(syn[k])[0], out / "images" / f"{sid}.png")
         par = parents[k]
         ids = [table[int(p)]["id"] for p in (par[:-1] if strategy == "interpolation" else par)]
         table.append({"id": sid, "image": f"images/{sid}.png", **{c: int(v) for c, v in zip(label_columns, y_syn[k])},
                       "synthetic": 1, "parent": ";".join(ids),
                       "r": f"{par[-1]:.4f}" if strategy == "interpolation" else ""})
-    return write_labels_csv(out / "labels.csv", table)
+    return write_csv(out / "labels.csv", table)
+
+
+# ---- pictures of a run: variations of an image, interpolations between two -------------------------------------------
+@torch.no_grad()
+def reconstruction_grid(ldm, images: torch.Tensor, path: str | os.PathLike, variations: int = 4, steps: int = 50,
+                        guidance: float = 1.0, seed: int = 0) -> Path:
+    """One row per source image: the source, then ``variations`` samples from its own tokens."""
+    from latentmed.viz import save_image_grid
+
+    tokens = ldm.condition(images)
+    g = torch.Generator(device=ldm.device).manual_seed(seed)
+    recs = [ldm.sample(tokens, steps=steps, guidance=guidance, generator=g).cpu() for _ in range(variations)]
+    rows = torch.stack([images.cpu().float(), *recs], dim=1)  # [B, 1 + V, C, H, W]
+    return save_image_grid(rows.flatten(0, 1), path, nrow=1 + variations)
+
+
+@torch.no_grad()
+def interpolation_grid(ldm, a: torch.Tensor, b: torch.Tensor, path: str | os.PathLike, points: int = 6,
+                       steps: int = 50, guidance: float = 1.0, seed: int = 0) -> Path:
+    """One row per pair: source a, samples at r = 0..1 from ``(1 - r) c_a + r c_b`` (same noise), source b."""
+    from latentmed.viz import save_image_grid
+
+    ta, tb = ldm.condition(a), ldm.condition(b)
+    g = torch.Generator(device=ldm.device).manual_seed(seed)
+    shape = (a.shape[0], ldm.config.latent_channels, ldm.config.latent_size, ldm.config.latent_size)
+    x_T = torch.randn(shape, generator=g, device=ldm.device)
+    cols = [a.cpu().float()]
+    for r in torch.linspace(0, 1, points).tolist():
+        cols.append(ldm.sample((1 - r) * ta + r * tb, steps=steps, guidance=guidance, x_T=x_T).cpu())
+    cols.append(b.cpu().float())
+    return save_image_grid(torch.stack(cols, dim=1).flatten(0, 1), path, nrow=points + 2)
+
+
+def write_grids(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *, n: int = 6,
+                steps: int = 50, guidance: float = 1.0, seed: int = 0) -> tuple[Path, Path]:
+    """``OUT/reconstruction.png`` (the first ``n`` images of ``data`` and variations from their own tokens) and
+    ``OUT/interpolation.png`` (``n // 2`` pairs, at least one) of the run ``run`` (what ``latentmed ldm grid`` does)."""
+    from latentmed.ldm.data import open_ldm_images
+    from latentmed.ldm.model import load_ldm
+
+    ldm = load_ldm(run)
+    ds = open_ldm_images(data, size=ldm.image_size, channels=ldm.config.image_channels)
+    x = ds.stack(range(min(len(ds), 2 * n)))
+    pairs = n // 2 or 1
+    out = Path(out)
+    return (reconstruction_grid(ldm, x[:n], out / "reconstruction.png", steps=steps, guidance=guidance, seed=seed),
+            interpolation_grid(ldm, x[:pairs], x[pairs:2 * pairs], out / "interpolation.png", steps=steps,
+                               guidance=guidance, seed=seed))

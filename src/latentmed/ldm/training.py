@@ -5,12 +5,16 @@
 - The scaling factor is 1 / std of the latents over the training images (LDM Sec. 4.3.2).
 - UNet objective: per-sample MSE to the ``eps`` (or ``v``) target at t ~ U(0, 1], with the
   condition replaced by zero tokens with probability ``cond_dropout`` (classifier-free guidance).
-- Checkpoint selection (DiNO-Diffusion Sec. 3): every ``fid_every`` steps, FID between held-out
-  images and their reconstructions (sampled from their own tokens) with a pluggable feature
-  extractor; the best EMA UNet is kept and recorded in ``RUN/ldm.json``. The held-out images
-  must be a validation split of the (unlabelled) training pool, never the test set: the folder
-  is recorded as ``extra.selection_data`` and :func:`latentmed.ldm.augment.augment_eval`
+- Checkpoint selection (DiNO-Diffusion Sec. 3): every ``train.eval_every`` steps the loop's
+  ``eval_fn`` computes the FID between held-out images (``eval.heldout``) and their
+  reconstructions (sampled from their own tokens) with a pluggable feature extractor; the loop
+  keeps the best EMA UNet (``RUN/best/``) and it is recorded in ``RUN/ldm.json``. The held-out
+  images must be a validation split of the (unlabelled) training pool, never the test set: the
+  folder is recorded as ``extra.selection_data`` and :func:`latentmed.ldm.augment.augment_eval`
   refuses a run whose selection saw its test folder.
+
+Both runs follow the one run-config shape (``model``, ``objective``, ``train``, ``data``; LDM
+adds ``eval``), saved as ``config.yaml`` in the output folder (:func:`latentmed.config.save_run_config`).
 """
 
 from __future__ import annotations
@@ -23,10 +27,21 @@ from typing import Callable
 import torch
 from torch import nn
 
+from latentmed.config import save_run_config
 from latentmed.errors import LatentmedError, expect
 from latentmed.io import load_safetensors, save_safetensors
 from latentmed.runtime import seed_everything
 from latentmed.train import TrainConfig, train
+
+
+@dataclass
+class LDMDataConfig:
+    """The training images (a folder or tar shards :func:`~latentmed.ldm.data.open_ldm_images` reads)."""
+
+    path: str = ""
+    size: int = 64  # image side after centre crop + resize
+    channels: int = 1  # 1 grayscale, 3 RGB
+    augment: bool = False  # light augmentation (DiNO-Diffusion Sec. 3)
 
 
 # ---- VAE -------------------------------------------------------------------------------------------------------
@@ -49,9 +64,9 @@ class VAEModule(nn.Module):
 
 
 def vae_loss(kl_weight: float = 1e-6) -> Callable:
-    """``loss_fn(model, batch) -> (L1 + kl_weight * KL)[B]`` for :func:`latentmed.train.train`."""
+    """``objective(model, batch, step) -> (L1 + kl_weight * KL)[B]`` for :func:`latentmed.train.train`."""
 
-    def loss_fn(model, batch):
+    def loss_fn(model, batch, step: int):
         x = batch["image"]
         recon, kl = model(x)
         rec = (recon - x).abs().flatten(1).mean(1)
@@ -72,32 +87,62 @@ def compute_scaling_factor(vae, images: torch.Tensor, batch_size: int = 64) -> f
 
 
 @dataclass
-class VAETrainSpec:
-    """VAE architecture and objective for ``latentmed ldm train-vae``."""
+class VAEModelConfig:
+    """The AutoencoderKL (:func:`~latentmed.ldm.model.build_vae`); downsampling 2^(len(block_out_channels) - 1)."""
 
-    image_size: int = 64
-    image_channels: int = 1
     latent_channels: int = 4
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     layers_per_block: int = 1
+
+
+@dataclass
+class VAEObjectiveConfig:
+    """Weight of the KL term of :func:`vae_loss`."""
+
     kl_weight: float = 1e-6
-    augment: bool = False
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, batch_size=16, lr=1e-3,
-                                                                   ema_decay=0.99, checkpoint_every=250))
 
 
-def train_vae(data: str | os.PathLike, out_dir: str | os.PathLike, spec: VAETrainSpec | None = None):
-    """Train an AutoencoderKL on ``data`` (folder or shards); writes ``out_dir/vae`` with the scaling factor."""
-    from latentmed.ldm.data import LDMImageDataset
+@dataclass
+class VAETrainConfig(TrainConfig):
+    """:class:`TrainConfig` with the VAE's defaults (short CPU runs)."""
+
+    steps: int = 500
+    batch_size: int = 16
+    lr: float = 1e-3
+    ema_decay: float = 0.99
+    checkpoint_every: int = 250
+
+
+@dataclass
+class VAERunConfig:
+    """Everything ``latentmed ldm train-vae`` needs; YAML sections mirror the fields."""
+
+    model: VAEModelConfig = field(default_factory=VAEModelConfig)
+    objective: VAEObjectiveConfig = field(default_factory=VAEObjectiveConfig)
+    train: VAETrainConfig = field(default_factory=VAETrainConfig)
+    data: LDMDataConfig = field(default_factory=LDMDataConfig)
+
+
+def _check_data(data: LDMDataConfig) -> str:
+    if not data.path:
+        raise LatentmedError("no training data: set data.path in the config or give the DATA argument.")
+    return data.path
+
+
+def train_vae(cfg: VAERunConfig, out_dir: str | os.PathLike):
+    """Train an AutoencoderKL on ``cfg.data.path`` (folder or shards); writes ``out_dir/vae`` with the
+    scaling factor and ``out_dir/config.yaml``."""
+    from latentmed.ldm.data import open_ldm_images
     from latentmed.ldm.model import build_vae
 
-    spec = spec or VAETrainSpec()
-    ds = LDMImageDataset(data, size=spec.image_size, channels=spec.image_channels, augment=spec.augment)
-    seed_everything(spec.train.seed)  # same seed, same initial weights
-    vae = build_vae(spec.image_channels, spec.latent_channels, spec.block_out_channels, spec.layers_per_block,
-                    image_size=spec.image_size)
+    d, m = cfg.data, cfg.model
+    ds = open_ldm_images(_check_data(d), size=d.size, channels=d.channels, augment=d.augment)
+    seed_everything(cfg.train.seed)  # same seed, same initial weights
+    vae = build_vae(d.channels, m.latent_channels, m.block_out_channels, m.layers_per_block,
+                    image_size=d.size)
     out = Path(out_dir)
-    res = train(VAEModule(vae), vae_loss(spec.kl_weight), ds, spec.train, out, save_model=False)
+    save_run_config(cfg, out)
+    res = train(VAEModule(vae), vae_loss(cfg.objective.kl_weight), ds, cfg.train, out, save_model=False)
     final = res.ema_model.vae.eval()
     sample = ds.stack(range(min(len(ds), 512)))
     final.register_to_config(scaling_factor=compute_scaling_factor(final, sample))
@@ -108,11 +153,11 @@ def train_vae(data: str | os.PathLike, out_dir: str | os.PathLike, spec: VAETrai
 # ---- UNet ------------------------------------------------------------------------------------------------------
 def ldm_loss(vae, conditioner, schedule, prediction: str, scaling_factor: float, cond_dropout: float = 0.1,
              sample_posterior: bool = True) -> Callable:
-    """``loss_fn(model, batch)``: ``model`` is a :class:`~latentmed.ldm.model.UNetNet` (trained);
+    """``objective(model, batch, step)``: ``model`` is a :class:`~latentmed.ldm.model.LatentUNet` (trained);
     the VAE and conditioner are frozen and moved to the batch's device on first use."""
     from latentmed.diffusion import diffusion_loss, sample_times
 
-    def loss_fn(model, batch):
+    def loss_fn(model, batch, step: int):
         x = batch["image"]
         if next(vae.parameters()).device != x.device:
             vae.to(x.device)
@@ -133,24 +178,57 @@ def ldm_loss(vae, conditioner, schedule, prediction: str, scaling_factor: float,
 
 
 @dataclass
-class LDMTrainSpec:
-    """UNet architecture, objective and checkpoint selection for ``latentmed ldm train``."""
+class LDMUNetConfig:
+    """The token-conditioned UNet (:func:`~latentmed.ldm.model.build_unet`); its latent size and
+    channels follow the VAE, its cross-attention width the conditioner."""
 
-    image_size: int = 64
-    image_channels: int = 1
     block_out_channels: tuple[int, ...] = (32, 64)
     layers_per_block: int = 1
     head_channels: int = 32
-    attention_head_dim: int | None = None  # legacy: diffusers' head COUNT (older specs); overrides head_channels
+    attention_head_dim: int | None = None  # legacy: diffusers' head COUNT (older configs); overrides head_channels
+
+
+@dataclass
+class LDMObjectiveConfig:
+    """Diffusion in the VAE's latent space (:func:`ldm_loss`): schedule, prediction, condition dropout."""
+
     schedule: str = "linear"
     prediction: str = "eps"
     cond_dropout: float = 0.1
-    augment: bool = False
-    fid_every: int = 0
-    fid_images: int = 64
-    fid_steps: int = 20
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=16, lr=2e-4,
-                                                                   ema_decay=0.995, checkpoint_every=500))
+
+
+@dataclass
+class LDMTrainConfig(TrainConfig):
+    """:class:`TrainConfig` with the UNet's defaults; checkpoint selection by the lowest ``fid``
+    every ``eval_every`` steps (0: off) on ``eval.heldout``."""
+
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 2e-4
+    ema_decay: float = 0.995
+    checkpoint_every: int = 500
+    select_metric: str = "fid"
+
+
+@dataclass
+class FIDSelectionConfig:
+    """Reconstruction-FID checkpoint selection: held-out images (a validation split of the training
+    pool, never the test set), how many, and DDIM steps per reconstruction."""
+
+    heldout: str = ""
+    images: int = 64
+    steps: int = 20
+
+
+@dataclass
+class LDMRunConfig:
+    """Everything ``latentmed ldm train`` needs besides the VAE and the conditioner; YAML sections mirror the fields."""
+
+    model: LDMUNetConfig = field(default_factory=LDMUNetConfig)
+    objective: LDMObjectiveConfig = field(default_factory=LDMObjectiveConfig)
+    train: LDMTrainConfig = field(default_factory=LDMTrainConfig)
+    data: LDMDataConfig = field(default_factory=LDMDataConfig)
+    eval: FIDSelectionConfig = field(default_factory=FIDSelectionConfig)
 
 
 def embed_dataset(conditioner, dataset, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
@@ -165,6 +243,29 @@ def embed_dataset(conditioner, dataset, batch_size: int = 64, progress: bool = F
     for c in chunks:
         out.append(conditioner(dataset.stack(c)).cpu())
     return torch.cat(out)
+
+
+def embed_folder(data: str | os.PathLike, out: str | os.PathLike, conditioner, *, tokens: str = "global",
+                 size: int = 64, batch_size: int = 64, progress: bool = False) -> tuple[torch.Tensor, str]:
+    """Embed every image of ``data`` with ``conditioner`` (an object, or a source for
+    :func:`~latentmed.ldm.conditioner.load_conditioner` with ``tokens``) and write the cache ``out``
+    (:func:`save_embeddings`); return the tokens ``[N, T, D]`` and the conditioner's source."""
+    from latentmed.ldm.data import open_ldm_images
+
+    cond = _conditioner(conditioner, tokens)
+    ds = open_ldm_images(data, size=size)
+    tok = embed_dataset(cond, ds, batch_size, progress=progress)
+    save_embeddings(out, tok, cond, ds.ids)
+    return tok, getattr(cond, "source", type(cond).__name__)
+
+
+def _conditioner(conditioner, tokens: str = "global"):
+    """A conditioner object as given, or loaded from a source (a local ViT folder, ``tiny``...)."""
+    if isinstance(conditioner, (str, os.PathLike)):
+        from latentmed.ldm.conditioner import load_conditioner
+
+        return load_conditioner(str(conditioner), tokens)
+    return conditioner
 
 
 def save_embeddings(path: str | os.PathLike, tokens: torch.Tensor, conditioner, keys: list[str]) -> Path:
@@ -195,89 +296,88 @@ def load_embeddings(path: str | os.PathLike, conditioner=None, keys: list[str] |
     return tokens
 
 
-def train_ldm(data: str | os.PathLike, vae_dir: str | os.PathLike, conditioner, run_dir: str | os.PathLike,
-              spec: LDMTrainSpec | None = None, *, embeddings: str | os.PathLike | None = None,
-              heldout: str | os.PathLike | None = None, fid_extractor: Callable | None = None):
-    """Train the token-conditioned UNet; writes the full RUN layout (see :mod:`latentmed.ldm`).
+def train_ldm(cfg: LDMRunConfig, run_dir: str | os.PathLike, *, vae: str | os.PathLike, conditioner,
+              tokens: str = "global", embeddings: str | os.PathLike | None = None,
+              fid_extractor: Callable | None = None):
+    """Train the token-conditioned UNet on ``cfg.data.path``; writes the full RUN layout (see :mod:`latentmed.ldm`)
+    and ``RUN/config.yaml``.
 
-    ``embeddings``: cache from :func:`save_embeddings` (else tokens are computed every step). With
-    ``spec.augment`` the cached tokens are those of the un-augmented image (the UNet then learns
-    small geometric variations around its condition); without a cache they follow the augmentation.
-    ``heldout`` + ``spec.fid_every``: reconstruction-FID checkpoint selection; ``fid_extractor``
-    maps images to features (default: the conditioner's CLS token).
+    ``vae``: a VAE folder (:func:`~latentmed.ldm.model.load_vae`); ``conditioner``: an object, or a
+    source for :func:`~latentmed.ldm.conditioner.load_conditioner` with ``tokens``; ``embeddings``: cache from
+    :func:`save_embeddings` (else tokens are computed every step). With ``data.augment`` the cached
+    tokens are those of the un-augmented image (the UNet then learns small geometric variations
+    around its condition); without a cache they follow the augmentation. ``eval.heldout`` +
+    ``train.eval_every``: reconstruction-FID checkpoint selection; ``fid_extractor`` maps images to
+    features (default: the conditioner's CLS token).
     """
-    from latentmed.ldm.data import LDMImageDataset
-    from latentmed.ldm.model import LatentDiffusion, UNetNet, build_unet, check_token_width, ldm_config_from, load_vae
-
-    spec = spec or LDMTrainSpec()
-    vae = load_vae(vae_dir)
     from latentmed.diffusion import check_prediction, get_schedule
+    from latentmed.ldm.data import open_ldm_images
+    from latentmed.ldm.model import (LatentDiffusion, LatentUNet, build_unet, check_token_width, ldm_config_from,
+                                     load_vae)
 
-    schedule, prediction = get_schedule(spec.schedule), check_prediction(spec.prediction)
+    if cfg.train.eval_every and not cfg.eval.heldout:
+        raise LatentmedError(f"train.eval_every={cfg.train.eval_every} selects checkpoints by reconstruction FID on "
+                             "held-out images: give --heldout DIR (eval.heldout), or set train.eval_every=0.")
+    vae_model = load_vae(vae)
+    conditioner = _conditioner(conditioner, tokens)
+    d, m, o = cfg.data, cfg.model, cfg.objective
+    schedule, prediction = get_schedule(o.schedule), check_prediction(o.prediction)
     tokens = None
-    ds0 = LDMImageDataset(data, size=spec.image_size, channels=spec.image_channels)
+    ds0 = open_ldm_images(_check_data(d), size=d.size, channels=d.channels)
     if embeddings is not None:
-        tokens = load_embeddings(embeddings, conditioner, ds0.keys)
-    ds = LDMImageDataset(data, size=spec.image_size, channels=spec.image_channels, augment=spec.augment, tokens=tokens)
-    f = 2 ** (len(vae.config.block_out_channels) - 1)
-    expect(spec.image_size % f == 0, f"image_size {spec.image_size} is not divisible by the VAE's factor {f}.")
-    seed_everything(spec.train.seed)
-    unet = build_unet(vae.config.latent_channels, spec.image_size // f, conditioner.width, spec.block_out_channels,
-                      spec.layers_per_block, spec.attention_head_dim, head_channels=spec.head_channels)
+        tokens = load_embeddings(embeddings, conditioner, ds0.ids)
+    ds = open_ldm_images(d.path, size=d.size, channels=d.channels, augment=d.augment, tokens=tokens)
+    f = 2 ** (len(vae_model.config.block_out_channels) - 1)
+    expect(d.size % f == 0, f"data.size {d.size} is not divisible by the VAE's factor {f}.")
+    seed_everything(cfg.train.seed)
+    unet = build_unet(vae_model.config.latent_channels, d.size // f, conditioner.width, m.block_out_channels,
+                      m.layers_per_block, m.attention_head_dim, head_channels=m.head_channels)
     check_token_width(unet, conditioner)
-    sf = float(vae.config.scaling_factor)
+    sf = float(vae_model.config.scaling_factor)
     run = Path(run_dir)
-    cfg = ldm_config_from(vae, unet, spec.image_size, spec.image_channels, spec.schedule, prediction,
-                          spec.cond_dropout)
-    preview = None
-    best = {"fid": float("inf"), "step": None}
-    if heldout is not None and spec.fid_every > 0:
-        held = LDMImageDataset(heldout, size=spec.image_size, channels=spec.image_channels)
-        real = held.stack(range(min(len(held), spec.fid_images)))
-        extractor = fid_extractor or (lambda x: conditioner(x)[:, 0])
-
-        def preview(ema_model, step, out_dir):
-            ldm = LatentDiffusion(vae, unwrap_unet(ema_model), conditioner, cfg,
-                                  device=next(ema_model.parameters()).device)
-            fid = reconstruction_fid(ldm, real, extractor, steps=spec.fid_steps)
-            ema_model.unet.train()
-            if fid < best["fid"]:
-                best.update(fid=fid, step=step)
-                ema_model.unet.save_pretrained(str(Path(out_dir) / "best_unet"))
-            with open(Path(out_dir) / "fid.csv", "a") as fh:
-                fh.write(f"{step},{fid:.6f}\n")
-
-        spec.train.preview_every = spec.fid_every
-
-    res = train(UNetNet(unet), ldm_loss(vae, conditioner, schedule, prediction, sf, spec.cond_dropout), ds,
-                spec.train, run, preview_fn=preview, save_model=False)
+    ldm_cfg = ldm_config_from(vae_model, unet, d.size, d.channels, o.schedule, prediction, o.cond_dropout)
+    eval_fn = None
+    if cfg.train.eval_every:
+        held = open_ldm_images(cfg.eval.heldout, size=d.size, channels=d.channels)
+        real = held.stack(range(min(len(held), cfg.eval.images)))
+        eval_fn = _fid_eval(vae_model, conditioner, ldm_cfg, real, fid_extractor, cfg.eval.steps)
+    save_run_config(cfg, run)
+    res = train(LatentUNet(unet), ldm_loss(vae_model, conditioner, schedule, prediction, sf, o.cond_dropout), ds,
+                cfg.train, run, eval_fn=eval_fn, save_model=False)
     final_unet = res.ema_model.unet
-    if best["step"] is not None:
+    if res.best is not None:
         from diffusers import UNet2DConditionModel
 
-        final_unet = UNet2DConditionModel.from_pretrained(str(run / "best_unet"))
-        cfg.extra.update(best_fid=best["fid"], best_step=best["step"], fid_extractor="custom" if fid_extractor
-                         else "conditioner CLS", selection_data=str(Path(heldout).resolve()))
-    cfg.extra.update(steps=res.step, embeddings=str(embeddings) if embeddings else None,
-                     train_data=str(Path(data).resolve()),
-                     conditioner=getattr(conditioner, "label", type(conditioner).__name__))
-    ldm = LatentDiffusion(vae, final_unet, conditioner, cfg)
+        final_unet = UNet2DConditionModel.from_pretrained(str(run / "best"))
+        ldm_cfg.extra.update({f"best_{res.best['metric']}": res.best["value"], "best_step": res.best["step"],
+                              "fid_extractor": "custom" if fid_extractor else "conditioner CLS",
+                              "selection_data": str(Path(cfg.eval.heldout).resolve())})
+    ldm_cfg.extra.update(steps=res.step, embeddings=str(embeddings) if embeddings else None,
+                         train_data=str(Path(d.path).resolve()),
+                         conditioner=getattr(conditioner, "label", type(conditioner).__name__))
+    ldm = LatentDiffusion(vae_model, final_unet, conditioner, ldm_cfg)
     ldm.save(run)
     return ldm
 
 
-def unwrap_unet(ema_model):
-    """The diffusers UNet inside a (possibly wrapped) :class:`UNetNet`."""
-    from latentmed.train import unwrap
+def _fid_eval(vae, conditioner, ldm_cfg, real: torch.Tensor, extractor: Callable | None, steps: int) -> Callable:
+    """``eval_fn(ema_model, step) -> {"fid": ...}`` for the training loop: reconstruction FID of ``real``."""
+    from latentmed.ldm.model import LatentDiffusion
 
-    return unwrap(ema_model).unet
+    extractor = extractor or (lambda x: conditioner(x)[:, 0])
+
+    def eval_fn(ema_model, step: int) -> dict[str, float]:
+        ldm = LatentDiffusion(vae, ema_model.unet, conditioner, ldm_cfg, device=next(ema_model.parameters()).device)
+        return {"fid": reconstruction_fid(ldm, real, extractor, steps=steps)}
+
+    return eval_fn
 
 
 @torch.no_grad()
 def reconstruction_fid(ldm, images: torch.Tensor, extractor: Callable, steps: int = 20, guidance: float = 1.0,
                        seed: int = 0, batch_size: int = 32) -> float:
     """FID between ``images`` and their reconstructions from their own tokens (lower is better)."""
-    from latentmed.metrics.image import FID
+    from latentmed.metrics.fid import FID
 
     fid = FID(extractor, batch_size=batch_size)
     g = torch.Generator().manual_seed(seed)

@@ -2,8 +2,9 @@
 
 Argument order is (y_true, y_pred or y_score), as in scikit-learn. Inputs are 1-D arrays,
 lists or tensors of equal length (``y_score`` may be ``[N, K]`` class probabilities for a
-multi-class AUC). Each has an accumulating class that collects the batches and evaluates on
-``compute()`` (these metrics are not means of per-sample values).
+multi-class AUC). Each has an accumulating ``torchmetrics.Metric`` class that collects the
+batches (of every DDP rank) and evaluates on ``compute()`` (these metrics are not means of
+per-sample values).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 
 from latentmed.errors import LatentmedError
+from latentmed.metrics._base import AccumulatingMetric, cat_state
 
 __all__ = ["auc", "macro_f1", "mae", "confusion", "AUC", "MacroF1", "MAE", "Confusion"]
 
@@ -98,28 +101,42 @@ def confusion(y_true: Any, y_pred: Any, *, labels: Sequence | None = None) -> np
     return confusion_matrix(t, p, labels=None if labels is None else list(labels))
 
 
-class _Collecting:
-    """Collect ``(y_true, y_other)`` batches; ``compute()`` evaluates ``fn`` on everything seen."""
+def _label_tensor(x: Any, name: str) -> torch.Tensor:
+    arr = _array(x, name)
+    if arr.dtype == bool:
+        arr = arr.astype(np.int64)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise LatentmedError(f"{name}: the accumulating metric classes need numeric labels or scores, got dtype "
+                             f"{arr.dtype}; map the labels to integers first (the functions take any labels).")
+    dtype = np.int64 if np.issubdtype(arr.dtype, np.integer) else np.float64
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=dtype))
+
+
+class _Collecting(AccumulatingMetric):
+    """Collect ``(y_true, y_other)`` batches; ``compute()`` evaluates ``fn`` on everything seen, on every rank.
+
+    Labels and scores are ``"cat"`` states, so under ``torch.distributed`` ``compute()`` gathers
+    all ranks' samples first (these metrics are not means of per-sample values).
+    """
 
     _fn: Callable[..., Any]
 
     def __init__(self, **kwargs: Any) -> None:
-        self._kwargs = kwargs
-        self.reset()
-
-    def reset(self) -> None:
-        self._true: list[np.ndarray] = []
-        self._other: list[np.ndarray] = []
+        super().__init__()
+        self._metric_kwargs = kwargs
+        self.add_state("y_true", default=[], dist_reduce_fx="cat")
+        self.add_state("y_other", default=[], dist_reduce_fx="cat")
 
     def update(self, y_true: Any, y_other: Any) -> None:
-        t, o = _array(y_true, "y_true"), _array(y_other, "y_pred")
-        self._true.append(t.reshape(-1))
-        self._other.append(o if o.ndim == 2 else o.reshape(-1))
+        t, o = _label_tensor(y_true, "y_true"), _label_tensor(y_other, "y_pred")
+        self.y_true.append(t.reshape(-1).to(self.device))
+        self.y_other.append((o if o.ndim == 2 else o.reshape(-1)).to(self.device))
 
     def compute(self) -> Any:
-        if not self._true:
+        t, o = cat_state(self.y_true), cat_state(self.y_other)
+        if t is None or o is None or t.numel() == 0:
             raise LatentmedError(f"{type(self).__name__}.compute(): no data; call update(y_true, y_pred) first.")
-        return type(self)._fn(np.concatenate(self._true), np.concatenate(self._other), **self._kwargs)
+        return type(self)._fn(t.cpu().numpy(), o.cpu().numpy(), **self._metric_kwargs)
 
 
 class AUC(_Collecting):

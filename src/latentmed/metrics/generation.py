@@ -8,7 +8,7 @@
   points inside the generated manifold (do samples cover the data?). A point on a ball's
   boundary counts as inside (``<=``, as in the authors' ``precision_recall.py``).
 * :func:`frechet_feature_distance`: FID on precomputed features (the Frechet distance of
-  :mod:`latentmed.metrics.image` between the two feature sets' Gaussians).
+  :mod:`latentmed.metrics.fid` between the two feature sets' Gaussians).
 * :func:`nearest_neighbour_distances` and :func:`memorisation`: how close samples come to the
   training set compared with held-out real images (a model that copies its training images puts
   samples nearer to them than fresh real images are).
@@ -28,7 +28,7 @@ import torch
 
 from latentmed.errors import LatentmedError
 from latentmed.metrics._base import as_tensor
-from latentmed.metrics.image import feature_statistics, frechet_distance
+from latentmed.metrics.fid import feature_statistics, frechet_distance
 
 __all__ = ["knn_radii", "precision_recall", "frechet_feature_distance", "nearest_neighbour_distances",
            "memorisation", "PixelPCA"]
@@ -88,7 +88,7 @@ def precision_recall(real: Any, generated: Any, k: int = 3, *, batch_size: int =
 
 
 def frechet_feature_distance(real: Any, generated: Any) -> float:
-    """FID between two feature sets ``[N, F]``: :func:`~latentmed.metrics.image.frechet_distance` of their moments."""
+    """FID between two feature sets ``[N, F]``: :func:`~latentmed.metrics.fid.frechet_distance` of their moments."""
     r, g = _features(real, "real"), _features(generated, "generated")
     _check_dims(r, g, ("real", "generated"))
     return float(frechet_distance(*feature_statistics(r), *feature_statistics(g)))

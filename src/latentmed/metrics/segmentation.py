@@ -16,12 +16,14 @@ the LSD-EBM reference code called them as (pred, truth), so what it reported as
 sensitivity and specificity were really precision ``TP/(TP+FP)`` and negative predictive
 value ``TN/(TN+FN)``.
 
-**Batches.** By default the inputs are ONE mask of shape ``[*spatial]`` (2D ``[H, W]`` or 3D
-``[D, H, W]``) and every function returns a 0-d tensor. With ``batched=True`` the first axis
-is the batch, ``[B, *spatial]`` (a channel axis of size 1, ``[B, 1, *spatial]``, is fine), and
-the functions return per-sample values of shape ``[B]``. Inputs are torch tensors (any
-device) or numpy arrays, boolean or with values in {0, 1}; results are float64 tensors on
-the input's device.
+**Batch first**, like every metric of :mod:`latentmed.metrics`: the inputs are batches
+``[B, H, W]`` (2D) or ``[B, D, H, W]`` (3D); a channel axis of size 1 (``[B, 1, H, W]``,
+``[B, 1, D, H, W]``) is dropped. Every function returns per-sample values ``[B]``. For one mask
+add the batch axis (``dice(truth[None], pred[None])[0]``): a 3D mask ``[D, H, W]`` passed
+without it would be read as D two-dimensional masks. Inputs are torch tensors (any device) or
+numpy arrays, boolean or with values in {0, 1}; results are float64 tensors on the input's
+device. The accumulating classes are ``torchmetrics.Metric`` subclasses whose per-sample values
+are gathered across DDP ranks.
 
 **Empty masks** (no foreground in truth and/or prediction) get these documented values:
 
@@ -83,7 +85,8 @@ def _binary(x: Any, name: str) -> torch.Tensor:
     return t != 0
 
 
-def _pair(truth: Any, pred: Any, batched: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(truth: Any, pred: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batches of binary masks ``[B, *spatial]`` (2D or 3D; a channel axis of size 1 dropped)."""
     t = _binary(truth, "truth")
     p = _binary(pred, "pred")
     if t.shape != p.shape:
@@ -91,27 +94,22 @@ def _pair(truth: Any, pred: Any, batched: bool) -> tuple[torch.Tensor, torch.Ten
             f"truth has shape {tuple(t.shape)} but pred has shape {tuple(p.shape)}; they must match "
             "(same dimensionality, 2D or 3D, and the same size). Resample the prediction onto the truth's grid."
         )
-    min_dim = 2 if batched else 1
-    if t.ndim < min_dim:
+    if t.ndim in (4, 5) and t.shape[1] == 1:
+        t, p = t[:, 0], p[:, 0]
+    if t.ndim not in (3, 4):
         raise LatentmedError(
-            f"masks of shape {tuple(t.shape)} are too small for batched={batched}: expected "
-            f"{'[B, *spatial]' if batched else '[*spatial]'}."
-        )
+            f"masks of shape {tuple(t.shape)}: expected a batch [B, H, W] (2D) or [B, D, H, W] (3D), "
+            "optionally with a channel axis of size 1; for one mask add the batch axis: mask[None].")
     if p.device != t.device:
         p = p.to(t.device)
-    if not batched:
-        t, p = t[None], p[None]
     if t.shape[0] == 0:
         raise LatentmedError("empty batch: truth and pred have batch size 0.")
     return t, p
 
 
-def confusion_counts(truth: Any, pred: Any, *, batched: bool = False) -> dict[str, torch.Tensor]:
-    """Per-sample ``tp``, ``fp``, ``fn``, ``tn`` (int64) of binary masks, in one pass.
-
-    ``truth`` and ``pred`` are ``[*spatial]`` (or ``[B, *spatial]`` with ``batched=True``).
-    """
-    t, p = _pair(truth, pred, batched)
+def confusion_counts(truth: Any, pred: Any) -> dict[str, torch.Tensor]:
+    """Per-sample ``tp``, ``fp``, ``fn``, ``tn`` (int64, ``[B]``) of batches of binary masks, in one pass."""
+    t, p = _pair(truth, pred)
     t = t.reshape(t.shape[0], -1)
     p = p.reshape(p.shape[0], -1)
     tp = (t & p).sum(1)
@@ -121,8 +119,7 @@ def confusion_counts(truth: Any, pred: Any, *, batched: bool = False) -> dict[st
     fp = p_sum - tp
     fn = t_sum - tp
     tn = n - tp - fp - fn
-    out = {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
-    return out if batched else {k: v[0] for k, v in out.items()}
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
 def _safe_div(num: torch.Tensor, den: torch.Tensor, empty_value: float) -> torch.Tensor:
@@ -167,38 +164,28 @@ def _scores_from_counts(c: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             "nmi": nmi_v, "cohen_kappa": kappa}
 
 
-def segmentation_scores(truth: Any, pred: Any, *, batched: bool = False,
-                        hausdorff: bool = False, spacing: float | Sequence[float] | None = None
-                        ) -> dict[str, torch.Tensor]:
+def segmentation_scores(truth: Any, pred: Any, *, hausdorff: bool = False,
+                        spacing: float | Sequence[float] | None = None) -> dict[str, torch.Tensor]:
     """All overlap metrics (Dice, VS, SEN, SPEC, NMI, kappa) from one confusion-count pass.
 
     Args:
-        truth: ground-truth mask ``[*spatial]`` (or ``[B, *spatial]`` with ``batched=True``).
-        pred: predicted mask of the same shape. Order is (truth, pred); see the module docstring.
-        batched: whether the first axis is the batch.
+        truth: ground-truth masks ``[B, H, W]`` or ``[B, D, H, W]`` (see the module docstring).
+        pred: predicted masks of the same shape. Order is (truth, pred).
         hausdorff: also compute ``hausdorff95`` (slower: one KD-tree per sample on the CPU).
         spacing: voxel size for Hausdorff-95 (one number or one per spatial axis).
 
     Returns:
-        ``{name: tensor}`` with keys :data:`SEGMENTATION_METRICS` (plus ``hausdorff95``),
-        each 0-d, or ``[B]`` when batched.
+        ``{name: [B] tensor}`` with keys :data:`SEGMENTATION_METRICS` (plus ``hausdorff95``).
     """
-    counts = confusion_counts(truth, pred, batched=True) if batched else {
-        k: v[None] for k, v in confusion_counts(truth, pred).items()}
-    out = _scores_from_counts(counts)
+    out = _scores_from_counts(confusion_counts(truth, pred))
     if hausdorff:
-        out["hausdorff95"] = hausdorff95(truth, pred, batched=True, spacing=spacing) if batched else \
-            hausdorff95(truth, pred, spacing=spacing)[None]
-    return out if batched else {k: v[0] for k, v in out.items()}
+        out["hausdorff95"] = hausdorff95(truth, pred, spacing=spacing)
+    return out
 
 
 def _one(name: str):
-    def metric(truth: Any, pred: Any, *, batched: bool = False) -> torch.Tensor:
-        counts = confusion_counts(truth, pred, batched=batched)
-        if not batched:
-            counts = {k: v[None] for k, v in counts.items()}
-        value = _scores_from_counts(counts)[name]
-        return value if batched else value[0]
+    def metric(truth: Any, pred: Any) -> torch.Tensor:
+        return _scores_from_counts(confusion_counts(truth, pred))[name]
 
     return metric
 
@@ -207,8 +194,7 @@ dice = _one("dice")
 dice.__name__ = dice.__qualname__ = "dice"
 dice.__doc__ = """Dice similarity coefficient ``2TP / (2TP + FP + FN)``; 1 when both masks are empty.
 
-``dice(truth, pred)`` on ``[*spatial]`` masks -> 0-d tensor; ``batched=True`` on
-``[B, *spatial]`` -> ``[B]``. Symmetric in its arguments."""
+``dice(truth, pred)`` on batches ``[B, *spatial]`` -> ``[B]``. Symmetric in its arguments."""
 
 volumetric_similarity = _one("volumetric_similarity")
 volumetric_similarity.__name__ = volumetric_similarity.__qualname__ = "volumetric_similarity"
@@ -263,15 +249,16 @@ def _hd95_one(t: np.ndarray, p: np.ndarray, spacing: np.ndarray, percentile: flo
     return float(max(np.percentile(d_pt, percentile), np.percentile(d_tp, percentile)))
 
 
-def hausdorff95(truth: Any, pred: Any, *, batched: bool = False,
-                spacing: float | Sequence[float] | None = None, percentile: float = 95.0) -> torch.Tensor:
+def hausdorff95(truth: Any, pred: Any, *, spacing: float | Sequence[float] | None = None,
+                percentile: float = 95.0) -> torch.Tensor:
     """Symmetric percentile Hausdorff distance between the mask surfaces (MONAI's definition).
 
     Surfaces are the foreground voxels removed by one binary erosion (image border counts as
     background). The result is ``max(P95 d(pred->truth), P95 d(truth->pred))`` in units of
-    ``spacing`` (voxels by default). 0 when both masks are empty, ``inf`` when one is.
+    ``spacing`` (voxels by default), per sample ``[B]``. 0 when both masks are empty, ``inf``
+    when one is.
     """
-    t, p = _pair(truth, pred, batched)
+    t, p = _pair(truth, pred)
     spatial = t.ndim - 1
     if spacing is None:
         sp = np.ones(spatial)
@@ -284,25 +271,25 @@ def hausdorff95(truth: Any, pred: Any, *, batched: bool = False,
     tn, pn = t.cpu().numpy(), p.cpu().numpy()
     values = torch.tensor([_hd95_one(tn[i], pn[i], sp, percentile) for i in range(tn.shape[0])],
                           dtype=torch.float64, device=t.device)
-    return values if batched else values[0]
+    return values
 
 
 class SegmentationScores(PerSampleMean):
     """Accumulating :func:`segmentation_scores`: ``update(truth, pred)`` per batch, ``compute()`` -> means.
 
-    >>> m = SegmentationScores(batched=True)
+    >>> m = SegmentationScores()
     >>> for truth, pred in loader: m.update(truth, pred)   # doctest: +SKIP
     >>> m.compute()["dice"]                                 # doctest: +SKIP
     """
 
-    def __init__(self, *, batched: bool = False, hausdorff: bool = False,
-                 spacing: float | Sequence[float] | None = None) -> None:
-        super().__init__(segmentation_scores, batched=batched, hausdorff=hausdorff, spacing=spacing)
+    def __init__(self, *, hausdorff: bool = False, spacing: float | Sequence[float] | None = None) -> None:
+        keys = SEGMENTATION_METRICS + (("hausdorff95",) if hausdorff else ())
+        super().__init__(segmentation_scores, keys=keys, hausdorff=hausdorff, spacing=spacing)
 
 
 def _metric_class(fn, class_name: str):
-    def __init__(self, *, batched: bool = False, **kwargs: Any) -> None:
-        PerSampleMean.__init__(self, fn, batched=batched, **kwargs)
+    def __init__(self, **kwargs: Any) -> None:
+        PerSampleMean.__init__(self, fn, **kwargs)
 
     doc = f"Accumulating :func:`{fn.__name__}`: ``update(truth, pred)`` per batch, ``compute()`` -> mean."
     return type(class_name, (PerSampleMean,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})

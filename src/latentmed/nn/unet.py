@@ -98,24 +98,22 @@ class DiffAEUNet(nn.Module):
 
 @dataclass
 class EncoderConfig:
-    """Semantic encoder z_sem = Enc(x0): the UNet's downsampling half, pooled (DiffAE Sec. 3.1)."""
+    """Semantic encoder z_sem = Enc(x0): the UNet's downsampling half, pooled (DiffAE Sec. 3.1).
 
-    image_size: int = 64
-    in_channels: int = 1
-    model_channels: int = 64
+    Only what differs from the decoder: the image size and channels, base width, heads, ``z_dim``
+    and ``dims`` are the decoder's (:class:`UNetConfig`), given to :class:`SemanticEncoder` beside it.
+    """
+
     channel_mult: tuple[int, ...] = (1, 2, 4, 8, 8)
     num_res_blocks: int = 2
     attention_resolutions: tuple[int, ...] = (16,)
-    num_heads: int = 4
     dropout: float = 0.0
-    z_dim: int = 512
-    dims: int = 2
     pool: str = "avg"
     middle: bool = False  # DiffAE's middle block (ResBlock, attention, ResBlock) before the head
 
     def __post_init__(self) -> None:
         if self.pool not in ENCODER_POOLS:
-            raise LatentmedError(f"enc_pool (the semantic encoder's pooling) must be one of "
+            raise LatentmedError(f"model.encoder.pool (the semantic encoder's pooling) must be one of "
                                  f"{', '.join(ENCODER_POOLS)}; got {self.pool!r}.")
 
 
@@ -131,32 +129,34 @@ class SemanticEncoder(nn.Module):
     ``pool="avg"`` is DiffAE's head (avgpool, 1x1 conv); ``pool="flatten"`` flattens the last
     feature map into one linear layer instead (see :data:`ENCODER_POOLS`). ``middle=True`` adds
     DiffAE's middle block before the head (``BeatGANsEncoderModel``: ResBlock, attention, ResBlock
-    at the lowest resolution), which lets every position of the last map see the others.
+    at the lowest resolution), which lets every position of the last map see the others. ``net`` is
+    the decoder's :class:`UNetConfig`: the encoder shares its image size, channels, base width, heads,
+    ``z_dim`` and ``dims``.
     """
 
-    def __init__(self, cfg: EncoderConfig):
+    def __init__(self, cfg: EncoderConfig, net: UNetConfig):
         super().__init__()
-        ch, dims = cfg.model_channels, cfg.dims
-        layers: list[nn.Module] = [conv_nd(dims, cfg.in_channels, ch, 3, padding=1)]
-        cur, res = ch, cfg.image_size
+        ch, dims = net.model_channels, net.dims
+        layers: list[nn.Module] = [conv_nd(dims, net.in_channels, ch, 3, padding=1)]
+        cur, res = ch, net.image_size
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
                 layers.append(ResBlock(cur, mult * ch, dims, dropout=cfg.dropout))
                 cur = mult * ch
                 if res in cfg.attention_resolutions:
-                    layers.append(AttentionBlock(cur, cfg.num_heads))
+                    layers.append(AttentionBlock(cur, net.num_heads))
             if level != len(cfg.channel_mult) - 1:
                 layers.append(Downsample(cur, dims))
                 res //= 2
         if cfg.middle:
-            layers += [ResBlock(cur, cur, dims, dropout=cfg.dropout), AttentionBlock(cur, cfg.num_heads),
+            layers += [ResBlock(cur, cur, dims, dropout=cfg.dropout), AttentionBlock(cur, net.num_heads),
                        ResBlock(cur, cur, dims, dropout=cfg.dropout)]
         self.body = _Sequential(layers)
         if cfg.pool == "avg":
             pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
-            head = [pool, conv_nd(dims, cur, cfg.z_dim, 1), nn.Flatten()]
+            head = [pool, conv_nd(dims, cur, net.z_dim, 1), nn.Flatten()]
         else:
-            head = [nn.Flatten(), nn.Linear(cur * res ** dims, cfg.z_dim)]
+            head = [nn.Flatten(), nn.Linear(cur * res ** dims, net.z_dim)]
         self.head = nn.Sequential(group_norm(cur), nn.SiLU(), *head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -111,7 +111,7 @@ def match_one_to_one(labels, truth, structures: Mapping[int, str]) -> dict[str, 
 def _dice(truth: np.ndarray, pred: np.ndarray) -> float:
     if not truth.any():
         return float("nan")  # the structure is absent: no score rather than a free 1 or 0
-    return float(dice(truth, pred))
+    return float(dice(truth[None, None], pred[None, None])[0])  # a batch of one, channel axis of size 1
 
 
 def _as_numpy(x) -> np.ndarray:

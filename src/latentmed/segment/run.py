@@ -12,8 +12,8 @@ keys and values: cross-attention then adds only its output bias, exactly what an
 :func:`score_fixed_k` scores DiffSeg at a fixed number of segments with one-to-one matching
 against KMeans (intensity; intensity + x, y), an image-blind grid and DiffSeg on an untrained UNet.
 
-Images are read with :class:`latentmed.ldm.data.LDMImageDataset` (``labels.csv`` with an ``image``
-column, or a folder of images); truth masks are PNG label maps named after the image ids
+Images are read with :func:`latentmed.data.open_images` and the latent diffusion's per-image
+scaling (a manifest ``labels.csv`` with an ``image`` column, a folder of images, shards, ...); truth masks are PNG label maps named after the image ids
 (``DIR/masks/<id>.png`` or ``DIR/<id>.png``).
 """
 
@@ -107,22 +107,22 @@ def _diffusers_schedule(folder: Path, num_train_timesteps: int):
 def load_images(data: str | os.PathLike, size: int | None = None, limit: int | None = None
                 ) -> tuple[list[str], torch.Tensor]:
     """Ids and images ``[N, 1, H, W]`` in [-1, 1] from a folder (native size unless ``size``)."""
-    from latentmed.ldm.data import LDMImageDataset
+    from latentmed.data import open_images
 
-    ds = LDMImageDataset(data, size=size, channels=1)
+    ds = open_images(data, size=size, channels=1, value_range="image")  # as the latent diffusion reads them
     n = len(ds) if limit is None else min(limit, len(ds))
-    keys = [str(ds.row(i).get("id") or ds.keys[i]) for i in range(n)]
-    return keys, ds.stack(range(n))
+    return ds.ids[:n], ds.stack(range(n))
 
 
 def load_truth(truth: str | os.PathLike, keys: Sequence[str], shape: tuple[int, int],
                structures: Mapping[int, str], resize: bool = False) -> np.ndarray:
     """Truth label maps ``[N, H, W]`` for ``keys`` from ``DIR/masks/<id>.png`` or ``DIR/<id>.png``.
 
-    ``resize=True`` (images were resized with ``size``) centre-crops the masks to 1:1 and resizes
-    them to ``shape`` by nearest neighbour, as the images were; otherwise sizes must match.
+    ``resize=True`` (images were resized with ``size``) resizes and centre-crops the masks to
+    ``shape`` by nearest neighbour, as the images were; otherwise sizes must match.
     """
-    from latentmed.ldm.data import center_crop_square, decode_image
+    from latentmed.data import read_image
+    from latentmed.data.transforms import resize_center_crop
 
     root = Path(truth)
     out = []
@@ -131,11 +131,12 @@ def load_truth(truth: str | os.PathLike, keys: Sequence[str], shape: tuple[int, 
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
             raise LatentmedError(f"no truth mask for image {key!r}: looked for {candidates[0]} and {candidates[1]}.")
-        mask = decode_image(path, 1)
+        mask = read_image(path)
+        if mask.ndim != 2:
+            raise LatentmedError(f"{path}: truth mask has shape {mask.shape}; expected a one-channel label map.")
         if resize and mask.shape != tuple(shape):
-            from PIL import Image
-
-            mask = np.asarray(Image.fromarray(center_crop_square(mask)).resize(shape[::-1], Image.NEAREST))
+            mask = resize_center_crop(torch.from_numpy(mask[None].astype(np.float32)), shape, mode="nearest")[0]
+            mask = mask.numpy().astype(np.int64)
         if mask.shape != tuple(shape):
             raise LatentmedError(f"{path}: truth mask is {mask.shape[0]}x{mask.shape[1]} but the image is "
                                  f"{shape[0]}x{shape[1]}; masks must have the image size.")
@@ -149,20 +150,17 @@ def _batches(n: int, size: int) -> Iterable[slice]:
         yield slice(start, min(n, start + size))
 
 
-def _progress(total: int, description: str, enabled: bool):
-    from rich.progress import Progress
-
-    from latentmed.cli._common import console
-
-    bar = Progress(console=console, disable=not enabled, transient=True)
-    task = bar.add_task(description, total=total)
-    return bar, task
+ProgressFn = Callable[[int, int], None]
+"""A progress callback ``progress(advance, total)``: ``advance`` more items are done out of ``total``."""
 
 
 # ---------------------------------------------------------------------------- zero-shot
 def zero_shot(segmenter: Segmenter, data: str | os.PathLike, out: str | os.PathLike, *, size: int | None = None,
-              limit: int | None = None, progress: bool = True) -> dict:
-    """Segment every image of ``data``; write ``masks/<id>.png`` (uint8 proposal ids), ``overlays/<id>.png``."""
+              limit: int | None = None, progress: ProgressFn | None = None) -> dict:
+    """Segment every image of ``data``; write ``masks/<id>.png`` (uint8 proposal ids), ``overlays/<id>.png``.
+
+    ``progress(advance, total)`` is called after each batch (the CLI draws a bar with it).
+    """
     from latentmed.viz.grid import save_image
     from latentmed.viz.segment import save_overlay_panel
 
@@ -170,19 +168,18 @@ def zero_shot(segmenter: Segmenter, data: str | os.PathLike, out: str | os.PathL
     keys, images = load_images(data, size, limit)
     cfg = segmenter.diffseg.config
     counts = []
-    bar, task = _progress(len(keys), "DiffSeg", progress)
-    with bar:
-        for sl in _batches(len(keys), cfg.batch_size):
-            x = images[sl]
-            results = segmenter.diffseg.segment(x, segmenter.condition(x))
-            for key, img, res in zip(keys[sl], x, results):
-                labels = res.labels.numpy()
-                if labels.max() > 255:
-                    raise LatentmedError(f"{len(res.proposals)} proposals do not fit a uint8 mask; raise --threshold.")
-                save_image(labels.astype(np.uint8), out / "masks" / f"{key}.png")
-                save_overlay_panel(img, [labels], out / "overlays" / f"{key}.png")
-                counts.append(int(len(np.unique(labels))))
-            bar.advance(task, len(x))
+    for sl in _batches(len(keys), cfg.batch_size):
+        x = images[sl]
+        results = segmenter.diffseg.segment(x, segmenter.condition(x))
+        for key, img, res in zip(keys[sl], x, results):
+            labels = res.labels.numpy()
+            if labels.max() > 255:
+                raise LatentmedError(f"{len(res.proposals)} proposals do not fit a uint8 mask; raise --threshold.")
+            save_image(labels.astype(np.uint8), out / "masks" / f"{key}.png")
+            save_overlay_panel(img, [labels], out / "overlays" / f"{key}.png")
+            counts.append(int(len(np.unique(labels))))
+        if progress is not None:
+            progress(len(x), len(keys))
     summary = {"source": segmenter.source, "config": asdict(cfg), "images": len(keys),
                "segments_mean": float(np.mean(counts)), "segments": dict(zip(keys, counts))}
     write_json(out / "summary.json", summary)
@@ -194,13 +191,14 @@ def sweep(segmenter: Segmenter, data: str | os.PathLike, truth: str | os.PathLik
           timesteps: Sequence[int] = (50, 100, 200, 300, 400, 500, 700, 900),
           thresholds: Sequence[float] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
           structures: Mapping[int, str] = CHEST2D_STRUCTURES, baseline_k: int = 4, size: int | None = None,
-          limit: int | None = None, overlays: int = 4, progress: bool = True) -> dict:
+          limit: int | None = None, overlays: int = 4, progress: ProgressFn | None = None) -> dict:
     """Dice per structure over the ``timesteps x thresholds`` grid (DiNO-Diffusion Figs 11-12) + KMeans baseline.
 
     Writes ``sweep.json`` (all numbers), ``table.csv`` and ``table.md`` (best setting and the
     configured one vs the baselines, the paper's Table 2 layout), ``dice_vs_threshold.png``
     (at the configured timestep), ``dice_vs_timestep.png`` (at the configured threshold) and a few
     overlays ``overlays/<id>.png`` = [image | DiffSeg configured | DiffSeg best | KMeans | truth].
+    ``progress(advance, total)`` is called after each batch and timestep.
     """
     from latentmed.viz.segment import plot_dice_curves, save_overlay_panel
 
@@ -217,24 +215,23 @@ def sweep(segmenter: Segmenter, data: str | os.PathLike, truth: str | os.PathLik
     dice = np.full((len(timesteps), len(thresholds), len(keys), len(names)), np.nan)
     nseg = np.zeros((len(timesteps), len(thresholds), len(keys)))
     kept: dict[tuple[int, int, int], np.ndarray] = {}  # label maps of the first `overlays` images
-    bar, task = _progress(len(timesteps) * len(keys), "DiffSeg sweep", progress)
-    with bar:
-        for sl in _batches(len(keys), cfg.batch_size):
-            x = images[sl]
-            cond = segmenter.condition(x)
-            for ti, t in enumerate(timesteps):
-                attn = segmenter.diffseg.attention(x, cond, t)
-                for j, a in enumerate(attn):
-                    i = sl.start + j
-                    for hi, tau in enumerate(thresholds):
-                        res = segment_with(a, tuple(x.shape[-2:]), cfg, threshold=tau)
-                        labels = res.labels.numpy()
-                        nseg[ti, hi, i] = len(np.unique(labels))
-                        m = match_structures(labels, masks[i], structures)
-                        dice[ti, hi, i] = [m[n].dice for n in names]
-                        if i < overlays:
-                            kept[ti, hi, i] = labels
-                bar.advance(task, len(x))
+    for sl in _batches(len(keys), cfg.batch_size):
+        x = images[sl]
+        cond = segmenter.condition(x)
+        for ti, t in enumerate(timesteps):
+            attn = segmenter.diffseg.attention(x, cond, t)
+            for j, a in enumerate(attn):
+                i = sl.start + j
+                for hi, tau in enumerate(thresholds):
+                    res = segment_with(a, tuple(x.shape[-2:]), cfg, threshold=tau)
+                    labels = res.labels.numpy()
+                    nseg[ti, hi, i] = len(np.unique(labels))
+                    m = match_structures(labels, masks[i], structures)
+                    dice[ti, hi, i] = [m[n].dice for n in names]
+                    if i < overlays:
+                        kept[ti, hi, i] = labels
+            if progress is not None:
+                progress(len(x), len(timesteps) * len(keys))
     # baselines: KMeans on intensities with k fixed, and with k = DiffSeg's per-image segment count
     # at the configured and at the best setting (the union matching favours more segments)
     ti0, hi0 = timesteps.index(cfg.timestep), thresholds.index(tau0)

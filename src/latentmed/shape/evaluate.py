@@ -102,8 +102,8 @@ def score_cases(truth: np.ndarray, pred: np.ndarray, region: np.ndarray | None =
     if region is not None:
         truth, pred = truth & region, pred & region
     t, p = torch.from_numpy(np.ascontiguousarray(truth)), torch.from_numpy(np.ascontiguousarray(pred))
-    scores = segmentation_scores(t, p, batched=True, hausdorff=True)
-    counts = confusion_counts(t, p, batched=True)
+    scores = segmentation_scores(t, p, hausdorff=True)
+    counts = confusion_counts(t, p)
     tp, fp = counts["tp"].double(), counts["fp"].double()
     scores["precision"] = torch.where(tp + fp > 0, tp / (tp + fp).clamp_min(1), torch.ones_like(tp))
     return {k: scores[k].cpu().numpy() for k in METRICS}

@@ -2,16 +2,12 @@
 
 All three share the interface used by training, refinement and evaluation:
 
-- ``model(x) -> (loss[B], logs)``: the per-sample training objective on high-quality masks
-  ``x`` [B,1,S,S,S] in {0,1}; pass it to :func:`latentmed.train.train` with
-  :func:`shape_loss`. Each objective is ONE stage (one ``train`` call): the parts of the
-  loss touch disjoint parameters (encoder/decoder vs. energy), so one optimiser step updates
-  both, as Algorithm 1 of the paper does in each iteration.
+- ``model(x) -> ShapeOutput``: what the training objective needs from high-quality masks ``x``
+  [B,1,S,S,S] in {0,1} (decoder logits, posterior moments, energies of positive and negative
+  latents, drawn by the model's own Langevin chains); the per-sample losses live in
+  :mod:`latentmed.shape.objectives`;
 - ``model.refine(x_coarse) -> probabilities`` [B,1,S,S,S] (Algorithm 2; threshold at 0.5);
 - ``model.sample(n) -> probabilities`` (Algorithm 3 for LSD-EBM).
-
-Losses are divided by the number of voxels (the ELBO in nats per voxel) so that gradient
-clipping treats the models alike; the energy term is added unscaled (``ebm_weight``).
 """
 
 from __future__ import annotations
@@ -30,46 +26,45 @@ from latentmed.shape.nets import EnergyMLP, MaskDecoder3d, MaskEncoder3d
 
 
 @dataclass
-class VAEConfig:
-    """VAE baseline (paper: d=100, 128^3)."""
+class MaskNetConfig:
+    """The 3D conv encoder/decoder every shape model shares (paper: d=100, 128^3)."""
 
     image_size: int = 64
     latent_dim: int = 100
     base_channels: int = 16
     max_channels: int = 128
-    kl_weight: float = 1.0
 
     def __post_init__(self) -> None:
         expect(self.latent_dim >= 1, f"latent_dim={self.latent_dim}: expected >= 1.")
-        expect(self.kl_weight >= 0, f"kl_weight={self.kl_weight}: expected >= 0.")
 
 
 @dataclass
-class LEBMConfig:
+class VAEConfig(MaskNetConfig):
+    """VAE baseline: the encoder/decoder alone (``kl_weight``: the run's objective section)."""
+
+
+@dataclass
+class LEBMConfig(MaskNetConfig):
     """Latent EBM prior model (Pang et al., NeurIPS 2020): short-run Langevin for prior and posterior.
 
     Defaults follow Pang et al.'s code (K0=60, s0=0.4, K1=20, s1=0.1).
     """
 
-    image_size: int = 64
-    latent_dim: int = 100
-    base_channels: int = 16
-    max_channels: int = 128
     energy_hidden: int = 200
     energy_layers: int = 3
     prior_steps: int = 60
     prior_step_size: float = 0.4
     posterior_steps: int = 20
     posterior_step_size: float = 0.1
-    ebm_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         expect(self.prior_steps >= 1 and self.posterior_steps >= 1, "prior_steps/posterior_steps: expected >= 1.")
         expect(self.prior_step_size > 0 and self.posterior_step_size > 0, "Langevin step sizes must be > 0.")
 
 
 @dataclass
-class LSDEBMConfig:
+class LSDEBMConfig(MaskNetConfig):
     """LSD-EBM (paper: T in {2, 15, 20}, d=100).
 
     - ``num_steps`` = T. ``schedule``: ``"linear"`` (default; the reference code's and Gao et
@@ -78,8 +73,6 @@ class LSDEBMConfig:
       ``1 - s_t^2 = alpha_bar[idx_t] / alpha_bar[idx_{t-1}]`` (first step ~0.009 at T=20, z_T
       ~ pure noise); ``"constant"``: one noise level ``s_t^2 = 1 - alpha_bar_T^(1/T)`` (our
       earlier choice).
-    - ``kl_weight``: weight of KL(q(z0|x) || N(0, I)); default 0 as in the reference code (Yu et
-      al. use 0.1 plus the EBM prior term).
     - ``scaled_reverse``: the reverse step samples ``y = a_{t+1} z_t`` from
       ``exp(-E(y, t) - |z_{t+1} - y|^2 / (2 s_{t+1}^2))`` and returns ``z_t = y / a_{t+1}``
       (Gao et al. 2021, Yu et al. 2022; the forward mean of z_{t+1} is ``a z_t``, not ``z_t``).
@@ -96,11 +89,6 @@ class LSDEBMConfig:
       until measured on the current test bed; the paper refines from T).
     """
 
-    image_size: int = 64
-    latent_dim: int = 100
-    base_channels: int = 16
-    max_channels: int = 128
-    kl_weight: float = 0.0
     num_steps: int = 15
     schedule: str = "linear"
     alpha_bar_T: float = 0.05
@@ -111,14 +99,13 @@ class LSDEBMConfig:
     langevin_steps: int = 20
     langevin_step_scale: float = 0.2
     langevin_noise: float = 1.0
-    ebm_weight: float = 1.0
     refine_steps: int | None = None
     gaussian_reference: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         expect(self.num_steps >= 1, f"num_steps={self.num_steps}: expected T >= 1.")
         expect(self.schedule in ("linear", "constant"), f"schedule={self.schedule!r}: expected 'linear' or 'constant'.")
-        expect(self.kl_weight >= 0, f"kl_weight={self.kl_weight}: expected >= 0.")
         expect(self.langevin_noise >= 0, f"langevin_noise={self.langevin_noise}: expected >= 0 (0: gradient descent).")
         expect(0.0 < self.alpha_bar_T < 1.0, f"alpha_bar_T={self.alpha_bar_T}: expected a value in (0, 1).")
         expect(self.langevin_steps >= 1, f"langevin_steps={self.langevin_steps}: expected K >= 1.")
@@ -156,25 +143,47 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
 
-def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, I)) per sample ``[B]`` (Kingma & Welling, appendix B)."""
-    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
-
-
 def _check_masks(x: torch.Tensor, size: int, what: str = "x") -> None:
     expect(x.ndim == 5 and x.shape[1] == 1 and tuple(x.shape[2:]) == (size,) * 3,
            f"{what}: expected masks of shape [B, 1, {size}, {size}, {size}], got {tuple(x.shape)}.")
 
 
+@dataclass
+class ShapeOutput:
+    """What ``model(x)`` returns for the training objectives (:mod:`latentmed.shape.objectives`).
+
+    ``logits`` [B,1,S,S,S]: the decoder's Bernoulli logits of the training latents; ``mean``,
+    ``logvar`` [B,d]: the posterior q(z0|x) (models with an encoder); ``energy_pos``,
+    ``energy_neg`` [B]: the energy of the data-side and of the model-side latents (models with an
+    energy), whose difference the energy minimises.
+    """
+
+    logits: torch.Tensor
+    mean: torch.Tensor | None = None
+    logvar: torch.Tensor | None = None
+    energy_pos: torch.Tensor | None = None
+    energy_neg: torch.Tensor | None = None
+
+
 class _ShapeModel(PretrainedMixin, nn.Module):
-    """Shared pieces: decoder, voxel count, probability decoding, and input checks."""
+    """Shared pieces: decoder, probability decoding, parameter groups, input checks."""
 
     config: VAEConfig | LEBMConfig | LSDEBMConfig
     decoder: MaskDecoder3d
 
-    @property
-    def n_voxels(self) -> int:
-        return self.config.image_size ** 3
+    def __init__(self, config: MaskNetConfig, *, encoder: bool) -> None:
+        """The shared 3D conv encoder (when ``encoder``) and decoder, built in that order."""
+        super().__init__()
+        self.config = config
+        sizes = (config.image_size, config.latent_dim, config.base_channels, config.max_channels)
+        if encoder:
+            self.encoder = MaskEncoder3d(*sizes)
+        self.decoder = MaskDecoder3d(*sizes)
+
+    @classmethod
+    def upgrade_config(cls, meta: dict) -> dict:
+        """Drop the loss weights that folders saved before issue 12 hold (now the run's ``objective`` section)."""
+        return {k: v for k, v in meta.items() if k not in ("kl_weight", "ebm_weight")}
 
     def parameter_groups(self) -> list[dict]:
         """Optimizer groups: autoencoder (encoder + decoder) and, when present, the energy.
@@ -213,25 +222,18 @@ class EncoderMixin:
 
 
 class ShapeVAE(EncoderMixin, _ShapeModel):
-    """VAE baseline: Bernoulli decoder, loss = BCE + kl_weight * KL, refinement = decode(mean(x))."""
+    """VAE baseline: Bernoulli decoder (objective: BCE + kl_weight * KL), refinement = decode(mean(x))."""
 
     config_class = VAEConfig
 
     def __init__(self, config: VAEConfig) -> None:
-        super().__init__()
-        self.config = config
-        c = config
-        self.encoder = MaskEncoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
-        self.decoder = MaskDecoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
+        super().__init__(config, encoder=True)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, x: torch.Tensor) -> ShapeOutput:
+        """Posterior moments and the decoder's logits of one reparameterised sample z ~ q(z|x)."""
         _check_masks(x, self.config.image_size)
         mean, logvar = self.encode(x)
-        z = self.reparameterize(mean, logvar)
-        nll = bernoulli_nll(self.decoder(z), x)
-        kl = gaussian_kl(mean, logvar)
-        loss = (nll + self.config.kl_weight * kl) / self.n_voxels
-        return loss, {"bce": nll.mean().item() / self.n_voxels, "kl": kl.mean().item()}
+        return ShapeOutput(self.decoder(self.reparameterize(mean, logvar)), mean, logvar)
 
     @torch.no_grad()
     def refine(self, x: torch.Tensor, *, generator: torch.Generator | None = None, **_: object) -> torch.Tensor:
@@ -249,7 +251,8 @@ class ShapeLEBM(_ShapeModel):
     Prior ``p_alpha(z) ∝ exp(-E_alpha(z)) N(z; 0, I)``. Training: short-run Langevin from
     N(0, I) gives prior samples (K0 steps on ``E(z) + |z|^2/2``) and posterior samples
     (K1 steps on ``BCE(x|g(z)) + E(z) + |z|^2/2``); the generator minimises the BCE of the
-    posterior samples and the energy minimises ``E(z_post) - E(z_prior)``. Langevin follows
+    posterior samples and the energy minimises ``E(z_post) - E(z_prior)``
+    (:class:`~latentmed.shape.objectives.ShapeObjective`). Langevin follows
     Pang et al.: ``z <- z - (s^2/2) grad + s N(0, I)``, i.e. lambda = s^2.
     Refinement: posterior Langevin given the coarse mask, then decode.
     """
@@ -257,10 +260,8 @@ class ShapeLEBM(_ShapeModel):
     config_class = LEBMConfig
 
     def __init__(self, config: LEBMConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config, encoder=False)
         c = config
-        self.decoder = MaskDecoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
         self.energy = EnergyMLP(c.latent_dim, c.energy_hidden, c.energy_layers)
 
     def prior_energy(self, z: torch.Tensor) -> torch.Tensor:
@@ -282,14 +283,12 @@ class ShapeLEBM(_ShapeModel):
             return langevin(posterior_energy, self._prior_noise(x.shape[0], generator), c.posterior_steps,
                             c.posterior_step_size ** 2, generator=generator)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, x: torch.Tensor) -> ShapeOutput:
+        """Posterior and prior Langevin samples: logits of the posterior ones, energies of both."""
         _check_masks(x, self.config.image_size)
         z_post = self.sample_posterior(x)
         z_prior = self.sample_prior(x.shape[0])
-        nll = bernoulli_nll(self.decoder(z_post), x)
-        gap = self.energy(z_post) - self.energy(z_prior)
-        loss = nll / self.n_voxels + self.config.ebm_weight * gap
-        return loss, {"bce": nll.mean().item() / self.n_voxels, "energy_gap": gap.mean().item()}
+        return ShapeOutput(self.decoder(z_post), energy_pos=self.energy(z_post), energy_neg=self.energy(z_prior))
 
     def refine(self, x: torch.Tensor, *, generator: torch.Generator | None = None, **_: object) -> torch.Tensor:
         _check_masks(x, self.config.image_size)
@@ -315,10 +314,11 @@ class LSDEBM(EncoderMixin, _ShapeModel):
       code starts from random noise, with noise scale 0.01).
     - E(z, t): spectral-norm MLP with a sinusoidal time embedding (Yu et al. 2022), plus |z|^2/2
       when ``config.gaussian_reference`` (our addition; see :class:`LSDEBMConfig`).
-    - Training (Algorithm 1), one stage: ``BCE(x|z0) + kl_weight KL(q(z0|x) || N(0, I))`` for
-      encoder/decoder, plus ``E(a z_t^+, t) - E(y~, t)`` for the energy, where t ~ U{0..T-1},
-      z_t^+ comes from the forward chain of a (detached) posterior sample and y~ from the
-      reverse Langevin chain started at z_{t+1} (``a = 1`` without ``scaled_reverse``). Autoencoder
+    - Training (Algorithm 1, :class:`~latentmed.shape.objectives.ShapeObjective`), one stage:
+      ``BCE(x|z0) + kl_weight KL(q(z0|x) || N(0, I))`` for encoder/decoder, plus
+      ``E(a z_t^+, t) - E(y~, t)`` for the energy, where t ~ U{0..T-1}, z_t^+ comes from the
+      forward chain of a (detached) posterior sample and y~ from the reverse Langevin chain
+      started at z_{t+1} (``a = 1`` without ``scaled_reverse``). Autoencoder
       and energy are two parameter groups (:meth:`parameter_groups`), clipped separately. The
       encoder's prior term (weight ``kl_weight``, default 0 as in the reference code) uses the
       Gaussian reference N(0, I) (the chain's z_T): our simplification of the ELBO with the EBM prior.
@@ -330,11 +330,8 @@ class LSDEBM(EncoderMixin, _ShapeModel):
     config_class = LSDEBMConfig
 
     def __init__(self, config: LSDEBMConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config, encoder=True)
         c = config
-        self.encoder = MaskEncoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
-        self.decoder = MaskDecoder3d(c.image_size, c.latent_dim, c.base_channels, c.max_channels)
         self.energy = EnergyMLP(c.latent_dim, c.energy_hidden, c.energy_layers, time_dim=c.time_dim)
         s2 = lsd_noise_schedule(c.num_steps, c.schedule, c.alpha_bar_T)
         # sigma2[t] = s_{t+1}^2 (the noise of the step t -> t+1), alpha_bar[t] = prod_{i<=t} (1 - s_i^2).
@@ -404,20 +401,19 @@ class LSDEBM(EncoderMixin, _ShapeModel):
         return z
 
     # --- training (Algorithm 1) -------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, x: torch.Tensor) -> ShapeOutput:
+        """Algorithm 1's quantities: z0 ~ q(z0|x) and its logits; t ~ U{0..T-1}; the energy of the
+        forward chain's ``a z_t`` (positive) and of the reverse Langevin sample y~ from z_{t+1} (negative)."""
         _check_masks(x, self.config.image_size)
         mean, logvar = self.encode(x)
         z0 = self.reparameterize(mean, logvar)
-        nll = bernoulli_nll(self.decoder(z0), x)
-        kl = gaussian_kl(mean, logvar)
+        logits = self.decoder(z0)
         t = torch.randint(0, self.config.num_steps, (x.shape[0],), device=x.device)
         z_pos = self.diffuse(z0.detach(), t)
         z_next = self.forward_step(z_pos, t)
         y_neg = self.reverse_sample(z_next, t)  # the energy's variable: a z_t (scaled_reverse) or z_t
-        gap = self.energy_total(self._scale(t) * z_pos, t) - self.energy_total(y_neg, t)
-        loss = (nll + self.config.kl_weight * kl) / self.n_voxels + self.config.ebm_weight * gap
-        return loss, {"bce": nll.mean().item() / self.n_voxels, "kl": kl.mean().item(),
-                      "energy_gap": gap.mean().item()}
+        return ShapeOutput(logits, mean, logvar, energy_pos=self.energy_total(self._scale(t) * z_pos, t),
+                           energy_neg=self.energy_total(y_neg, t))
 
     # --- inference (Algorithms 2 and 3) -----------------------------------------------------
     def refine_latent(self, x: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
@@ -476,10 +472,5 @@ def load_shape_model(directory) -> _ShapeModel:
     return model
 
 
-def shape_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss function for :func:`latentmed.train.train`: calls the model only through ``model(x)``."""
-    return model(batch["x"])
-
-
-__all__ = ["LEBMConfig", "LSDEBM", "LSDEBMConfig", "MODELS", "ShapeLEBM", "ShapeVAE", "VAEConfig",
-           "bernoulli_nll", "gaussian_kl", "load_shape_model", "lsd_noise_schedule", "model_class", "shape_loss"]
+__all__ = ["LEBMConfig", "LSDEBM", "LSDEBMConfig", "MODELS", "MaskNetConfig", "ShapeLEBM", "ShapeOutput", "ShapeVAE",
+           "VAEConfig", "bernoulli_nll", "load_shape_model", "lsd_noise_schedule", "model_class"]

@@ -1,4 +1,4 @@
-"""3D binary masks: NIfTI loading, isotropic resampling, cube cropping, augmentation, thick slices.
+"""3D binary masks: loading (NIfTI through :func:`latentmed.data.read_nifti`), isotropic resampling, cube cropping, augmentation, thick slices.
 
 The preprocessing follows Wang et al. (LSD-EBM, DGM4MICCAI 2024): one vertebra per file,
 resampled to isotropic spacing (1 mm), cropped or padded around the centre of mass to a
@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from latentmed.data.formats import is_nifti, read_nifti
 from latentmed.errors import LatentmedError, expect
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 class ResampledWarning(UserWarning):
@@ -52,10 +51,6 @@ class MaskInfo:
     spacing: tuple[float, float, float]
     shape: tuple[int, int, int]
     resampled: bool
-
-
-def is_nifti(path: Path) -> bool:
-    return path.name.endswith(NIFTI_SUFFIXES)
 
 
 def list_masks(directory: str | Path) -> list[Path]:
@@ -99,22 +94,15 @@ def load_mask(path: str | Path, *, spacing: float = 1.0, threshold: float | None
 
     Errors: unreadable file, not 3D, not binary (says how to threshold), empty mask.
     """
-    import nibabel as nib
-
     path = Path(path)
     expect(path.is_file(), f"{path}: file not found (expected a NIfTI mask).")
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # nibabel raises many types for broken files
-        raise LatentmedError(f"{path}: cannot read as NIfTI ({type(exc).__name__}: {exc}). "
-                             "Expected a .nii or .nii.gz mask readable by nibabel.") from exc
+    data, _, zooms = read_nifti(path)
     data = np.squeeze(data)
     expect(data.ndim == 3, f"{path}: expected a 3D mask, got shape {tuple(data.shape)}.")
     mask = binarize(data, threshold, str(path))
     expect(bool(mask.any()), f"{path}: the mask is empty (no foreground voxel); nothing to refine. "
                              "Remove the file or check the label you extracted.")
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    zooms = tuple(zooms[:3])
     resampled = any(abs(z - spacing) > 1e-3 for z in zooms)
     if resampled:
         shape_before = mask.shape

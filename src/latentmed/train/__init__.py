@@ -3,5 +3,7 @@
 from latentmed.train.config import TrainConfig
 from latentmed.train.ema import EMA
 from latentmed.train.loop import StepBatchSampler, TrainResult, train, unwrap
+from latentmed.train.objective import EvalFn, LossOutput, Objective, batch_images
 
-__all__ = ["EMA", "StepBatchSampler", "TrainConfig", "TrainResult", "train", "unwrap"]
+__all__ = ["EMA", "EvalFn", "LossOutput", "Objective", "StepBatchSampler", "TrainConfig", "TrainResult",
+           "batch_images", "train", "unwrap"]

@@ -29,6 +29,11 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     preview_every: int = 0
+    # checkpoint selection: eval_fn(ema_model, step) every eval_every steps (0: never); the EMA model
+    # with the best select_metric (min or max; "" = only log eval.csv) is kept in RUN/best/
+    eval_every: int = 0
+    select_metric: str = ""
+    select_mode: str = "min"
     num_workers: int = 0
     progress: bool = True
 
@@ -39,5 +44,9 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise LatentmedError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.select_mode not in ("min", "max"):
+            raise LatentmedError(f"train.select_mode must be 'min' or 'max', got {self.select_mode!r}.")
+        if self.eval_every < 0:
+            raise LatentmedError(f"train.eval_every must be >= 0 (0: no evaluation), got {self.eval_every}.")
         if not 0 <= self.ema_decay < 1:
             raise LatentmedError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}.")

@@ -1,4 +1,4 @@
-"""One training loop for every model: (model, loss_fn, dataset, config) on HF accelerate.
+"""One training loop for every model: (model, objective, dataset, config) on HF accelerate.
 
 The same code runs on CPU, one GPU, or several with ``torchrun`` / ``accelerate launch`` (DDP).
 Each optimizer step ``k`` draws its batch indices and seeds torch from ``(seed, k)``, so a run
@@ -7,6 +7,8 @@ that is killed and resumed from its checkpoint continues the very same loss curv
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,13 +19,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from latentmed.errors import LatentmedError
+from latentmed.io import write_json
 from latentmed.train.accel import amp_autocast, check_precision, compile_module
 from latentmed.train.checkpoint import load_checkpoint, recover_checkpoint, save_checkpoint
 from latentmed.train.config import TrainConfig
 from latentmed.train.ema import EMA
+from latentmed.train.objective import EvalFn, Objective
 from latentmed.train.runlog import RunLogger
 
-LossFn = Callable[[nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
+BEST_DIR, BEST_JSON, EVAL_CSV = "best", "best.json", "eval.csv"
 
 
 @dataclass
@@ -34,6 +38,7 @@ class TrainResult:
     ema_model: nn.Module
     step: int
     history: list[dict] = field(default_factory=list)
+    best: dict | None = None  # {"metric", "value", "step"} of RUN/best/ when checkpoint selection ran
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -108,22 +113,70 @@ def clip_per_group(accelerator: Any, optimizer: torch.optim.Optimizer, max_norm:
         torch.nn.utils.clip_grad_norm_(group["params"], max_norm)
 
 
-def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConfig, out_dir: str | Path, *,
-          collate_fn: Callable | None = None, preview_fn: Callable[[nn.Module, int, Path], None] | None = None,
-          parameters: list[nn.Parameter] | list[dict] | None = None, save_model: bool = True,
-          desc: str = "train") -> TrainResult:
-    """Train ``model`` to minimise the mean of ``loss_fn(model, batch)`` (per-sample values).
+class _BestKeeper:
+    """Checkpoint selection: keeps the EMA model with the best ``select_metric`` in ``RUN/best/``.
 
-    - ``loss_fn`` calls the model only through ``model(...)`` (it may be DDP-wrapped) and returns
-      ``loss[B]`` or ``(loss[B], {name: float})`` for extra logged values.
+    Every evaluation row goes to ``RUN/eval.csv``; ``RUN/best.json`` records ``{"metric", "value",
+    "step"}`` and is read back on resume, so a resumed run compares against the best so far.
+    """
+
+    def __init__(self, out_dir: Path, config: TrainConfig, resume_step: int):
+        self.out_dir, self.metric, self.mode = out_dir, config.select_metric, config.select_mode
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.log = RunLogger(out_dir, resume_step=resume_step, tensorboard=False, filename=EVAL_CSV)
+        path = out_dir / BEST_JSON
+        self.best = json.loads(path.read_text()) if self.metric and path.is_file() else None
+        if self.best is not None and self.best.get("metric") != self.metric:
+            self.best = None  # selected by another metric before: start over
+
+    def __call__(self, ema_model: nn.Module, step: int, values: dict[str, float]) -> None:
+        self.log.log(step, values)
+        if not self.metric:
+            return
+        if self.metric not in values:
+            raise LatentmedError(f"train.select_metric={self.metric!r} is not among the evaluation's metrics "
+                                 f"({', '.join(values) or 'none'}); set it to one of them.")
+        value = float(values[self.metric])
+        if self.best is not None and not (value < self.best["value"] if self.mode == "min"
+                                          else value > self.best["value"]):
+            return
+        if not hasattr(ema_model, "save_pretrained"):
+            raise LatentmedError(f"checkpoint selection saves the best model with save_pretrained, which "
+                                 f"{type(ema_model).__name__} lacks; add it or leave train.select_metric empty.")
+        tmp, final, prev = self.out_dir / f".{BEST_DIR}.tmp", self.out_dir / BEST_DIR, self.out_dir / f"{BEST_DIR}.prev"
+        shutil.rmtree(tmp, ignore_errors=True)
+        ema_model.save_pretrained(tmp)
+        shutil.rmtree(prev, ignore_errors=True)
+        if final.exists():
+            final.rename(prev)
+        tmp.rename(final)
+        shutil.rmtree(prev, ignore_errors=True)
+        self.best = {"metric": self.metric, "value": value, "step": step}
+        write_json(self.out_dir / BEST_JSON, self.best)
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def train(model: nn.Module, objective: Objective, dataset: Dataset, config: TrainConfig, out_dir: str | Path, *,
+          collate_fn: Callable | None = None, preview_fn: Callable[[nn.Module, int, Path], None] | None = None,
+          eval_fn: EvalFn | None = None, parameters: list[nn.Parameter] | list[dict] | None = None,
+          save_model: bool = True, desc: str = "train") -> TrainResult:
+    """Train ``model`` to minimise the mean of ``objective(model, batch, step)`` (per-sample values).
+
+    - ``objective`` (:class:`~latentmed.train.objective.Objective`) is told the 0-based step of
+      every call (e.g. the two-phase DAE objective switches phase by step), calls the model only
+      through ``model(...)`` (it may be DDP-wrapped) and returns ``loss[B]`` or
+      ``(loss[B], {name: float})`` for extra logged values.
     - Adam(W) with linear warm-up, gradient clipping and accumulation, EMA, bf16 autocast (CPU or
       GPU, ``mixed_precision``), fp16 with loss scaling (GPU), ``torch.compile`` (``compile``).
     - Resumes from ``out_dir/checkpoint`` when present; writes ``log.csv``, TensorBoard, checkpoints
       every ``checkpoint_every`` steps and at the end, and ``out_dir/model`` (EMA weights) via
       ``save_pretrained`` when the model has it.
     - ``preview_fn(ema_model, step, out_dir)`` runs every ``preview_every`` steps (main process).
-    - A ``loss_fn`` with a ``set_step(step)`` method is told the step before each one (e.g. the
-      two-phase objective switches phase by step).
+    - ``eval_fn(ema_model, step) -> {metric: float}`` runs every ``eval_every`` steps (main
+      process); rows go to ``out_dir/eval.csv`` and, with ``select_metric``, the best EMA model is
+      kept in ``out_dir/best/`` (``save_pretrained``) and ``out_dir/best.json`` (``TrainResult.best``).
     - ``parameters`` restricts the optimised parameters (default: all that require grad); a list of
       parameter groups (``[{"params": [...]}, ...]``) gets its gradient norm clipped per group.
     """
@@ -188,7 +241,7 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
     bar = tqdm(total=config.steps, initial=start, desc=desc, disable=not (is_main and config.progress),
                dynamic_ncols=True)
     step, running, extras = start, [], {}
-    set_step = getattr(loss_fn, "set_step", None)
+    keeper = _BestKeeper(out_dir, config, start) if is_main and eval_fn is not None and config.eval_every else None
 
     def _checkpoint(k: int) -> None:
         accelerator.wait_for_everyone()
@@ -200,13 +253,11 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
     try:
         model.train()
         while step < config.steps:
-            if set_step is not None:
-                set_step(step)
             for micro in range(config.grad_accum):
                 batch = _to_device(next(batches), accelerator.device)
                 torch.manual_seed(step_seed(config.seed, step, rank, micro))
                 with accelerator.accumulate(model), accelerator.autocast(), autocast:
-                    out = loss_fn(model, batch)
+                    out = objective(model, batch, step)
                     per_sample, logs = out if isinstance(out, tuple) else (out, {})
                     loss = per_sample.float().mean()
                     if not torch.isfinite(loss):
@@ -237,18 +288,24 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, config: TrainConf
                 _checkpoint(step)
             if preview_fn is not None and config.preview_every and step % config.preview_every == 0 and is_main:
                 preview_fn(ema.model, step, out_dir)
+            if keeper is not None and step % config.eval_every == 0:
+                keeper(ema.model, step, {k: float(v) for k, v in eval_fn(ema.model, step).items()})
+                ema.model.eval()  # eval_fn may have switched modes; the EMA copy stays in eval mode
         _checkpoint(step)
     finally:
         bar.close()
         if logger is not None:
             logger.close()
+        if keeper is not None:
+            keeper.close()
 
     final = unwrap(model)
     if is_main and save_model and hasattr(final, "save_pretrained"):
         final.save_pretrained(out_dir / "model", state_dict=ema.state_dict())
     accelerator.wait_for_everyone()
     history = logger.read() if logger is not None else []
-    return TrainResult(model=final, ema_model=ema.model, step=step, history=history)
+    return TrainResult(model=final, ema_model=ema.model, step=step, history=history,
+                       best=keeper.best if keeper is not None else None)
 
 
 __all__ = ["StepBatchSampler", "TrainResult", "clip_per_group", "step_seed", "train", "unwrap"]

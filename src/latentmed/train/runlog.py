@@ -9,8 +9,8 @@ from pathlib import Path
 class RunLogger:
     """Append-only CSV + TensorBoard logger. On resume the CSV is cut back to the resumed step."""
 
-    def __init__(self, run_dir: Path, resume_step: int = 0, tensorboard: bool = True):
-        self.path = Path(run_dir) / "log.csv"
+    def __init__(self, run_dir: Path, resume_step: int = 0, tensorboard: bool = True, filename: str = "log.csv"):
+        self.path = Path(run_dir) / filename
         self._fields: list[str] | None = None
         if self.path.exists():
             with self.path.open() as f:

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from latentmed.io import atomic_path
+from latentmed.viz.figure import pyplot, save_figure
 
 
 def _to_display(img: np.ndarray) -> np.ndarray:
@@ -32,11 +32,7 @@ def save_counterfactual_strip(path: str | os.PathLike, original: np.ndarray, rec
     by the counterfactuals). Under the reconstruction: reconstruction - original (the autoencoder's own
     error, on its own scale so that it does not hide small edits).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     counterfactuals = np.asarray(counterfactuals)
     cols = 2 + len(counterfactuals)
     diffs = [signed_difference(reconstruction, original)] + [signed_difference(c, reconstruction) for c in counterfactuals]
@@ -65,8 +61,4 @@ def save_counterfactual_strip(path: str | os.PathLike, original: np.ndarray, rec
         fig.colorbar(im, ax=axes[1, :].tolist(), fraction=0.02, pad=0.01)
     if title:
         fig.suptitle(title, fontsize=9)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=dpi)

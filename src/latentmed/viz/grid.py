@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentmed.io import atomic_path
+from latentmed.io import write_image
 
 
 def to_uint8(images: torch.Tensor | np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -45,14 +45,8 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2,
 
 
 def save_image(array: np.ndarray, path: str | os.PathLike) -> Path:
-    """Atomically save a uint8 ``[H, W]`` / ``[H, W, C]`` array as an image (format from suffix)."""
-    from PIL import Image
-
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format=Path(path).suffix.lstrip(".").upper().replace("JPG", "JPEG") or "PNG")
-    return Path(path)
+    """Atomically save a uint8 ``[H, W]`` / ``[H, W, C]`` array as an image (:func:`latentmed.io.write_image`)."""
+    return write_image(array, path)
 
 
 def label_rows(grid: np.ndarray, labels, pad: int = 2) -> np.ndarray:

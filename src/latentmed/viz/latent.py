@@ -4,28 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from latentmed.io import atomic_path
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
-    _plt().close(fig)
-    return path
+from latentmed.viz.figure import pyplot, save_figure
 
 
 def spinal_order(values) -> list | None:
@@ -50,7 +33,7 @@ def save_scatter(embedding: np.ndarray, labels: Sequence, path: str | os.PathLik
     ordered colour map (``turbo``), so neighbouring levels get neighbouring colours; other labels get
     distinct categorical colours.
     """
-    plt = _plt()
+    plt = pyplot()
     labels = np.asarray(labels)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     values = np.unique(labels)
@@ -71,12 +54,12 @@ def save_scatter(embedding: np.ndarray, labels: Sequence, path: str | os.PathLik
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110, tight=True)
 
 
 def save_confusion(matrix, scale: Sequence[int], path: str | os.PathLike, title: str = "") -> Path:
     """Confusion matrix heat map (rows: true grade, columns: predicted) with counts."""
-    plt = _plt()
+    plt = pyplot()
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(scale), 0.8 + 0.7 * len(scale)))
     ax.imshow(m, cmap="Blues")
@@ -87,24 +70,23 @@ def save_confusion(matrix, scale: Sequence[int], path: str | os.PathLike, title:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110, tight=True)
 
 
-def save_calibration(grader, distances, grades, path: str | os.PathLike, calibrated=()) -> Path:
-    """Signed distance of each sample against its true grade, with the calibration curve(s) g = p(d)."""
-    plt = _plt()
-    from latentmed.latent.grader import calibration_name
-
+def save_calibration(distances, grades, curves: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+                     path: str | os.PathLike) -> Path:
+    """Signed distance of each sample against its true grade, with calibration curves ``{name: g = p(d)}``."""
+    plt = pyplot()
     d = np.asarray(distances, dtype=np.float64)
     g = np.asarray(grades)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     rng = np.random.default_rng(0)
     ax.scatter(d, g + rng.uniform(-0.12, 0.12, len(g)), s=8, alpha=0.5, color="gray", label="samples")
     xs = np.linspace(d.min() - 0.1 * np.ptp(d), d.max() + 0.1 * np.ptp(d), 200)
-    for gr in [grader, *calibrated]:
-        ax.plot(xs, gr.calibrate(xs), label=calibration_name(gr))
+    for name, curve in curves.items():
+        ax.plot(xs, curve(xs), label=name)
     ax.axvline(0.0, color="k", lw=0.5, ls="--")
     ax.set_xlabel("signed distance to the hyperplane")
     ax.set_ylabel("grade")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110, tight=True)

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from latentmed.io import atomic_path
+from latentmed.viz.figure import pyplot, save_figure
 from latentmed.viz.grid import save_image, to_uint8
 
 
@@ -53,12 +53,7 @@ def plot_dice_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], 
                      baselines: Mapping[str, float] | None = None, segments: Sequence[float] | None = None) -> Path:
     """Dice (y) against one parameter (x), one line per structure; optional dashed baseline levels and
     the mean number of segments on a second (log) axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(5, 3.6), dpi=120)
     for i, (name, ys) in enumerate(curves.items()):
         line, = ax.plot(list(x), list(ys), marker="o", label=name)
         if baselines and name in baselines:
@@ -80,7 +75,4 @@ def plot_dice_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], 
         ax2.set_yscale("log")
         ax2.set_ylabel("segments per image (dotted)", color="grey", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from latentmed.io import atomic_path
+from latentmed.viz.figure import pyplot, save_figure
 
 PLANES = ("axial (axis 0)", "coronal (axis 1)", "sagittal (axis 2)")
 
@@ -38,11 +38,9 @@ def save_refinement_figure(truth: np.ndarray, volumes: Mapping[str, np.ndarray],
 
     Rows other than the truth show the differences to the truth in colour.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from scipy import ndimage
+
+    plt = pyplot()
 
     centre = np.round(ndimage.center_of_mass(truth)).astype(int) if truth.any() else None
     rows = [("truth", truth)] + list(volumes.items())
@@ -62,21 +60,12 @@ def save_refinement_figure(truth: np.ndarray, volumes: Mapping[str, np.ndarray],
                 ax.set_ylabel(name, fontsize=9)
     fig.suptitle(title or "white: agree, red: false positive, blue: false negative", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def save_latent_variance_plot(traces: Mapping[str, Sequence[tuple[int, float]]], path: str | Path) -> Path:
     """Mean latent variance against the reverse step (paper's Fig. 5); one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = pyplot().subplots(figsize=(5, 3.5))
     for name, trace in traces.items():
         steps, values = zip(*trace) if trace else ((), ())
         ax.plot(steps, values, marker="o", label=name)
@@ -86,8 +75,4 @@ def save_latent_variance_plot(traces: Mapping[str, Sequence[tuple[int, float]]],
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -4,7 +4,18 @@ Submodules (imported on first use, so ``import latentmed.data.phantoms`` stays c
 
 - :mod:`~latentmed.data.phantoms.spine2d`: sagittal CT-like slices of three stacked vertebrae
   with a graded compression fracture of the centre vertebra (Genant grade, fracture flag).
-- ``spine3d`` and ``chest2d``: provided by their own modules when present.
+- :mod:`~latentmed.data.phantoms.chest2d`: chest-radiograph-like images with lung/heart masks
+  and multi-label findings.
+- :mod:`~latentmed.data.phantoms.spine3d`: 3D lumbar vertebra masks with part labels (NIfTI).
+
+One contract for the generators ``generate_<name>(out_dir, n, size, seed, ..., overwrite=False,
+progress=None) -> out_dir``: files go to ``out_dir`` (``images/<id>.png``, ``masks/<id>.png``,
+``<id>.nii.gz``, ...), ``labels.csv`` has one row per item keyed by its ``id`` (first column) with
+the files' paths relative to ``out_dir`` (``image``, ``mask``, ``parts``), ``phantom.json`` the
+settings; ``labels.csv`` is written last, so a folder with one is complete. A non-empty
+``out_dir`` is refused unless ``overwrite``; ``progress(1, n)`` is called after each item (the
+library's ``progress(advance, total)`` convention);
+item ``i`` depends only on ``(seed, i)`` (spine2d, chest2d) or on ``seed`` (spine3d).
 
 The Genant semiquantitative scale (Genant et al., J Bone Miner Res 1993) grades a vertebral
 fracture by the largest reduction of anterior, middle or posterior height:
@@ -16,7 +27,9 @@ below 20 %. The fracture flag used by the grading papers (G0 vs G2/G3) is ``gena
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import os
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -52,6 +65,30 @@ def fracture_flag(genant: int | np.ndarray) -> int | np.ndarray:
     return int(flag) if flag.ndim == 0 else flag
 
 
+def prepare_output(out_dir: str | os.PathLike, overwrite: bool, subfolders: Sequence[str] = ()) -> Path:
+    """The output folder of a generator, created with ``subfolders``; a non-empty one only with ``overwrite``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise LatentmedError(f"{out} is a file; the phantom generators write a folder.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise LatentmedError(f"{out} exists and is not empty; choose a new folder or pass overwrite=True "
+                             "(--overwrite).")
+    for sub in ("", *subfolders):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def finish_output(out_dir: Path, rows: list[dict], settings: dict) -> Path:
+    """Write ``phantom.json`` (``settings``) and then ``labels.csv`` (``rows``, keyed by ``id``); return ``out_dir``."""
+    from latentmed.io import write_csv, write_json
+
+    if not rows or next(iter(rows[0])) != "id":
+        raise LatentmedError("phantom rows must start with their 'id'.")
+    write_json(out_dir / "phantom.json", settings)
+    write_csv(out_dir / "labels.csv", rows)  # last: a folder with labels.csv is complete
+    return out_dir
+
+
 def __getattr__(name: str) -> Any:
     # Lazy submodules: ``phantoms.spine2d`` imports on first access, not at package import.
     if name in _SUBMODULES:
@@ -59,4 +96,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["GENANT_THRESHOLDS", "VERSE_GRADE_COUNTS", "genant_grade", "fracture_flag"]
+__all__ = ["GENANT_THRESHOLDS", "VERSE_GRADE_COUNTS", "genant_grade", "fracture_flag", "prepare_output",
+           "finish_output"]

@@ -42,16 +42,16 @@ classifier on 50 real images leaves room for extra data.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from latentmed.data.phantoms import finish_output, prepare_output
 from latentmed.errors import expect
-from latentmed.io import atomic_path
+from latentmed.io import write_image
 
 LABELS = ("cardiomegaly", "effusion", "opacity")
 MASK_LABELS = {0: "background", 1: "left_lung", 2: "right_lung", 3: "heart"}
@@ -271,51 +271,36 @@ def render_chest2d(size: int = 64, rng: np.random.Generator | int | None = None,
     return Chest2DSample(img, mask, labels, ctr, effusion_side, opacity_side)
 
 
-def _write_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
 def generate_chest2d(out_dir: str | os.PathLike, n: int, size: int = 64, seed: int = 0, *,
                      prevalence: float = 0.35, ribs: bool = True, noise: float = 0.02, bit_depth: int = 8,
-                     progress: bool = False, variant: str | Chest2DStyle = "classic") -> Path:
-    """Write ``n`` phantoms to ``out_dir`` (``images/``, ``masks/``, ``labels.csv``); return the CSV path.
+                     variant: str | Chest2DStyle = "classic", overwrite: bool = False,
+                     progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write ``n`` phantoms to ``out_dir`` (``images/``, ``masks/``, ``labels.csv``); return ``out_dir``.
 
-    ``bit_depth`` 16 writes 16-bit PNGs (to exercise the 16->8-bit preprocessing).
-    Image ``i`` is rendered from ``np.random.default_rng([seed, i])`` so subsets are stable.
+    The generators' contract: :mod:`latentmed.data.phantoms`. ``bit_depth`` 16 writes 16-bit PNGs
+    (to exercise the 16->8-bit preprocessing). Image ``i`` is rendered from
+    ``np.random.default_rng([seed, i])`` so subsets are stable.
     """
     expect(isinstance(n, int) and n >= 1, f"generate_chest2d: n must be a positive int, got {n!r}.")
     expect(bit_depth in (8, 16), f"generate_chest2d: bit_depth must be 8 or 16, got {bit_depth!r}.")
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+    out = prepare_output(out_dir, overwrite, ["images", "masks"])
     rows = []
-    it = range(n)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc="chest2d", unit="img")
     width = max(4, len(str(n - 1)))
-    for i in it:
+    for i in range(n):
         s = render_chest2d(size, np.random.default_rng([seed, i]), prevalence=prevalence, ribs=ribs, noise=noise,
                            variant=variant)
         sid = f"chest_{i:0{width}d}"
         scale = 65535 if bit_depth == 16 else 255
-        arr = np.round(s.image * scale).astype(np.uint16 if bit_depth == 16 else np.uint8)
-        _write_png(arr, out / "images" / f"{sid}.png")
-        _write_png(s.mask, out / "masks" / f"{sid}.png")
+        write_image(np.round(s.image * scale).astype(np.uint16 if bit_depth == 16 else np.uint8),
+                    out / "images" / f"{sid}.png")
+        write_image(s.mask, out / "masks" / f"{sid}.png")
         rows.append({"id": sid, "image": f"images/{sid}.png", "mask": f"masks/{sid}.png", **s.labels,
                      "ctr": f"{s.ctr:.4f}", "effusion_side": s.effusion_side, "opacity_side": s.opacity_side})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    csv_path = out / "labels.csv"
-    with atomic_path(csv_path) as tmp:
-        tmp.write_text(buf.getvalue())
-    return csv_path
+        if progress is not None:
+            progress(1, n)
+    style = variant if isinstance(variant, str) else "custom"
+    return finish_output(out, rows, dict(phantom="chest2d", n=n, size=size, seed=int(seed), prevalence=prevalence,
+                                         ribs=ribs, noise=noise, bit_depth=bit_depth, variant=style))
 
 
 __all__ = ["LABELS", "MASK_LABELS", "STYLES", "Chest2DSample", "Chest2DStyle", "cardiothoracic_ratio",

@@ -17,8 +17,6 @@ anterior, middle and posterior lines of the centre body), not copied from the re
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from pathlib import Path
@@ -27,7 +25,8 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from latentmed.data.phantoms import VERSE_GRADE_COUNTS, fracture_flag, genant_grade
+from latentmed.data.phantoms import (VERSE_GRADE_COUNTS, finish_output, fracture_flag, genant_grade,
+                                     prepare_output)
 from latentmed.errors import LatentmedError
 
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
@@ -102,7 +101,7 @@ def _smooth_noise(rng, shape, sigma):
 def render_spine2d(height_loss: float = 0.0, level: str | int = "L1", size: int = 64,
                    rng: np.random.Generator | int | None = None, adjacent_fracture: bool = False, *,
                    shape: str | None = None, adjacent_loss: float | None = None,
-                   supersample: int | None = None, noise: float | None = None,
+                   supersample: int | None = None, noise: float | None = None, jitter: float = 0.0,
                    value_range: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, dict]:
     """Render one sagittal spine slice; return ``(image [size, size] float32, info)``.
 
@@ -117,6 +116,10 @@ def render_spine2d(height_loss: float = 0.0, level: str | int = "L1", size: int 
         adjacent_loss: height loss of the adjacent fracture (default: drawn in [0.25, 0.5]).
         supersample: render at this factor and area-average (default: 192 // size, at least 2).
         noise: standard deviation of the CT-like noise in [0, 1] units (default: drawn 0.02-0.04).
+        jitter: crop jitter: the centre vertebra is shifted along the spine by a uniform draw in
+            ``[-jitter, jitter]`` segments (body + disc height), so it is not always at the same pixels
+            and a neighbour (possibly fractured) can sit nearer the image centre than it would; below
+            0.5 the graded vertebra stays the one nearest the centre. 0 (default) draws nothing.
         value_range: intensity range of the returned image, ``(0, 1)`` or ``(-1, 1)``.
 
     ``info`` holds the requested and measured height loss, Genant grade, fracture flag, level,
@@ -128,6 +131,8 @@ def render_spine2d(height_loss: float = 0.0, level: str | int = "L1", size: int 
         raise LatentmedError(f"height_loss must be in [0, 0.8]; got {height_loss!r}.")
     if int(size) < 16:
         raise LatentmedError(f"size must be at least 16 pixels; got {size}.")
+    if not (math.isfinite(float(jitter)) and 0.0 <= float(jitter) <= 1.0):
+        raise LatentmedError(f"jitter must be in [0, 1] segments (0.4: up to 40% of a body + disc); got {jitter!r}.")
     size = int(size)
     rng = np.random.default_rng(rng)
     k = _level_index(level)
@@ -165,6 +170,9 @@ def render_spine2d(height_loss: float = 0.0, level: str | int = "L1", size: int 
     # Place the bodies along the curved spinal axis, starting from the centre one.
     angle0 = math.radians(rng.normal(0, 6.0))
     centre_xy = np.array([rng.uniform(-0.04, 0.04) * fov, rng.uniform(-0.04, 0.04) * fov])
+    if jitter:
+        segment = centre["h0"] + centre["disc"]
+        centre_xy = centre_xy + rng.uniform(-jitter, jitter) * segment * np.array([math.sin(angle0), -math.cos(angle0)])
     centre.update(c=centre_xy, angle=angle0)
 
     def collapse(b):  # how far a fracture lowers the body's top at its posterior wall (mm)
@@ -320,17 +328,18 @@ def sample_spine2d_params(rng: np.random.Generator, grade_weights=None, adjacent
 
 def generate_spine2d(out_dir: str | os.PathLike, n: int, size: int = 64, seed: int = 0, grade_weights=None,
                      adjacent_fracture_rate: float = 0.1, levels: Sequence[str] | None = None, *,
-                     overwrite: bool = False, callback: Callable[[int, int], None] | None = None) -> Path:
+                     jitter: float = 0.0, overwrite: bool = False,
+                     progress: Callable[[int, int], None] | None = None) -> Path:
     """Write ``n`` phantoms to ``out_dir/images/<id>.png`` and ``out_dir/labels.csv``; return ``out_dir``.
 
-    ``labels.csv`` columns: ``id, height_loss, genant, fracture, level, adjacent_fracture, shape,
-    measured_height_loss``. ``grade_weights`` are relative frequencies of G0..G3 (default equal;
+    The generators' contract: :mod:`latentmed.data.phantoms`. ``labels.csv`` columns: ``id, image,
+    height_loss, genant, fracture, level, adjacent_fracture, shape, measured_height_loss``. ``grade_weights`` are relative frequencies of G0..G3 (default equal;
     ``"verse"`` uses the VerSe counts 4124/74/102/44). Image ``i`` depends only on ``(seed, i)``,
     so a larger ``n`` extends a smaller data set. ``labels.csv`` is written last (atomically),
-    so a folder with one is complete. ``callback(done, n)`` is called after each image.
+    so a folder with one is complete. ``progress(1, n)`` is called after each image. ``jitter``:
+    crop jitter of the centre vertebra in segments (:func:`render_spine2d`).
     """
-    from latentmed.io import write_json, write_text
-    from latentmed.viz import save_image
+    from latentmed.io import write_image
 
     n, size = int(n), int(size)
     if n < 1:
@@ -341,35 +350,28 @@ def generate_spine2d(out_dir: str | os.PathLike, n: int, size: int = 64, seed: i
     levels = tuple(levels) if levels else DEFAULT_LEVELS
     for lv in levels:
         _level_index(lv)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise LatentmedError(f"{out_dir} exists and is not empty; choose a new folder or pass overwrite=True "
-                             "(--overwrite).")
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_output(out_dir, overwrite, ["images"])
     width = max(5, len(str(n - 1)))
     children = np.random.SeedSequence(int(seed)).spawn(n)
     rows = []
     for i, child in enumerate(children):
         rng = np.random.default_rng(child)
         params = sample_spine2d_params(rng, weights, adjacent_fracture_rate, levels)
-        image, info = render_spine2d(params["height_loss"], params["level"], size, rng, params["adjacent_fracture"])
+        image, info = render_spine2d(params["height_loss"], params["level"], size, rng, params["adjacent_fracture"],
+                                     jitter=jitter)
         image_id = f"spine2d_{i:0{width}d}"
-        save_image(np.round(image * 255).astype(np.uint8), out_dir / "images" / f"{image_id}.png")
-        rows.append([image_id, f"{info['height_loss']:.4f}", info["genant"], info["fracture"], info["level"],
-                     info["adjacent_fracture"], info["shape"], f"{info['measured_height_loss']:.4f}"])
-        if callback is not None:
-            callback(i + 1, n)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "height_loss", "genant", "fracture", "level", "adjacent_fracture", "shape",
-                     "measured_height_loss"])
-    writer.writerows(rows)
-    write_json(out_dir / "phantom.json", dict(phantom="spine2d", n=n, size=size, seed=int(seed),
+        write_image(np.round(image * 255).astype(np.uint8), out_dir / "images" / f"{image_id}.png")
+        rows.append(dict(id=image_id, image=f"images/{image_id}.png", height_loss=f"{info['height_loss']:.4f}",
+                         genant=info["genant"], fracture=info["fracture"], level=info["level"],
+                         adjacent_fracture=info["adjacent_fracture"], shape=info["shape"],
+                         measured_height_loss=f"{info['measured_height_loss']:.4f}"))
+        if progress is not None:
+            progress(1, n)
+    return finish_output(out_dir, rows, dict(phantom="spine2d", n=n, size=size, seed=int(seed),
                                              grade_weights=weights.tolist(),
                                              adjacent_fracture_rate=float(adjacent_fracture_rate),
-                                             levels=list(levels), grade_loss_ranges=GRADE_LOSS_RANGES))
-    write_text(out_dir / "labels.csv", buf.getvalue())
-    return out_dir
+                                             levels=list(levels), grade_loss_ranges=GRADE_LOSS_RANGES,
+                                             jitter=float(jitter)))
 
 
 __all__ = ["LEVELS", "DEFAULT_LEVELS", "SHAPES", "GRADE_LOSS_RANGES", "render_spine2d", "generate_spine2d",

@@ -22,7 +22,8 @@ centre, so a cube of ``size`` holds the vertebra with a margin, as in the paper'
 
 Files: ``spine3d_XXXX.nii.gz`` (binary mask), ``parts/spine3d_XXXX.nii.gz`` (uint8 part
 labels 0..6, same grid; a sub-folder so that mask readers listing the folder do not pick
-the label maps up), ``labels.csv``.
+the label maps up), ``labels.csv`` (keyed by ``id``, with the ``mask`` and ``parts`` paths),
+``phantom.json``.
 
 The phantom is the project's own test bed (no data set can be downloaded here); it is
 not anatomically exact.
@@ -30,21 +31,21 @@ not anatomically exact.
 
 from __future__ import annotations
 
-import csv
-import io
+import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
+from latentmed.data.formats import write_nifti
+from latentmed.data.phantoms import finish_output, prepare_output
 from latentmed.errors import expect
-from latentmed.io import atomic_path, write_text
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
 PARTS = {1: "body", 2: "pedicle", 3: "lamina", 4: "spinous", 5: "transverse", 6: "articular"}
 POSTERIOR_PARTS = (2, 3, 4, 5, 6)
 PARTS_DIR = "parts"
-CSV_COLUMNS = ("file", "level", "individual", "person", "body_width", "body_depth", "body_height",
+CSV_COLUMNS = ("id", "mask", "parts", "level", "individual", "person", "body_width", "body_depth", "body_height",
                "transverse_length", "spinous_length", "scale_0", "scale_1", "scale_2",
                "rotation_0", "rotation_1", "rotation_2", "volume")
 
@@ -191,17 +192,6 @@ def vertebra_mask(size: int, level: int, rng: np.random.Generator, person: float
     return labels > 0, params
 
 
-def save_mask_nifti(mask: np.ndarray, path: str | Path, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Path:
-    """Atomically write a mask (binary or integer labels) as uint8 NIfTI with a diagonal affine of ``spacing``."""
-    import nibabel as nib
-
-    img = nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), np.diag([*map(float, spacing), 1.0]))
-    img.header.set_zooms(tuple(float(s) for s in spacing))
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
-    return Path(path)
-
-
 def parts_path(mask_path: str | Path) -> Path:
     """Where :func:`generate_spine3d` writes the part labels of ``mask_path``."""
     mask_path = Path(mask_path)
@@ -223,26 +213,26 @@ def spine3d_cases(n: int, size: int = 64, seed: int = 0) -> Iterator[tuple[str, 
             person = float(person_rng.uniform(0.7, 1.3))
         labels, params = vertebra_parts(size, level, np.random.default_rng(person_rng.integers(2**63)), person)
         name = f"spine3d_{i:04d}.nii.gz"
-        yield name, labels, {"file": name, "level": LEVELS[level], "individual": individual, "person": round(person, 3),
+        yield name, labels, {"id": name[: -len(".nii.gz")], "mask": name, "parts": f"{PARTS_DIR}/{name}", "level": LEVELS[level], "individual": individual, "person": round(person, 3),
                              **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in params.items()}}
 
 
-def generate_spine3d(out_dir: str | Path, n: int, size: int = 64, seed: int = 0) -> Path:
-    """Write ``n`` vertebra masks ``spine3d_XXXX.nii.gz``, their part labels and ``labels.csv``; return the CSV path.
+def generate_spine3d(out_dir: str | os.PathLike, n: int, size: int = 64, seed: int = 0, *, overwrite: bool = False,
+                     progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write ``n`` vertebra masks ``spine3d_XXXX.nii.gz``, their part labels and ``labels.csv``; return ``out_dir``.
 
+    The generators' contract: :mod:`latentmed.data.phantoms` (``labels.csv`` columns: :data:`CSV_COLUMNS`).
     Individuals get five levels each (L1..L5 in order), so ``n=10`` is two individuals.
     Deterministic for a given ``seed``.
     """
     expect(n >= 1, f"n={n}: expected at least 1 mask.")
-    out_dir = Path(out_dir)
-    (out_dir / PARTS_DIR).mkdir(parents=True, exist_ok=True)
+    out = prepare_output(out_dir, overwrite, [PARTS_DIR])
     rows = []
     for name, labels, row in spine3d_cases(n, size, seed):
-        save_mask_nifti(labels, parts_path(out_dir / name))
-        save_mask_nifti(labels > 0, out_dir / name)
+        write_nifti(labels, parts_path(out / name), dtype=np.uint8)
+        write_nifti(labels > 0, out / name, dtype=np.uint8)
         rows.append(row)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    return write_text(out_dir / "labels.csv", buf.getvalue())
+        if progress is not None:
+            progress(1, n)
+    return finish_output(out, rows, dict(phantom="spine3d", n=n, size=size, seed=int(seed), spacing_mm=1.0,
+                                         parts=PARTS))
