@@ -24,7 +24,7 @@ class LatentDDIMConfig:
     ``x0_hat = (z_t - sigma eps_hat) / alpha`` turns the shortfall into samples spread 3-4x wider
     than the data: on the demo (1000 steps) eps gave z_sem precision 0.18 and about half the
     decoded samples broken; v-prediction at the same budget gave precision 0.92, recall 0.87
-    (issue 18, ``experiments/latent_ddim_samples.py``).
+    (``experiments/latent_ddim_samples.py``).
     """
 
     z_dim: int = 512

@@ -19,7 +19,7 @@ ARCHS = ("small", "densenet121")
 class SmallCNN(nn.Module):
     """``x [B, C, H, W] -> logits [B, num_outputs]``: 4 x (conv, BatchNorm, ReLU, max-pool), mean pool, linear.
 
-    Chosen over a stride-2 GroupNorm variant on both baselines' test beds (issue 12): chest2d macro
+    Chosen over a stride-2 GroupNorm variant on both baselines' test beds: chest2d macro
     AUC 0.781 vs 0.670 at 50 real images and 0.988 vs 0.959 on the 600-image pool; spine2d grading
     AUC 0.983 vs 0.979 (experiments/README.md, "One small CNN").
     """

@@ -182,7 +182,7 @@ class _ShapeModel(PretrainedMixin, nn.Module):
 
     @classmethod
     def upgrade_config(cls, meta: dict) -> dict:
-        """Drop the loss weights that folders saved before issue 12 hold (now the run's ``objective`` section)."""
+        """Drop the loss weights that older model folders hold (they now live in the run's ``objective`` section)."""
         return {k: v for k, v in meta.items() if k not in ("kl_weight", "ebm_weight")}
 
     def parameter_groups(self) -> list[dict]:

@@ -31,7 +31,7 @@ The CSV also has ``ctr`` (from the mask), ``effusion_side`` and ``opacity_side``
 
 Two variants (:data:`STYLES`): ``classic`` (the original phantom: little variety, obvious findings;
 a classifier on 50 images reaches macro AUC ~0.96, so extra data has no room to help) and
-``varied`` (issue 16): patient pose (shift, scale, rotation), breathing (diaphragm level),
+``varied``: patient pose (shift, scale, rotation), breathing (diaphragm level),
 exposure (gamma, contrast, brightness, noise level), anatomical variety (thorax shape,
 mediastinum, heart position and shape) and subtler findings (CTR nearer 0.5, small effusions,
 faint opacities), with the heart between the lungs above the diaphragm. In ``varied`` the
