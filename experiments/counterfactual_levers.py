@@ -38,6 +38,8 @@ ROBUST = {
     "plain": {},                                              # control: same options, unseen seed
     "adjacent": {"adjacent_fracture_rate": 0.5},              # the grading paper's confounder, 5x as often
     "shift": {"jitter": 0.4},                                  # the centre vertebra off the centre pixels
+    "half-shift": {"jitter": 0.2},
+    "shift-2000": {"jitter": 0.4, "n": 2000},                 # does more labelled data undo the shift?
     "jitter": {"adjacent_fracture_rate": 0.5, "jitter": 0.4},  # both: a fractured neighbour can sit near the centre
     "levels": {"levels": "all"},                              # T1..L5 (T1-T3 and L5 never in training)
     "verse": {"grade_weights": "verse", "n": 1500},           # VerSe's grade counts 4124/74/102/44
@@ -129,6 +131,8 @@ def run(args) -> dict:
 
 def robust(args, name: str) -> dict:
     """Grade a fresh phantom drawn with the options ``ROBUST[name]`` using the run's DAE."""
+    import pandas as pd
+
     from latentmed.dae import load_dae
 
     out = Path(args.out) / "robust" / name
@@ -138,8 +142,7 @@ def robust(args, name: str) -> dict:
     phantom = _phantom(out / "phantom", args.n_images, args.size, args.seed + ROBUST_SEED, opts)
     _, table = _grade(load_dae(Path(args.out) / "run"), phantom, out, args.size, args.seed, _class_weight(args),
                       Path(args.out) / "run")
-    counts = np.bincount(np.loadtxt(phantom / "labels.csv", delimiter=",", skiprows=1, usecols=2, dtype=int),
-                         minlength=4)
+    counts = np.bincount(pd.read_csv(phantom / "labels.csv")["genant"].to_numpy(dtype=int), minlength=4)
     return {"variant": name, "options": opts, "grade_counts": counts.tolist(), "n_test": table["n_test"],
             "grading": _rows(table), "wall_s": round(time.perf_counter() - t0, 1)}
 
@@ -195,6 +198,16 @@ def summarise(outs: list[str]) -> str:
                           if x["method"].startswith(m)) for m in ref]
             lines.append(f"| {run_name} | {k} | {'/'.join(map(str, v['grade_counts']))} | {v['n_test']} | "
                          + " | ".join(cells) + " |")
+        names = [k for k in ROBUST if sum(k == t[1] for t in rob) > 1]
+        if names:  # mean ± sd over the runs
+            lines += ["", "| phantom | runs | " + " | ".join(f"AUC {k}" for k in ref) + " |",
+                      "|---" * (2 + len(ref)) + "|"]
+            for k in names:
+                vs = [v for _, name, v in rob if name == k]
+                cells = [np.array([next(x["auc"] for x in v["grading"] if x["method"].startswith(m)) for v in vs])
+                         for m in ref]
+                lines.append(f"| {k} | {len(vs)} | " + " | ".join(f"{c.mean():.3f} ± {c.std(ddof=1):.3f}"
+                                                                   for c in cells) + " |")
     return "\n".join(lines)
 
 

@@ -106,3 +106,23 @@ def test_cli_spine2d_writes_a_dataset_open_images_reads(tmp_path):
     bad = runner.invoke(app, ["spine2d", str(tmp_path / "x"), "--n", "2", "--grade-weights", "1,a"])
     assert bad.exit_code == 2 and "grade_weights" in bad.output
     assert "Example" in runner.invoke(app, ["spine2d", "--help"]).output
+
+
+def test_cli_spine2d_jitter_reaches_the_generator(tmp_path):
+    """``--jitter`` is recorded in phantom.json and moves pixels against the centred phantom of the same seed."""
+    import json
+
+    from PIL import Image
+
+    from latentmed.cli.phantom import app
+
+    runner = CliRunner()
+    for name, extra in (("plain", []), ("jit", ["--jitter", "0.4"])):
+        res = runner.invoke(app, ["spine2d", str(tmp_path / name), "--n", "3", "--size", "32", "--seed", "2", *extra])
+        assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "jit" / "phantom.json").read_text())
+    assert meta["jitter"] == 0.4
+    plain = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "plain" / "images").glob("*.png"))]
+    jit = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "jit" / "images").glob("*.png"))]
+    assert any((a != b).any() for a, b in zip(plain, jit))
+    assert runner.invoke(app, ["spine2d", str(tmp_path / "bad"), "--jitter", "1.5"]).exit_code == 2

@@ -45,6 +45,10 @@ def spine2d(
         help="Fraction of images where a neighbouring vertebra is fractured too."),
     levels: Optional[str] = typer.Option(None, "--levels", help="Centre vertebra levels, e.g. 'T11,T12,L1,L2' "
                                          "(default T4..L4)."),
+    jitter: float = typer.Option(0.0, "--jitter", min=0, max=1,
+                                 help="Crop jitter: shift the centre vertebra along the spine by up to this "
+                                 "fraction of a body + disc height (0.4: ~4 px at 64 px), so it is not always "
+                                 "at the same pixels. Default 0 (centred, as the papers crop)."),
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Sagittal CT-like spine slices with a graded fracture of the centre vertebra.
@@ -55,7 +59,7 @@ def spine2d(
 
     _generate("spine2d", generate_spine2d, out, n, size=size, seed=seed, grade_weights=grade_weights,
               adjacent_fracture_rate=adjacent_fracture_rate, levels=parse_list(levels, str, "--levels") or None,
-              overwrite=overwrite)
+              jitter=jitter, overwrite=overwrite)
 
 
 @app.command("chest2d")
