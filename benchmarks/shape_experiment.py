@@ -37,21 +37,32 @@ import numpy as np
 N_FIGURES = 3
 
 
-def _run_specs(args) -> list[tuple[str, str, list[str]]]:
-    specs: list[tuple[str, str, list[str]]] = []
+def _run_specs(args) -> list[tuple[str, str, list[str], int]]:
+    """``(label, kind, overrides, steps)`` per run; ``{joint}`` in an override is the seed's joint LSD-EBM run."""
+    specs: list[tuple[str, str, list[str], int]] = []
     wanted = args.models.split(",")
     if "vae" in wanted:
-        specs.append(("VAE", "vae", []))
+        specs.append(("VAE", "vae", [], args.steps))
     if "lebm" in wanted:
         specs.append(("LEBM", "lebm", [f"model.posterior_steps={args.lebm_posterior_steps}",
                                         f"model.prior_steps={args.lebm_prior_steps}",
-                                        f"model.posterior_step_size={args.lebm_posterior_step_size}"]))
+                                        f"model.posterior_step_size={args.lebm_posterior_step_size}"],
+                      args.lebm_steps or args.steps))
     if "lsd-ebm" in wanted:
-        for T in [int(t) for t in args.T.split(",") if t]:
-            specs.append((f"LSD-EBM T={T}", "lsd-ebm", [f"model.num_steps={T}",
-                                                         f"model.langevin_noise={args.langevin_noise}",
-                                                         f"model.langevin_steps={args.langevin_steps}"]))
+        chain = [f"model.langevin_noise={args.langevin_noise}", f"model.langevin_steps={args.langevin_steps}"]
+        joint = [int(t) for t in args.T.split(",") if t] if not args.two_stage else [args.joint_T]
+        for T in joint:  # Algorithm 1: autoencoder and energy in one stage
+            specs.append((f"LSD-EBM T={T}", "lsd-ebm", [f"model.num_steps={T}", *chain], args.steps))
+        if args.two_stage:  # the energy of each T on the joint run's fixed autoencoder
+            for T in [int(t) for t in args.T.split(",") if t]:
+                specs.append((f"LSD-EBM T={T} two-stage", "lsd-ebm", [
+                    f"model.num_steps={T}", *chain, "train.init_autoencoder={joint}", "train.freeze_autoencoder=true"],
+                    args.energy_steps or args.steps))
     return specs
+
+
+def _run_dir(out: Path, label: str, seed: int) -> Path:
+    return out / "runs" / label.replace(" ", "_").replace("=", "") / f"seed{seed}"
 
 
 def _done_steps(run_dir: Path) -> int:
@@ -100,6 +111,12 @@ def main() -> None:
     ap.add_argument("--lebm-posterior-steps", type=int, default=5)
     ap.add_argument("--lebm-prior-steps", type=int, default=30)
     ap.add_argument("--lebm-posterior-step-size", type=float, default=0.05)
+    ap.add_argument("--lebm-steps", type=int, default=0, help="LEBM training steps (0: --steps)")
+    ap.add_argument("--two-stage", action="store_true",
+                    help="LSD-EBM: train one joint run (T=--joint-T) per seed, then the energy of every T in --T on "
+                         "its fixed autoencoder (train.freeze_autoencoder)")
+    ap.add_argument("--joint-T", type=int, default=20)
+    ap.add_argument("--energy-steps", type=int, default=0, help="two-stage energy steps (0: --steps)")
     ap.add_argument("--models", type=str, default="vae,lebm,lsd-ebm")
     ap.add_argument("--train-only", action="store_true")
     args = ap.parse_args()
@@ -107,9 +124,10 @@ def main() -> None:
     import torch
 
     from latentmed.data.formats import write_nifti
-    from latentmed.data.phantoms.spine3d import generate_spine3d, parts_path
-    from latentmed.shape.evaluate import constant_mask, load_pairs, paired_test, posterior_region, refine_cubes, \
-        score_cases
+    from latentmed.data.phantoms.spine3d import generate_spine3d
+    from latentmed.data.phantoms.spine3d import PARTS
+    from latentmed.shape.evaluate import constant_mask, load_pairs, load_part_cubes, paired_test, posterior_region, \
+        refine_cubes, score_cases
     from latentmed.shape.models import load_shape_model
     from latentmed.shape.training import load_run_config, train_shape_model
     from latentmed.shape.volumes import list_masks, load_cube, load_mask, simulate_thick_slices
@@ -132,14 +150,20 @@ def main() -> None:
 
     # --- training: one run per (model, seed), resumable, optionally in chunks ----------------------
     all_done = True
-    for label, kind, extra in specs:
+    joint_label = f"LSD-EBM T={args.joint_T}"
+    for label, kind, extra, steps in specs:
         for seed in seeds:
-            run_dir = out / "runs" / label.replace(" ", "_").replace("=", "") / f"seed{seed}"
+            run_dir = _run_dir(out, label, seed)
             done = _done_steps(run_dir)
-            if done >= args.steps and (run_dir / "model" / "config.json").is_file():
+            if done >= steps and (run_dir / "model" / "config.json").is_file():
                 continue
-            target = min(args.steps, done + args.chunk_steps) if args.chunk_steps else args.steps
-            cfg = load_run_config(None, common + extra + [f"train.seed={seed}", f"train.steps={target}"])
+            joint_dir = _run_dir(out, joint_label, seed)
+            if any("{joint}" in e for e in extra) and _done_steps(joint_dir) < args.steps:
+                all_done = False  # its autoencoder is not trained yet
+                continue
+            extra_seed = [e.replace("{joint}", str(joint_dir)) for e in extra]
+            target = min(steps, done + args.chunk_steps) if args.chunk_steps else steps
+            cfg = load_run_config(None, common + extra_seed + [f"train.seed={seed}", f"train.steps={target}"])
             start = time.perf_counter()
             result = train_shape_model(kind, train_dir, run_dir, cfg, image_size=args.size)
             seconds = time.perf_counter() - start
@@ -151,14 +175,14 @@ def main() -> None:
             with open(run_dir / "timing.jsonl", "a") as fh:
                 fh.write(json.dumps(timing) + "\n")
             print(label, f"seed{seed}", json.dumps(timing), flush=True)
-            all_done &= result.step >= args.steps
+            all_done &= result.step >= steps
     if args.train_only or not all_done:
         print("training not finished (or --train-only): run again to continue", flush=True)
         return
 
     # --- evaluation ------------------------------------------------------------------------------
     names, coarse, truth = load_pairs(coarse_dir, test_dir, args.size)
-    parts = np.stack([crop_to_cube_parts(parts_path(test_dir / n), t) for n, t in zip(names, truth)])
+    parts = load_part_cubes(test_dir, names, args.size)
     region = posterior_region(parts)
     train_masks = np.stack([load_cube(f, args.size) for f in list_masks(train_dir)])
     floor = np.broadcast_to(constant_mask(train_masks), truth.shape)
@@ -170,9 +194,9 @@ def main() -> None:
     per_case: dict[str, list[dict]] = {"input": [both(coarse)], "floor (constant mask)": [both(floor)]}
     figures: dict[str, np.ndarray] = {"input": coarse[:N_FIGURES]}
     seconds: dict[str, list[float]] = {}
-    for label, _, _ in specs:
+    for label, _, _, _ in specs:
         for seed in seeds:
-            run_dir = out / "runs" / label.replace(" ", "_").replace("=", "") / f"seed{seed}"
+            run_dir = _run_dir(out, label, seed)
             eval_file = run_dir / "eval.json"
             if eval_file.is_file():
                 stored = json.loads(eval_file.read_text())
@@ -249,7 +273,8 @@ def main() -> None:
 
     for i in range(min(N_FIGURES, len(names))):  # seed's first run; mid-slices through the centre of mass
         save_refinement_figure(truth[i], {k: v[i] for k, v in figures.items()}, out / f"case_{i:03d}.png",
-                               title=f"{names[i]} (seed {seeds[0]}): white agree, red FP, blue FN")
+                               title=f"{names[i]} (seed {seeds[0]}): part colours, dark = missed, red = false positive",
+                               parts=parts[i], part_names=PARTS)
     (out / "table.md").write_text(table + "\n")
     (out / "results.json").write_text(json.dumps({
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "n_test": len(names),
@@ -257,20 +282,6 @@ def main() -> None:
         "seconds_per_sample": {m: float(np.mean(v)) for m, v in seconds.items()},
         "torch_threads": torch.get_num_threads()}, indent=2))
     print(table)
-
-
-def crop_to_cube_parts(path: Path, truth_cube: np.ndarray) -> np.ndarray:
-    """Part labels cropped like the truth (the phantom's parts share the mask's grid and centre)."""
-    import nibabel as nib
-
-    from latentmed.shape.evaluate import _crop_like
-
-    labels = np.asanyarray(nib.load(str(path)).dataobj).astype(np.uint8)
-    cube = np.stack([_crop_like(labels == k, labels > 0, truth_cube.shape[0]) for k in range(1, labels.max() + 1)])
-    out = np.zeros(truth_cube.shape, np.uint8)
-    for k, m in enumerate(cube, start=1):
-        out[m] = k
-    return out
 
 
 if __name__ == "__main__":

@@ -73,6 +73,15 @@ def test_train_refine_sample_evaluate(trained, tmp_path):
     ref = segmentation_scores(torch.from_numpy(truth), torch.from_numpy(coarse))
     assert summary["metrics"]["input"]["sensitivity"]["mean"] == pytest.approx(float(ref["sensitivity"].mean()))
     assert summary["metrics"]["input"]["dice"]["mean"] == pytest.approx(float(ref["dice"].mean()))
+    # the phantom's part maps give the posterior-element table: the input scored inside posterior_region
+    from latentmed.shape.evaluate import load_part_cubes, posterior_region, score_cases
+
+    parts = load_part_cubes(trained / "hq", names, 16)
+    assert parts is not None and np.array_equal(parts > 0, truth)
+    post = score_cases(truth, coarse, posterior_region(parts))["dice"].mean()
+    assert summary["posterior_metrics"]["input"]["dice"]["mean"] == pytest.approx(float(post))
+    assert "**posterior**" in res.output and res.output.count("| input |") == 2
+    assert load_part_cubes(trained / "coarse", names, 16) is None  # no parts/ folder: no posterior table
 
 
 def test_bad_inputs_give_one_line_errors(trained, tmp_path):

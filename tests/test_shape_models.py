@@ -298,3 +298,78 @@ def test_chain_from_T_returns_a_mask():
     assert mask.dtype == torch.bool and mask.shape == x.shape
     # t = 0: the autoencoder alone (the control that shows what the chain adds)
     assert torch.allclose(model.refine(x, steps=0), model.decode(model.encode(x)[0]))
+
+
+def test_sigma_ratio_weights_each_samples_energy_term_and_energy_lr_is_its_own(tmp_path):
+    """Reference-code options: the energy term times sigma_1 / sigma_{t+1}, and the energy's own learning rate."""
+    import copy
+
+    from latentmed.data.phantoms.spine3d import generate_spine3d
+    from latentmed.shape.training import load_run_config, train_shape_model
+    from latentmed.train.checkpoint import load_checkpoint
+
+    x, model = _masks(), _lsd()
+    twin = copy.deepcopy(model)
+    torch.manual_seed(3)
+    uniform, _ = shape_objective("lsd-ebm")(model, x, 0)
+    torch.manual_seed(3)
+    out = copy.deepcopy(twin)(x)
+    torch.manual_seed(3)
+    weighted, _ = shape_objective("lsd-ebm", ShapeObjectiveConfig(energy_weighting="sigma_ratio"))(twin, x, 0)
+    gap = out.energy_pos - out.energy_neg
+    assert torch.allclose(weighted - uniform, gap * (out.energy_scale - 1), atol=1e-6)
+    s = model.sigma2.double().sqrt()
+    assert out.energy_scale.min() >= (s[0] / s.max()).item() - 1e-6 and out.energy_scale.max() <= 1 + 1e-6
+    with pytest.raises(LatentmedError, match="only LSD-EBM"):
+        ShapeObjectiveConfig(energy_weighting="sigma_ratio").resolved("lebm")
+    with pytest.raises(LatentmedError, match="'uniform' or 'sigma_ratio'"):
+        ShapeObjectiveConfig(energy_weighting="sigma")
+
+    data = generate_spine3d(tmp_path / "masks", 4, 16, seed=0)
+    overrides = ["train.steps=2", "train.batch_size=2", "train.lr=1e-3", "train.energy_lr=2e-5",
+                 "objective.energy_weighting=sigma_ratio", *[f"model.{k}={v}" for k, v in TINY.items()],
+                 "model.energy_hidden=8", "model.energy_layers=2", "model.time_dim=4", "model.num_steps=3",
+                 "model.langevin_steps=2"]
+    train_shape_model("lsd-ebm", data, tmp_path / "run", load_run_config(None, overrides))
+    groups = load_checkpoint(tmp_path / "run")[2]["optimizer"]["param_groups"]
+    assert [g["initial_lr"] for g in groups] == [1e-3, 2e-5]  # autoencoder, energy
+    with pytest.raises(LatentmedError, match="has no energy"):
+        train_shape_model("vae", data, tmp_path / "vae", load_run_config(None, ["train.energy_lr=1e-5"]))
+
+
+def test_energy_trains_alone_on_a_frozen_autoencoder(tmp_path):
+    """Two-stage LSD-EBM: the energy of another T trained on a fixed autoencoder leaves it bit-identical."""
+    from latentmed.data.phantoms.spine3d import generate_spine3d
+    from latentmed.shape.training import load_run_config, train_shape_model
+
+    data = generate_spine3d(tmp_path / "masks", 4, 16, seed=0)
+    tiny = [*[f"model.{k}={v}" for k, v in TINY.items()], "model.energy_hidden=8", "model.energy_layers=2",
+            "model.time_dim=4", "model.langevin_steps=2", "train.batch_size=2", "train.lr=1e-2"]
+    train_shape_model("lsd-ebm", data, tmp_path / "joint", load_run_config(None, [*tiny, "model.num_steps=4",
+                                                                                  "train.steps=3"]))
+    source = load_shape_model(tmp_path / "joint")
+    from dataclasses import replace
+
+    from latentmed.runtime import seed_everything
+
+    seed_everything(0)  # the run's train.seed: the two-stage run's energy starts from these weights
+    energy_at_start = LSDEBM(replace(source.config, num_steps=2)).energy.state_dict()
+    train_shape_model("lsd-ebm", data, tmp_path / "T2", load_run_config(None, [
+        *tiny, "model.num_steps=2", "train.steps=3", "train.ema_decay=0", f"train.init_autoencoder={tmp_path / 'joint'}",
+        "train.freeze_autoencoder=true"]))
+    two_stage = load_shape_model(tmp_path / "T2")
+    assert two_stage.config.num_steps == 2
+    for part in ("encoder", "decoder"):
+        for (k, a), b in zip(getattr(source, part).state_dict().items(), getattr(two_stage, part).state_dict().values()):
+            assert torch.equal(a, b), f"{part}.{k} moved"
+    moved = [k for k, v in two_stage.energy.state_dict().items() if not torch.equal(v, energy_at_start[k])]
+    assert "out.weight" in moved and "out.weight" in energy_at_start  # the energy did train
+    with pytest.raises(LatentmedError, match="expected train.init_autoencoder"):
+        load_run_config(None, ["train.freeze_autoencoder=true"])
+    with pytest.raises(LatentmedError, match="only LSD-EBM's energy"):
+        train_shape_model("vae", data, tmp_path / "v", load_run_config(None, [
+            *tiny[:4], "train.steps=1", f"train.init_autoencoder={tmp_path / 'joint'}", "train.freeze_autoencoder=true"]))
+    with pytest.raises(LatentmedError, match="differs in shape"):
+        train_shape_model("vae", data, tmp_path / "v2", load_run_config(None, [
+            "model.image_size=16", "model.latent_dim=3", "model.base_channels=4", "model.max_channels=8",
+            "train.steps=1", f"train.init_autoencoder={tmp_path / 'joint'}"]))

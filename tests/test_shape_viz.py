@@ -35,3 +35,28 @@ def test_latent_variance_trace_and_table():
     assert "| input | " in table and "±" in table
     mean, std = res.summary()["input"]["dice"]
     assert mean == np.mean(res.scores["input"]["dice"]) and std == np.std(res.scores["input"]["dice"])
+
+
+def test_part_colours_mark_hits_misses_and_false_positives(tmp_path):
+    from latentmed.viz.shape import MISSED_BRIGHTNESS, PART_COLOURS, parts_rgb, save_refinement_figure
+
+    parts = np.array([[1, 3], [0, 0]], np.uint8)
+    pred = np.array([[1, 0], [1, 0]], bool)
+    rgb = parts_rgb(parts, pred)
+    assert tuple(rgb[0, 0]) == tuple(PART_COLOURS[1])  # body found: its colour
+    assert tuple(rgb[0, 1]) == tuple((PART_COLOURS[3] * MISSED_BRIGHTNESS).astype(np.uint8))  # lamina missed: dark
+    assert tuple(rgb[1, 0]) == (230, 40, 40) and tuple(rgb[1, 1]) == (0, 0, 0)  # FP red, TN black
+    assert np.array_equal(parts_rgb(parts)[0, 1], PART_COLOURS[3])  # truth row: plain part colours
+    vol_parts = np.zeros((8, 8, 8), np.uint8)
+    vol_parts[2:6, 2:6, 2:6] = 1
+    vol_parts[3:5, 6:8, 3:5] = 3
+    truth = vol_parts > 0
+    path = save_refinement_figure(truth, {"input": truth & (vol_parts == 1)}, tmp_path / "f.png", parts=vol_parts,
+                                  part_names={1: "body", 3: "lamina"})
+    assert path.is_file() and path.stat().st_size > 1000
+    import pytest
+
+    from latentmed.errors import LatentmedError
+
+    with pytest.raises(LatentmedError, match="parts: expected"):
+        save_refinement_figure(truth, {}, tmp_path / "g.png", parts=vol_parts[:4])

@@ -68,6 +68,31 @@ def _crop_like(mask: np.ndarray, reference: np.ndarray, size: int) -> np.ndarray
     return out
 
 
+def load_part_cubes(truth_dir: str | Path, names: Sequence[str], size: int, *, spacing: float = 1.0
+                    ) -> np.ndarray | None:
+    """Part labels of the truths (``parts/<name>`` beside each mask, as the spine3d phantom writes them),
+    cropped like :func:`load_pairs` crops the truths (around the labelled voxels' centre of mass):
+    ``uint8[N,S,S,S]``, or ``None`` when a truth has no part map."""
+    from latentmed.data.formats import read_nifti
+    from latentmed.data.phantoms.spine3d import parts_path
+    from latentmed.shape.volumes import resample_isotropic
+
+    paths = [parts_path(Path(truth_dir) / name) for name in names]
+    if not paths or not all(p.is_file() for p in paths):
+        return None
+    out = np.zeros((len(paths),) + (size,) * 3, np.uint8)
+    for i, path in enumerate(paths):
+        data, _, zooms = read_nifti(path)
+        labels = np.rint(np.asarray(data)).astype(np.uint8)
+        expect(labels.ndim == 3 and labels.any(), f"{path}: expected a non-empty 3D part-label map, got shape "
+                                                  f"{labels.shape} with {int((labels > 0).sum())} labelled voxels.")
+        if any(abs(float(z) - spacing) > 1e-3 for z in zooms[:3]):  # as load_mask resamples its mask
+            labels = resample_isotropic(labels, tuple(zooms[:3]), spacing)
+        for k in range(1, int(labels.max()) + 1):
+            out[i][_crop_like(labels == k, labels > 0, size)] = k
+    return out
+
+
 def refine_cubes(model: torch.nn.Module | None, coarse: np.ndarray, *, steps: int | None = None,
                  batch_size: int = 8, seed: int = 0, threshold: float = 0.5,
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, float]:
@@ -150,39 +175,55 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class EvaluationResult:
-    """Per-case scores and timing per method; :meth:`table` renders the paper's Table 1."""
+    """Per-case scores and timing per method; :meth:`table` renders the paper's Table 1.
+
+    ``posterior``: the same scores inside :func:`posterior_region` (when the truths have part maps).
+    """
 
     names: list[str]
     scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     seconds_per_sample: dict[str, float] = field(default_factory=dict)
+    posterior: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
-    def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
-        return {m: {k: (float(np.mean(v)), float(np.std(v))) for k, v in s.items()} for m, s in self.scores.items()}
+    def summary(self, scope: str = "overall") -> dict[str, dict[str, tuple[float, float]]]:
+        """``{method: {metric: (mean, std over cases)}}`` of ``scope`` (``"overall"`` | ``"posterior"``)."""
+        scores = self.scores if scope == "overall" else self.posterior
+        return {m: {k: (float(np.mean(v)), float(np.std(v))) for k, v in s.items()} for m, s in scores.items()}
 
     def table(self) -> str:
+        """Markdown: the overall table, then the posterior-element table when there is one."""
         head = "| Method | " + " | ".join(METRIC_LABELS[k] for k in METRICS) + " | s/sample |"
-        rows = [head, "|" + "---|" * (len(METRICS) + 2)]
-        for method, stats in self.summary().items():
-            cells = [f"{stats[k][0]:.3f} ± {stats[k][1]:.3f}" for k in METRICS]
-            rows.append(f"| {method} | " + " | ".join(cells) + f" | {self.seconds_per_sample.get(method, 0.0):.4f} |")
+        rows = []
+        for scope in ("overall", "posterior") if self.posterior else ("overall",):
+            if self.posterior:
+                rows += [f"{'' if scope == 'overall' else chr(10)}**{scope}**" + (
+                    " (posterior elements: voxels nearest to pedicles, laminae and processes)"
+                    if scope == "posterior" else ""), ""]
+            rows += [head, "|" + "---|" * (len(METRICS) + 2)]
+            for method, stats in self.summary(scope).items():
+                cells = [f"{stats[k][0]:.3f} ± {stats[k][1]:.3f}" for k in METRICS]
+                rows.append(f"| {method} | " + " | ".join(cells)
+                            + f" | {self.seconds_per_sample.get(method, 0.0):.4f} |")
         return "\n".join(rows)
 
     def per_case_csv(self) -> str:
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["method", "case", *METRICS])
-        for method, s in self.scores.items():
-            for i, name in enumerate(self.names):
-                writer.writerow([method, name, *(f"{s[k][i]:.6f}" for k in METRICS)])
+        writer.writerow(["method", "case", "scope", *METRICS])
+        for scope, scores in (("overall", self.scores), ("posterior", self.posterior)):
+            for method, s in scores.items():
+                for i, name in enumerate(self.names):
+                    writer.writerow([method, name, scope, *(f"{s[k][i]:.6f}" for k in METRICS)])
         return buf.getvalue()
 
     def save(self, out_dir: str | Path) -> None:
         out_dir = Path(out_dir)
         write_text(out_dir / "per_case.csv", self.per_case_csv())
         write_text(out_dir / "table.md", self.table() + "\n")
+        metrics = {scope: {m: {k: {"mean": v[0], "std": v[1]} for k, v in s.items()}
+                           for m, s in self.summary(scope).items()} for scope in ("overall", "posterior")}
         write_json(out_dir / "summary.json", {"n_cases": len(self.names), "seconds_per_sample": self.seconds_per_sample,
-                                              "metrics": {m: {k: {"mean": v[0], "std": v[1]} for k, v in s.items()}
-                                                          for m, s in self.summary().items()}})
+                                              "metrics": metrics["overall"], "posterior_metrics": metrics["posterior"]})
 
 
 def latent_variance_trace(model, coarse: np.ndarray, *, steps: int | None = None, seed: int = 0,
@@ -207,15 +248,19 @@ def latent_variance_trace(model, coarse: np.ndarray, *, steps: int | None = None
 
 
 def evaluate(models: dict[str, torch.nn.Module | None], coarse: np.ndarray, truth: np.ndarray, names: Sequence[str],
-             *, steps: int | None = None, batch_size: int = 8, seed: int = 0,
-             keep_outputs: bool = False) -> tuple[EvaluationResult, dict[str, np.ndarray]]:
-    """Refine with every model (``None`` = the coarse input itself) and score against ``truth``."""
+             *, steps: int | None = None, batch_size: int = 8, seed: int = 0, keep_outputs: bool = False,
+             parts: np.ndarray | None = None) -> tuple[EvaluationResult, dict[str, np.ndarray]]:
+    """Refine with every model (``None`` = the coarse input itself) and score against ``truth``;
+    with the truths' part labels ``parts`` also on the posterior elements alone."""
     expect(coarse.shape == truth.shape, f"coarse {coarse.shape} and truth {truth.shape} differ in shape.")
     result = EvaluationResult(names=list(names))
     outputs: dict[str, np.ndarray] = {}
+    region = posterior_region(parts) if parts is not None else None
     for method, model in models.items():
         pred, sec = refine_cubes(model, coarse, steps=steps, batch_size=batch_size, seed=seed)
         result.scores[method] = score_cases(truth, pred)
+        if region is not None:
+            result.posterior[method] = score_cases(truth, pred, region)
         result.seconds_per_sample[method] = sec
         if keep_outputs:
             outputs[method] = pred

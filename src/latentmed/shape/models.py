@@ -155,7 +155,8 @@ class ShapeOutput:
     ``logits`` [B,1,S,S,S]: the decoder's Bernoulli logits of the training latents; ``mean``,
     ``logvar`` [B,d]: the posterior q(z0|x) (models with an encoder); ``energy_pos``,
     ``energy_neg`` [B]: the energy of the data-side and of the model-side latents (models with an
-    energy), whose difference the energy minimises.
+    energy), whose difference the energy minimises; ``energy_scale`` [B]: sigma_1 / sigma_{t+1} of
+    each sample's step t (LSD-EBM; the reference code's weight of the energy term).
     """
 
     logits: torch.Tensor
@@ -163,6 +164,7 @@ class ShapeOutput:
     logvar: torch.Tensor | None = None
     energy_pos: torch.Tensor | None = None
     energy_neg: torch.Tensor | None = None
+    energy_scale: torch.Tensor | None = None
 
 
 class _ShapeModel(PretrainedMixin, nn.Module):
@@ -413,7 +415,8 @@ class LSDEBM(EncoderMixin, _ShapeModel):
         z_next = self.forward_step(z_pos, t)
         y_neg = self.reverse_sample(z_next, t)  # the energy's variable: a z_t (scaled_reverse) or z_t
         return ShapeOutput(logits, mean, logvar, energy_pos=self.energy_total(self._scale(t) * z_pos, t),
-                           energy_neg=self.energy_total(y_neg, t))
+                           energy_neg=self.energy_total(y_neg, t),
+                           energy_scale=(self.sigma2[0] / self.sigma2[t]).sqrt())
 
     # --- inference (Algorithms 2 and 3) -----------------------------------------------------
     def refine_latent(self, x: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,

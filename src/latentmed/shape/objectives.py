@@ -34,16 +34,21 @@ class ShapeObjectiveConfig:
 
     ``kl_weight``: weight of KL(q(z0|x) || N(0, I)) for models with an encoder (default 1 for the
     VAE, its ELBO; 0 for LSD-EBM as in the reference code); ``ebm_weight``: weight of the energy
-    term for models with an energy (LEBM, LSD-EBM; default 1).
+    term for models with an energy (LEBM, LSD-EBM; default 1); ``energy_weighting``: ``"uniform"``
+    (default; every step t alike, Algorithm 1) or ``"sigma_ratio"`` (LSD-EBM only: each sample's
+    energy term times sigma_1 / sigma_{t+1}, as the reference code does).
     """
 
     kl_weight: float | None = None
     ebm_weight: float | None = None
+    energy_weighting: str = "uniform"
 
     def __post_init__(self) -> None:
         for name in ("kl_weight", "ebm_weight"):
             value = getattr(self, name)
             expect(value is None or value >= 0, f"objective.{name}={value}: expected >= 0.")
+        expect(self.energy_weighting in ("uniform", "sigma_ratio"),
+               f"objective.energy_weighting={self.energy_weighting!r}: expected 'uniform' or 'sigma_ratio'.")
 
     def resolved(self, kind: str) -> ShapeObjectiveConfig:
         """The weights ``kind`` (``"vae" | "lebm" | "lsd-ebm"``) trains with: defaults filled in, ``None``
@@ -53,9 +58,12 @@ class ShapeObjectiveConfig:
                f"objective.kl_weight={self.kl_weight}: the {kind} model has no encoder and no KL term; leave it unset.")
         expect(self.ebm_weight is None or kind in HAS_ENERGY,
                f"objective.ebm_weight={self.ebm_weight}: the {kind} model has no energy; leave it unset.")
+        expect(self.energy_weighting == "uniform" or kind == "lsd-ebm",
+               f"objective.energy_weighting={self.energy_weighting!r}: only LSD-EBM has diffusion steps to weight; "
+               f"the {kind} model takes 'uniform'.")
         kl = DEFAULT_KL_WEIGHT[kind] if self.kl_weight is None and kind in HAS_ENCODER else self.kl_weight
         ebm = 1.0 if self.ebm_weight is None and kind in HAS_ENERGY else self.ebm_weight
-        return ShapeObjectiveConfig(kl_weight=kl, ebm_weight=ebm)
+        return ShapeObjectiveConfig(kl_weight=kl, ebm_weight=ebm, energy_weighting=self.energy_weighting)
 
 
 @dataclass
@@ -65,11 +73,12 @@ class ShapeObjective:
     ``(BCE(x|z) + kl_weight KL(q(z0|x) || N(0, I))) / voxels + ebm_weight (E(pos) - E(neg))``, the KL
     term for models with an encoder (VAE, LSD-EBM), the energy term for models with an energy
     (LEBM: ``E(z_post) - E(z_prior)``, Pang et al. 2020; LSD-EBM: ``E(a z_t^+, t) - E(y~, t)``,
-    Wang et al. 2024). The batch is ``{"x": masks [B,1,S,S,S]}`` or the masks.
+    Wang et al. 2024), times sigma_1 / sigma_{t+1} with ``energy_weighting="sigma_ratio"``. The batch is ``{"x": masks [B,1,S,S,S]}`` or the masks.
     """
 
     kl_weight: float = 0.0
     ebm_weight: float = 1.0
+    energy_weighting: str = "uniform"
 
     def __call__(self, model, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         x = batch["x"] if isinstance(batch, dict) else batch
@@ -84,6 +93,8 @@ class ShapeObjective:
         loss = elbo / voxels
         if out.energy_pos is not None:
             gap = out.energy_pos - out.energy_neg
+            if self.energy_weighting == "sigma_ratio":
+                gap = gap * out.energy_scale
             loss = loss + self.ebm_weight * gap
             logs["energy_gap"] = gap.mean().item()
         return loss, logs
@@ -92,7 +103,8 @@ class ShapeObjective:
 def shape_objective(kind: str, config: ShapeObjectiveConfig | None = None) -> ShapeObjective:
     """The objective of ``kind`` (``"vae" | "lebm" | "lsd-ebm"``) with the weights of ``config``."""
     weights = (config or ShapeObjectiveConfig()).resolved(kind)
-    return ShapeObjective(kl_weight=weights.kl_weight or 0.0, ebm_weight=weights.ebm_weight or 0.0)
+    return ShapeObjective(kl_weight=weights.kl_weight or 0.0, ebm_weight=weights.ebm_weight or 0.0,
+                          energy_weighting=weights.energy_weighting)
 
 
 __all__ = ["ShapeObjective", "ShapeObjectiveConfig", "gaussian_kl", "shape_objective"]

@@ -23,13 +23,33 @@ from latentmed.train.config import TrainConfig
 
 @dataclass
 class ShapeTrainConfig(TrainConfig):
-    """:class:`TrainConfig` of shape runs, for short CPU runs: Adam 5e-4, batch 8, EMA 0.999, grad-clip 1."""
+    """:class:`TrainConfig` of shape runs, for short CPU runs: Adam 5e-4, batch 8, EMA 0.999, grad-clip 1.
+
+    ``energy_lr``: the energy's own learning rate (LEBM, LSD-EBM; unset: ``lr``). The reference
+    code trains the energy with its own Adam at 2e-5.
+
+    ``init_autoencoder``: a shape run (or model folder) whose encoder and decoder weights start
+    this run (same ``image_size``, ``latent_dim``, channels); ``freeze_autoencoder``: train the
+    energy alone on that fixed autoencoder (LSD-EBM). Because LSD-EBM's energy term reaches the
+    autoencoder only through detached latents, the two stages optimise the same losses as
+    Algorithm 1's single stage; one autoencoder then serves energies for several T.
+    """
 
     steps: int = 500
     batch_size: int = 8
     lr: float = 5e-4
     ema_decay: float = 0.999
     checkpoint_every: int = 100
+    energy_lr: float | None = None
+    init_autoencoder: str = ""
+    freeze_autoencoder: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        expect(self.energy_lr is None or self.energy_lr > 0, f"train.energy_lr={self.energy_lr}: expected > 0.")
+        expect(not self.freeze_autoencoder or self.init_autoencoder,
+               "train.freeze_autoencoder=true: expected train.init_autoencoder=RUN_DIR, the trained autoencoder "
+               "to keep fixed.")
 
 
 @dataclass
@@ -99,6 +119,8 @@ def train_shape_model(kind: str, data_dir: str | Path, out_dir: str | Path,
     cfg = replace(base, kind=kind, model=model, objective=base.objective.resolved(kind),
                   data=replace(base.data, path=str(data_dir)))
     model_cfg = cfg.model_config()
+    expect(cfg.train.energy_lr is None or kind != "vae",
+           f"train.energy_lr={cfg.train.energy_lr}: the {kind} model has no energy; leave it unset.")
     cfg.model = to_dict(model_cfg)
     objective = shape_objective(kind, cfg.objective)
     data = cfg.data
@@ -107,11 +129,40 @@ def train_shape_model(kind: str, data_dir: str | Path, out_dir: str | Path,
                           max_shift=int(round(data.shift_fraction * model_cfg.image_size)))
     seed_everything(cfg.train.seed)  # same seed, same initial weights
     net = model_class(kind)(model_cfg)
+    if cfg.train.init_autoencoder:
+        load_autoencoder(net, cfg.train.init_autoencoder)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_run_config(cfg, out_dir)
-    # One optimizer group per part (autoencoder, energy), each clipped on its own.
-    return train(net, objective, dataset, cfg.train, out_dir, parameters=net.parameter_groups())
+    # One optimizer group per part (autoencoder, energy), each clipped on its own (and with its own lr).
+    groups = net.parameter_groups()
+    if cfg.train.freeze_autoencoder:
+        expect(kind == "lsd-ebm", f"train.freeze_autoencoder: only LSD-EBM's energy trains apart from its "
+                                  f"autoencoder (the {kind} model's terms all reach the decoder).")
+        for p in groups[0]["params"]:
+            p.requires_grad_(False)
+        groups = groups[1:]
+    for group in groups:
+        if group["name"] == "energy" and cfg.train.energy_lr is not None:
+            group["lr"] = cfg.train.energy_lr
+    return train(net, objective, dataset, cfg.train, out_dir, parameters=groups)
 
 
-__all__ = ["ShapeDataConfig", "ShapeRunConfig", "ShapeTrainConfig", "load_run_config", "train_shape_model"]
+def load_autoencoder(net, source: str | Path) -> None:
+    """Copy the encoder and decoder weights of the shape model in ``source`` (a run or model folder) into ``net``."""
+    from latentmed.shape.models import load_shape_model
+
+    src = load_shape_model(source)
+    for part in ("encoder", "decoder"):
+        mine, theirs = getattr(net, part, None), getattr(src, part, None)
+        expect(mine is not None and theirs is not None,
+               f"train.init_autoencoder={source}: its {type(src).__name__} and the {type(net).__name__} to train "
+               f"must both have an {part}.")
+        shapes = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+        wanted = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
+        expect(shapes == wanted, f"train.init_autoencoder={source}: its {part} differs in shape from this run's "
+                                 "(image_size, latent_dim, base_channels, max_channels must match).")
+        mine.load_state_dict(theirs.state_dict())
+
+
+__all__ = ["load_autoencoder", "ShapeDataConfig", "ShapeRunConfig", "ShapeTrainConfig", "load_run_config", "train_shape_model"]

@@ -80,13 +80,15 @@ def binarize(volume: np.ndarray, threshold: float | None, where: str) -> np.ndar
 
 
 def resample_isotropic(mask: np.ndarray, spacing: tuple[float, ...], target: float = 1.0) -> np.ndarray:
-    """Resample a binary mask from ``spacing`` (mm per voxel) to ``target`` mm by nearest neighbour."""
+    """Resample a binary mask (or a uint8 label map) from ``spacing`` (mm per voxel) to ``target`` mm by
+    nearest neighbour; the result keeps the input's kind (bool or uint8)."""
     from scipy import ndimage
 
     factors = [float(s) / target for s in spacing]
     out_shape = [max(1, int(round(n * f))) for n, f in zip(mask.shape, factors)]
     zoom = [o / n for o, n in zip(out_shape, mask.shape)]
-    return ndimage.zoom(mask.astype(np.uint8), zoom, order=0, grid_mode=True, mode="grid-constant").astype(bool)
+    out = ndimage.zoom(mask.astype(np.uint8), zoom, order=0, grid_mode=True, mode="grid-constant")
+    return out.astype(bool) if mask.dtype == bool else out
 
 
 def load_mask(path: str | Path, *, spacing: float = 1.0, threshold: float | None = None) -> tuple[np.ndarray, MaskInfo]:

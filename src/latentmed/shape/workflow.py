@@ -63,11 +63,14 @@ def evaluate_folders(input_dir: str | Path, truth_dir: str | Path, runs: Mapping
     """Table 1 for the coarse input and each run of ``runs`` (``{name: run folder}``) against ``truth_dir``.
 
     Writes ``table.md``, ``per_case.csv``, ``summary.json``, ``latent_variance.png`` (LSD-EBM runs)
-    and mid-slice pictures of the first ``figures`` cases into ``out_dir``; returns the
+    and mid-slice pictures of the first ``figures`` cases into ``out_dir``; when the truths have part
+    maps (``truth_dir/parts/``, as spine3d writes them) the table adds the posterior elements and the
+    pictures colour each part; returns the
     :class:`~latentmed.shape.evaluate.EvaluationResult`. ``size`` defaults to the runs' cube size
     (64 without runs).
     """
-    from latentmed.shape.evaluate import evaluate, latent_variance_trace, load_pairs
+    from latentmed.data.phantoms.spine3d import PARTS
+    from latentmed.shape.evaluate import evaluate, latent_variance_trace, load_pairs, load_part_cubes
     from latentmed.shape.models import LSDEBM, load_shape_model
     from latentmed.viz.shape import save_latent_variance_plot, save_refinement_figure
 
@@ -76,7 +79,8 @@ def evaluate_folders(input_dir: str | Path, truth_dir: str | Path, runs: Mapping
     expect(len(sizes) <= 1, f"the runs use different cube sizes {sorted(sizes)}; evaluate them separately.")
     size = size or (sizes.pop() if sizes else 64)
     names, coarse, truth = load_pairs(input_dir, truth_dir, size)
-    result, outputs = evaluate(models, coarse, truth, names, steps=steps, seed=seed, keep_outputs=True)
+    parts = load_part_cubes(truth_dir, names, size)  # spine3d's parts/ maps: posterior table, part colours
+    result, outputs = evaluate(models, coarse, truth, names, steps=steps, seed=seed, keep_outputs=True, parts=parts)
     out_dir = Path(out_dir)
     result.save(out_dir)
     traces = {name: latent_variance_trace(m, coarse, steps=steps or m.config.num_steps, seed=seed)
@@ -85,7 +89,7 @@ def evaluate_folders(input_dir: str | Path, truth_dir: str | Path, runs: Mapping
         save_latent_variance_plot(traces, out_dir / "latent_variance.png")
     for i in range(min(figures, len(names))):
         save_refinement_figure(truth[i], {k: v[i] for k, v in outputs.items()}, out_dir / f"case_{i:03d}.png",
-                               title=names[i])
+                               title=names[i], parts=None if parts is None else parts[i], part_names=PARTS)
     return result
 
 

@@ -44,6 +44,11 @@ from latentmed.errors import expect
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
 PARTS = {1: "body", 2: "pedicle", 3: "lamina", 4: "spinous", 5: "transverse", 6: "articular"}
 POSTERIOR_PARTS = (2, 3, 4, 5, 6)
+# Thin parts (laminae, transverse and articular processes) keep at least this radius in voxels (2.5-voxel
+# plates), so that they stay connected at small cubes. 1.25 rather than 0.75 (issue 15): at 64^3 with
+# 0.75 the autoencoders learnt almost none of the arch (posterior Dice 0.20 vs 0.33 after 600 steps)
+# while floor, input and overall ceiling barely moved (benchmarks/shape_testbed.py).
+MIN_RADIUS_VOXELS = 1.25
 PARTS_DIR = "parts"
 CSV_COLUMNS = ("id", "mask", "parts", "level", "individual", "person", "body_width", "body_depth", "body_height",
                "transverse_length", "spinous_length", "scale_0", "scale_1", "scale_2",
@@ -88,7 +93,7 @@ def vertebra_parts(size: int, level: int, rng: np.random.Generator, person: floa
     expect(0 <= level < len(LEVELS), f"level={level}: expected 0 (L1) .. 4 (L5).")
     u = size / 100.0
     c = (size - 1) / 2.0
-    thin = 0.75 / u  # thin parts keep at least ~0.75 voxel of radius, so they stay connected at small sizes
+    thin = MIN_RADIUS_VOXELS / u
 
     def jitter(scale: float = 0.08) -> float:
         return float(1.0 + rng.uniform(-scale, scale))
