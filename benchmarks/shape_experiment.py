@@ -111,6 +111,8 @@ def main() -> None:
     ap.add_argument("--lebm-posterior-steps", type=int, default=5)
     ap.add_argument("--lebm-prior-steps", type=int, default=30)
     ap.add_argument("--lebm-posterior-step-size", type=float, default=0.05)
+    ap.add_argument("--lebm-eval-posterior-steps", type=str, default="",
+                    help="also refine with LEBM posterior chains of these lengths K1 (comma-separated, e.g. 60)")
     ap.add_argument("--lebm-steps", type=int, default=0, help="LEBM training steps (0: --steps)")
     ap.add_argument("--two-stage", action="store_true",
                     help="LSD-EBM: train one joint run (T=--joint-T) per seed, then the energy of every T in --T on "
@@ -207,6 +209,13 @@ def main() -> None:
                     pred, sec = refine_cubes(model, coarse, steps=t, batch_size=5, seed=seed)
                     stored[method] = {**both(pred), "seconds_per_sample": sec}
                     previews[method] = pred[:N_FIGURES]
+                    if label == "LEBM":  # longer posterior chains at test time than the 5 it trained with
+                        trained_k = model.config.posterior_steps
+                        for k in [int(v) for v in args.lebm_eval_posterior_steps.split(",") if v]:
+                            model.config.posterior_steps = k
+                            pred, sec = refine_cubes(model, coarse, batch_size=5, seed=seed)
+                            stored[f"LEBM K1={k}"] = {**both(pred), "seconds_per_sample": sec}
+                        model.config.posterior_steps = trained_k
                     trained_noise = getattr(model.config, "langevin_noise", None)
                     for noise in [float(v) for v in args.eval_langevin_noise.split(",") if v]:
                         if trained_noise is None or not t:
@@ -271,8 +280,10 @@ def main() -> None:
     table = "\n".join(lines)
     from latentmed.viz.shape import save_refinement_figure
 
+    # rows: the input, VAE, LEBM, and each LSD-EBM at t=1 and t=T (t=0 is its autoencoder, noise= variants alike)
+    shown = {k: v for k, v in figures.items() if "noise=" not in k and " t=0" not in k and " t=5" not in k}
     for i in range(min(N_FIGURES, len(names))):  # seed's first run; mid-slices through the centre of mass
-        save_refinement_figure(truth[i], {k: v[i] for k, v in figures.items()}, out / f"case_{i:03d}.png",
+        save_refinement_figure(truth[i], {k: v[i] for k, v in shown.items()}, out / f"case_{i:03d}.png",
                                title=f"{names[i]} (seed {seeds[0]}): part colours, dark = missed, red = false positive",
                                parts=parts[i], part_names=PARTS)
     (out / "table.md").write_text(table + "\n")

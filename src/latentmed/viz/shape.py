@@ -106,7 +106,9 @@ def save_refinement_figure(truth: np.ndarray, volumes: Mapping[str, np.ndarray],
     else:
         default = "white: agree, red: false positive, blue: false negative"
     fig.suptitle(title or default, fontsize=9)
-    fig.tight_layout(rect=(0, 0.06 if parts is not None else 0, 1, 1))
+    # leave room for the legend below and the title above (about one inch each)
+    height = 2.4 * len(rows)
+    fig.tight_layout(rect=(0, 0.5 / height if parts is not None else 0, 1, 1 - 0.45 / height))
     return save_figure(fig, path, dpi=100)
 
 
