@@ -58,6 +58,12 @@ def _run_specs(args) -> list[tuple[str, str, list[str], int]]:
                 specs.append((f"LSD-EBM T={T} two-stage", "lsd-ebm", [
                     f"model.num_steps={T}", *chain, "train.init_autoencoder={joint}", "train.freeze_autoencoder=true"],
                     args.energy_steps or args.steps))
+        if args.vae_energy_T:  # needs the VAE runs (trained by this call or an earlier one)
+            # the energy on the VAE's autoencoder (KL 1: latents ~ N(0, I), the scale the chain's noise has)
+            T = args.vae_energy_T
+            specs.append((f"LSD-EBM T={T} on the VAE autoencoder", "lsd-ebm", [
+                f"model.num_steps={T}", *chain, "train.init_autoencoder={VAE}", "train.freeze_autoencoder=true"],
+                args.energy_steps or args.steps))
     return specs
 
 
@@ -118,6 +124,8 @@ def main() -> None:
                     help="LSD-EBM: train one joint run (T=--joint-T) per seed, then the energy of every T in --T on "
                          "its fixed autoencoder (train.freeze_autoencoder)")
     ap.add_argument("--joint-T", type=int, default=20)
+    ap.add_argument("--vae-energy-T", type=int, default=0,
+                    help="also train an LSD-EBM energy with this T on each seed's fixed VAE autoencoder (0: no)")
     ap.add_argument("--energy-steps", type=int, default=0, help="two-stage energy steps (0: --steps)")
     ap.add_argument("--models", type=str, default="vae,lebm,lsd-ebm")
     ap.add_argument("--train-only", action="store_true")
@@ -159,11 +167,13 @@ def main() -> None:
             done = _done_steps(run_dir)
             if done >= steps and (run_dir / "model" / "config.json").is_file():
                 continue
-            joint_dir = _run_dir(out, joint_label, seed)
-            if any("{joint}" in e for e in extra) and _done_steps(joint_dir) < args.steps:
-                all_done = False  # its autoencoder is not trained yet
+            sources = {"{joint}": _run_dir(out, joint_label, seed), "{VAE}": _run_dir(out, "VAE", seed)}
+            if any(key in e and _done_steps(d) < args.steps for key, d in sources.items() for e in extra):
+                all_done = False  # the autoencoder it starts from is not trained yet
                 continue
-            extra_seed = [e.replace("{joint}", str(joint_dir)) for e in extra]
+            extra_seed = list(extra)
+            for key, d in sources.items():
+                extra_seed = [e.replace(key, str(d)) for e in extra_seed]
             target = min(steps, done + args.chunk_steps) if args.chunk_steps else steps
             cfg = load_run_config(None, common + extra_seed + [f"train.seed={seed}", f"train.steps={target}"])
             start = time.perf_counter()
