@@ -50,3 +50,29 @@ def test_shift_fraction_is_validated():
     assert ShapeDataConfig().shift_fraction == pytest.approx(0.055)  # the paper's 7 voxels at 128^3
     with pytest.raises(LatentmedError, match="shift_fraction"):
         ShapeDataConfig(shift_fraction=0.7)
+
+
+def test_part_cubes_follow_the_truths_crop_and_resampling(tmp_path):
+    """Part maps at 2 mm are resampled and cropped exactly like their masks (labels survive, no shift)."""
+    import warnings
+
+    from latentmed.data.formats import write_nifti
+    from latentmed.data.phantoms.spine3d import parts_path
+    from latentmed.shape.evaluate import load_pairs, load_part_cubes
+
+    parts = np.zeros((10, 12, 9), np.uint8)
+    parts[2:7, 3:8, 2:6] = 1
+    parts[3:5, 8:11, 3:5] = 3  # an arch behind the body, off-centre
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    for folder in ("truth", "coarse"):
+        write_nifti(parts > 0, tmp_path / folder / "case.nii.gz", affine=affine, dtype=np.uint8)
+    write_nifti(parts, parts_path(tmp_path / "truth" / "case.nii.gz"), affine=affine, dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the announced 2 mm -> 1 mm resampling
+        names, _, truth = load_pairs(tmp_path / "coarse", tmp_path / "truth", 32)
+        cubes = load_part_cubes(tmp_path / "truth", names, 32)
+    assert cubes.shape == (1, 32, 32, 32) and np.array_equal(cubes > 0, truth)
+    assert set(np.unique(cubes)) == {0, 1, 3} and (cubes == 3).sum() == 8 * (parts == 3).sum()
+    write_nifti(np.zeros_like(parts), parts_path(tmp_path / "truth" / "case.nii.gz"), affine=affine, dtype=np.uint8)
+    with pytest.raises(LatentmedError, match="non-empty 3D part-label map"):
+        load_part_cubes(tmp_path / "truth", names, 32)
