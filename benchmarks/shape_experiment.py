@@ -63,7 +63,7 @@ def _run_specs(args) -> list[tuple[str, str, list[str], int]]:
             T = args.vae_energy_T
             specs.append((f"LSD-EBM T={T} on the VAE autoencoder", "lsd-ebm", [
                 f"model.num_steps={T}", *chain, "train.init_autoencoder={VAE}", "train.freeze_autoencoder=true"],
-                args.energy_steps or args.steps))
+                args.vae_energy_steps or args.energy_steps or args.steps))
     return specs
 
 
@@ -126,6 +126,7 @@ def main() -> None:
     ap.add_argument("--joint-T", type=int, default=20)
     ap.add_argument("--vae-energy-T", type=int, default=0,
                     help="also train an LSD-EBM energy with this T on each seed's fixed VAE autoencoder (0: no)")
+    ap.add_argument("--vae-energy-steps", type=int, default=0, help="its training steps (0: --energy-steps)")
     ap.add_argument("--energy-steps", type=int, default=0, help="two-stage energy steps (0: --steps)")
     ap.add_argument("--models", type=str, default="vae,lebm,lsd-ebm")
     ap.add_argument("--train-only", action="store_true")
