@@ -165,4 +165,5 @@ def load_autoencoder(net, source: str | Path) -> None:
         mine.load_state_dict(theirs.state_dict())
 
 
-__all__ = ["load_autoencoder", "ShapeDataConfig", "ShapeRunConfig", "ShapeTrainConfig", "load_run_config", "train_shape_model"]
+__all__ = ["ShapeDataConfig", "ShapeRunConfig", "ShapeTrainConfig", "load_autoencoder", "load_run_config",
+           "train_shape_model"]
