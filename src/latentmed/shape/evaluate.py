@@ -56,12 +56,13 @@ def load_pairs(input_dir: str | Path, truth_dir: str | Path, size: int, *, spaci
 
 
 def _crop_like(mask: np.ndarray, reference: np.ndarray, size: int) -> np.ndarray:
-    """Crop ``mask`` with the window that :func:`crop_to_cube` picks for ``reference`` (no fit check)."""
+    """Crop ``mask`` (a mask or a label map; the dtype is kept) with the window that :func:`crop_to_cube`
+    picks for ``reference`` (no fit check)."""
     from scipy import ndimage
 
     com = np.round(ndimage.center_of_mass(reference)).astype(int)
     start = com - size // 2
-    out = np.zeros((size,) * 3, dtype=bool)
+    out = np.zeros((size,) * 3, dtype=mask.dtype)
     src = [slice(max(0, s), min(n, s + size)) for s, n in zip(start, mask.shape)]
     dst = [slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start)]
     out[tuple(dst)] = mask[tuple(src)]
@@ -88,8 +89,7 @@ def load_part_cubes(truth_dir: str | Path, names: Sequence[str], size: int, *, s
                                                   f"{labels.shape} with {int((labels > 0).sum())} labelled voxels.")
         if any(abs(float(z) - spacing) > 1e-3 for z in zooms[:3]):  # as load_mask resamples its mask
             labels = resample_isotropic(labels, tuple(zooms[:3]), spacing)
-        for k in range(1, int(labels.max()) + 1):
-            out[i][_crop_like(labels == k, labels > 0, size)] = k
+        out[i] = _crop_like(labels, labels > 0, size)
     return out
 
 
