@@ -21,7 +21,7 @@ are fitted on 70% of each and evaluated on the rest (``OUT/robust/<name>/result.
 
 Interrupted runs resume (the DAE from its checkpoint); a finished run only prints its result (and
 runs the robustness phantoms it has not graded yet). ``--summary DIR,DIR,...`` prints the tables of
-finished runs (experiments/README.md).
+finished runs (experiments/counterfactuals.md).
 """
 
 from __future__ import annotations

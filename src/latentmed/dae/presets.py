@@ -15,7 +15,7 @@
 - ``tiny``: ~1.7M parameters for CPU tests and the demo. Its encoder flattens the last feature
   map instead of average pooling (``encoder.pool="flatten"``): on the centred ``spine2d`` crops a
   1200-step CPU run then separates fractures linearly in z_sem (5-fold logistic AUC 0.92
-  against 0.74 with DiffAE's average pooling; ``experiments/README.md``).
+  against 0.74 with DiffAE's average pooling; ``experiments/dae_training.md``).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ varies over the data; the decoder never saw latents change along it and draws al
 there. ``Cov(z) n`` is the *pattern* the filter reads: the direction in which the data actually
 change as the probe's score changes (for two classes with shared covariance it is parallel to the
 class-mean difference). Moving along it changes what the decoder learned to draw
-(``experiments/README.md``, "Counterfactual directions").
+(``experiments/counterfactuals.md``).
 :func:`make_counterfactuals` decodes them with a diffusion autoencoder, each image with its own
 stochastic code ``x_T`` from DDIM inversion on the same step grid as decoding, so the
 "unchanged" latent reproduces the input (its PSNR is reported).
@@ -63,7 +63,7 @@ def _step(normal, direction) -> np.ndarray:
     expect(u.shape == n.shape, f"direction has {u.size} dimensions; the latents have {n.size}.")
     expect(np.linalg.norm(u) > 0, "the move direction is zero (are the class means equal?); use direction='normal'.")
     cos = float(n @ u) / np.linalg.norm(u)
-    # the pattern and the means had cosines 0.10-0.24 on the phantom (experiments/README.md); below 0.02 a grade
+    # the pattern and the means had cosines 0.10-0.24 on the phantom (experiments/counterfactuals.md); below 0.02 a grade
     # step would be over 50 times longer than along the normal
     expect(cos > 0.02, f"the move direction has cosine {cos:.3f} with the hyperplane's normal; it must point to the "
                        "positive side (cosine > 0.02), else reaching a grade takes a huge or backward step; "
@@ -96,7 +96,7 @@ def traverse(z, normal, offset: float, start: float, stop: float, k: int, direct
 
 
 DIRECTIONS = ("normal", "normal-std", "means", "pattern")
-#: The default move direction of the CLI and the demo (chosen by held-out follow slope, experiments/README.md).
+#: The default move direction of the CLI and the demo (chosen by held-out follow slope, experiments/counterfactuals.md).
 DEFAULT_DIRECTION = "pattern"
 _GRADER_ATTRIBUTE = {"normal-std": "latent_var_", "means": "class_means_", "pattern": "pattern_"}
 

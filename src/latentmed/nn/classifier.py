@@ -21,7 +21,7 @@ class SmallCNN(nn.Module):
 
     Chosen over a stride-2 GroupNorm variant on both baselines' test beds: chest2d macro
     AUC 0.781 vs 0.670 at 50 real images and 0.988 vs 0.959 on the 600-image pool; spine2d grading
-    AUC 0.983 vs 0.979 (experiments/README.md, "One small CNN").
+    AUC 0.983 vs 0.979 (experiments/counterfactuals.md, "One small CNN").
     """
 
     def __init__(self, in_channels: int = 1, num_outputs: int = 2, width: int = 16):

@@ -86,7 +86,7 @@ class LSDEBMConfig(MaskNetConfig):
       departure from N(0, I), as in Pang et al.'s prior ``exp(-E) N(0, I)``); off by default, which
       is the paper's energy as written.
     - ``refine_steps``: how far Algorithm 2 diffuses a coarse input (1..T; default 1; the paper
-      refines from T). Measured on the 64^3 spine3d bed (3 seeds, experiments/README.md): t = 0, 1
+      refines from T). Measured on the 64^3 spine3d bed (3 seeds, experiments/lsd_ebm.md): t = 0, 1
       and 5 tie, and from t=T the chain forgets the input (Dice 0.16-0.23), so 1 stays the default.
     """
 
