@@ -83,3 +83,40 @@ def test_v_at_t1_is_minus_x0():
     s = get_schedule("sc-4")
     one = torch.ones(2)
     assert torch.allclose(target(x0, eps, s.alpha(one), s.sigma(one), "v"), -x0)
+
+
+# ---- Stable Diffusion's schedule and diffusers' integer timesteps -----------------------------------------------
+def test_scaled_linear_and_diffusers_indexing_match_ddpm_scheduler(tmp_path):
+    """alphas_cumprod to 1e-6; diffusers' timestep k <-> t = (k+1)/T; add_noise and a trailing grid to the integer."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from latentmed.diffusion import TabulatedSchedule, ddim_timesteps
+
+    ref = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    ours = get_schedule("scaled_linear")
+    assert ours.name == "scaled_linear" and ours.discrete_steps == 1000
+    torch.testing.assert_close(ours.alphas_cumprod(), ref.alphas_cumprod.double(), atol=1e-6, rtol=0)
+    k = torch.arange(1000)
+    t = ours.time_of_step(k)
+    torch.testing.assert_close(ours.alpha(t) ** 2, ref.alphas_cumprod.double(), atol=1e-6, rtol=0)
+    assert torch.equal(ours.step_of_time(t), k)
+    z0, eps = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
+    steps = torch.tensor([0, 300, 999])
+    noised = ours.alpha(t[steps].float()).view(-1, 1, 1, 1) * z0 + ours.sigma(t[steps].float()).view(-1, 1, 1, 1) * eps
+    torch.testing.assert_close(noised, ref.add_noise(z0, eps, steps), atol=1e-5, rtol=1e-5)
+    for n in (10, 50, 1000):  # our DDIM grid on this schedule = diffusers' trailing timesteps, integer for integer
+        ddim = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                             timestep_spacing="trailing")
+        ddim.set_timesteps(n)
+        assert torch.equal(ours.step_of_time(ddim_timesteps(n, schedule=ours)[:-1]), ddim.timesteps.long())
+    # a diffusers scheduler folder loads into the tabulated schedule
+    ref.save_pretrained(tmp_path / "scheduler")
+    loaded = TabulatedSchedule.from_diffusers(tmp_path / "scheduler")
+    assert loaded.name == "diffusers-scaled_linear"
+    torch.testing.assert_close(loaded.alphas_cumprod(), ours.alphas_cumprod(), atol=1e-6, rtol=0)
+    with pytest.raises(LatentmedError, match="scheduler_config.json"):
+        TabulatedSchedule.from_diffusers(tmp_path)
+    with pytest.raises(LatentmedError, match="non-increasing"):
+        TabulatedSchedule([0.5, 0.9])
+    with pytest.raises(LatentmedError, match=r"integers in \[0, 1000\)"):
+        ours.time_of_step(1000)
