@@ -4,7 +4,12 @@
   Stable-Diffusion-compatible directory. Latents are multiplied by ``scaling_factor``
   (Rombach et al. 2022, Sec. 4.3.2: 1 / std of the latents, computed from the data).
 - UNet (diffusers ``UNet2DConditionModel``) with ``cross_attention_dim`` = token width,
-  predicting ``eps`` (the paper) or ``v``; continuous t in [0, 1] maps to its timestep ``1000 t``.
+  predicting ``eps`` (the paper) or ``v``; continuous t in [0, 1] maps to its timestep
+  ``1000 t - timestep_offset``. With the offset 1 (runs written since it exists) the linear
+  schedule's ``t = (k + 1) / 1000`` is diffusers' timestep index ``k`` of ``alphas_cumprod[k]``,
+  so the loss and the DDIM sampler equal diffusers' ``DDPMScheduler``/``DDIMScheduler`` on the
+  same UNet (tests/test_ldm_diffusers_equivalence.py); runs whose ``ldm.json`` has no offset
+  were trained with 0 and load with 0.
 - Classifier-free guidance (Ho & Salimans 2022): the null condition is all-zero tokens;
   output = out(null) + w (out(cond) - out(null)).
 """
@@ -38,6 +43,7 @@ class LDMConfig:
     latent_channels: int = 4
     latent_size: int = 16
     cond_dropout: float = 0.1
+    timestep_offset: float = 1.0  # UNet timestep = 1000 t - offset (1: diffusers' index; 0: runs before it)
     extra: dict = field(default_factory=dict)
 
 
@@ -121,16 +127,18 @@ def check_token_width(unet, conditioner) -> None:
 # ---- the assembled model ----------------------------------------------------------------------------------------
 class LatentUNet(nn.Module):
     """The diffusers UNet as a network ``net(z_t, t, tokens)`` of the denoiser contract
-    (:class:`latentmed.diffusion.Denoiser`): continuous ``t`` in [0, 1] becomes timestep ``1000 t``."""
+    (:class:`latentmed.diffusion.Denoiser`): continuous ``t`` in [0, 1] becomes timestep ``1000 t - timestep_offset``
+    (offset 1: the linear schedule's ``t = (k + 1) / 1000`` is diffusers' timestep ``k``)."""
 
-    def __init__(self, unet):
+    def __init__(self, unet, timestep_offset: float = 1.0):
         super().__init__()
         self.unet = unet
+        self.timestep_offset = float(timestep_offset)
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, device=z_t.device, dtype=torch.float32)
         t = t.expand(z_t.shape[0]) if t.ndim == 0 else t
-        return self.unet(z_t, t * TIMESTEP_SCALE, encoder_hidden_states=tokens.to(z_t.dtype)).sample
+        return self.unet(z_t, t * TIMESTEP_SCALE - self.timestep_offset, encoder_hidden_states=tokens.to(z_t.dtype)).sample
 
     def save_pretrained(self, directory, state_dict=None):
         """Save the inner diffusers UNet (``state_dict`` keys carry the ``unet.`` prefix)."""
@@ -209,7 +217,7 @@ class LatentDiffusion:
         return self.conditioner(x.to(self.device))
 
     def net(self) -> LatentUNet:
-        return LatentUNet(self.unet)
+        return LatentUNet(self.unet, self.config.timestep_offset)
 
     def denoiser(self, guidance: float = 1.0):
         """The :class:`~latentmed.diffusion.Denoiser` over the (guided) UNet, in latent space."""
@@ -257,7 +265,9 @@ def load_ldm(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
         if not (run / part).exists():
             raise LatentmedError(f"{run}: not a DiNO-Diffusion run, {run / part} is missing. Expected vae/, unet/, "
                                  "conditioner/ and ldm.json written by `latentmed ldm train`.")
-    config = from_dict(LDMConfig, read_json(run / LDM_JSON), where=str(run / LDM_JSON))
+    raw = read_json(run / LDM_JSON)
+    raw.setdefault("timestep_offset", 0.0)  # runs written before the offset existed were trained without it
+    config = from_dict(LDMConfig, raw, where=str(run / LDM_JSON))
     unet = UNet2DConditionModel.from_pretrained(str(run / "unet"))
     return LatentDiffusion(load_vae(run / "vae"), unet, conditioner_from_dir(run / "conditioner"), config,
                            device=device)

@@ -27,11 +27,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from latentmed.config import save_run_config
+from latentmed.config import RunConfig, save_run_config
 from latentmed.errors import LatentmedError, expect
 from latentmed.io import load_safetensors, save_safetensors
 from latentmed.runtime import seed_everything
-from latentmed.train import TrainConfig, train
+from latentmed.train import RunResult, TrainConfig, train
 
 
 @dataclass
@@ -114,8 +114,10 @@ class VAETrainConfig(TrainConfig):
 
 
 @dataclass
-class VAERunConfig:
+class VAERunConfig(RunConfig):
     """Everything ``latentmed ldm train-vae`` needs; YAML sections mirror the fields."""
+
+    how_to_make = "latentmed ldm train-vae"
 
     model: VAEModelConfig = field(default_factory=VAEModelConfig)
     objective: VAEObjectiveConfig = field(default_factory=VAEObjectiveConfig)
@@ -129,9 +131,9 @@ def _check_data(data: LDMDataConfig) -> str:
     return data.path
 
 
-def train_vae(cfg: VAERunConfig, out_dir: str | os.PathLike):
+def train_vae(cfg: VAERunConfig, out_dir: str | os.PathLike) -> RunResult:
     """Train an AutoencoderKL on ``cfg.data.path`` (folder or shards); writes ``out_dir/vae`` with the
-    scaling factor and ``out_dir/config.yaml``."""
+    scaling factor and ``out_dir/config.yaml``; the result's ``model`` is the AutoencoderKL."""
     from latentmed.ldm.data import open_ldm_images
     from latentmed.ldm.model import build_vae
 
@@ -147,14 +149,15 @@ def train_vae(cfg: VAERunConfig, out_dir: str | os.PathLike):
     sample = ds.stack(range(min(len(ds), 512)))
     final.register_to_config(scaling_factor=compute_scaling_factor(final, sample))
     final.save_pretrained(str(out / "vae"))
-    return final
+    return RunResult(run_dir=out, model=final, step=res.step)
 
 
 # ---- UNet ------------------------------------------------------------------------------------------------------
 def ldm_loss(vae, conditioner, schedule, prediction: str, scaling_factor: float, cond_dropout: float = 0.1,
-             sample_posterior: bool = True) -> Callable:
+             sample_posterior: bool = True, time_sampling: str = "uniform") -> Callable:
     """``objective(model, batch, step)``: ``model`` is a :class:`~latentmed.ldm.model.LatentUNet` (trained);
-    the VAE and conditioner are frozen and moved to the batch's device on first use."""
+    the VAE and conditioner are frozen and moved to the batch's device on first use. ``time_sampling``:
+    ``uniform`` t in (0, 1], or ``discrete`` t = (k + 1) / 1000 with k uniform in 0..999 (diffusers' training)."""
     from latentmed.diffusion import diffusion_loss, sample_times
 
     def loss_fn(model, batch, step: int):
@@ -171,7 +174,7 @@ def ldm_loss(vae, conditioner, schedule, prediction: str, scaling_factor: float,
             if cond_dropout > 0:
                 keep = (torch.rand(x.shape[0], device=x.device) >= cond_dropout).float()
                 tokens = tokens * keep[:, None, None]
-        t = sample_times(x.shape[0], "uniform", device=x.device)
+        t = sample_times(x.shape[0], time_sampling, device=x.device)
         return diffusion_loss(model, z0, t, schedule, prediction, cond=tokens)
 
     return loss_fn
@@ -195,6 +198,11 @@ class LDMObjectiveConfig:
     schedule: str = "linear"
     prediction: str = "eps"
     cond_dropout: float = 0.1
+    time_sampling: str = "uniform"  # or "discrete": the 1000 training steps of DDPM / diffusers
+
+    def __post_init__(self) -> None:
+        expect(self.time_sampling in ("uniform", "discrete"),
+               f"objective.time_sampling must be 'uniform' or 'discrete', got {self.time_sampling!r}.")
 
 
 @dataclass
@@ -221,8 +229,10 @@ class FIDSelectionConfig:
 
 
 @dataclass
-class LDMRunConfig:
+class LDMRunConfig(RunConfig):
     """Everything ``latentmed ldm train`` needs besides the VAE and the conditioner; YAML sections mirror the fields."""
+
+    how_to_make = "latentmed ldm train"
 
     model: LDMUNetConfig = field(default_factory=LDMUNetConfig)
     objective: LDMObjectiveConfig = field(default_factory=LDMObjectiveConfig)
@@ -298,9 +308,9 @@ def load_embeddings(path: str | os.PathLike, conditioner=None, keys: list[str] |
 
 def train_ldm(cfg: LDMRunConfig, run_dir: str | os.PathLike, *, vae: str | os.PathLike, conditioner,
               tokens: str = "global", embeddings: str | os.PathLike | None = None,
-              fid_extractor: Callable | None = None):
+              fid_extractor: Callable | None = None) -> RunResult:
     """Train the token-conditioned UNet on ``cfg.data.path``; writes the full RUN layout (see :mod:`latentmed.ldm`)
-    and ``RUN/config.yaml``.
+    and ``RUN/config.yaml``; the result's ``model`` is the :class:`~latentmed.ldm.model.LatentDiffusion`.
 
     ``vae``: a VAE folder (:func:`~latentmed.ldm.model.load_vae`); ``conditioner``: an object, or a
     source for :func:`~latentmed.ldm.conditioner.load_conditioner` with ``tokens``; ``embeddings``: cache from
@@ -342,7 +352,8 @@ def train_ldm(cfg: LDMRunConfig, run_dir: str | os.PathLike, *, vae: str | os.Pa
         real = held.stack(range(min(len(held), cfg.eval.images)))
         eval_fn = _fid_eval(vae_model, conditioner, ldm_cfg, real, fid_extractor, cfg.eval.steps)
     save_run_config(cfg, run)
-    res = train(LatentUNet(unet), ldm_loss(vae_model, conditioner, schedule, prediction, sf, o.cond_dropout), ds,
+    res = train(LatentUNet(unet, ldm_cfg.timestep_offset), ldm_loss(vae_model, conditioner, schedule, prediction, sf, o.cond_dropout,
+                                                              time_sampling=o.time_sampling), ds,
                 cfg.train, run, eval_fn=eval_fn, save_model=False)
     final_unet = res.ema_model.unet
     if res.best is not None:
@@ -357,7 +368,7 @@ def train_ldm(cfg: LDMRunConfig, run_dir: str | os.PathLike, *, vae: str | os.Pa
                          conditioner=getattr(conditioner, "label", type(conditioner).__name__))
     ldm = LatentDiffusion(vae_model, final_unet, conditioner, ldm_cfg)
     ldm.save(run)
-    return ldm
+    return RunResult(run_dir=run, model=ldm, step=res.step)
 
 
 def _fid_eval(vae, conditioner, ldm_cfg, real: torch.Tensor, extractor: Callable | None, steps: int) -> Callable:
