@@ -322,7 +322,7 @@ def test_sigma_ratio_weights_each_samples_energy_term_and_energy_lr_is_its_own(t
     assert out.energy_scale.min() >= (s[0] / s.max()).item() - 1e-6 and out.energy_scale.max() <= 1 + 1e-6
     with pytest.raises(LatentmedError, match="only LSD-EBM"):
         ShapeObjectiveConfig(energy_weighting="sigma_ratio").resolved("lebm")
-    with pytest.raises(LatentmedError, match="'uniform' or 'sigma_ratio'"):
+    with pytest.raises(LatentmedError, match="'uniform', 'sigma_ratio' or"):
         ShapeObjectiveConfig(energy_weighting="sigma")
 
     data = generate_spine3d(tmp_path / "masks", 4, 16, seed=0)

@@ -6,7 +6,8 @@
 - :class:`MaskDecoder3d`: linear to 4^3 features, transposed 3D convs up to the cube,
   Bernoulli logits (one channel).
 - :class:`EnergyMLP`: scalar energy E(z) or E(z, t) with spectral-norm linear layers and a
-  sinusoidal time embedding (Yu et al., ICML 2022, latent diffusion EBM).
+  sinusoidal time embedding (Yu et al., ICML 2022, latent diffusion EBM);
+- :class:`RawTimeEnergyMLP`: the LSD-EBM reference code's plain MLP energy on ``[z, t]``.
 """
 
 from __future__ import annotations
@@ -113,3 +114,30 @@ class EnergyMLP(nn.Module):
         for layer in self.hidden:
             h = self.act(layer(h) + temb)
         return self.out(h).squeeze(-1)
+
+
+class RawTimeEnergyMLP(nn.Module):
+    """The LSD-EBM reference code's energy ``E_func``: a plain GELU MLP on ``[z, t]`` with the raw step t
+    (model_Unet_lsdebm.py:567-596: Linear(d+1, h), GELU, ``layers - 1`` x (Linear(h, h), GELU), Linear(h, 1);
+    no spectral norm, no batch norm at the defaults ``prior_bn=False``, ``ebm_num_layers=1``, h=1000,
+    train_lsd_ebm_vert.py:228-230)."""
+
+    def __init__(self, latent_dim: int, hidden: int = 1000, layers: int = 2) -> None:
+        super().__init__()
+        expect(layers >= 1, f"energy_layers={layers}: expected >= 1 hidden layer.")
+        widths = [latent_dim + 1] + [hidden] * layers
+        blocks: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            blocks += [nn.Linear(a, b), nn.GELU()]
+        self.net = nn.Sequential(*blocks, nn.Linear(hidden, 1))
+
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """The raw step as a float column ``[B, 1]`` (the reference concatenates ``t.view(-1, 1)``)."""
+        return t.reshape(-1, 1).float()
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor | None = None, temb: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if temb is None:
+            expect(t is not None, "RawTimeEnergyMLP needs the step t.")
+            temb = self.time_embedding(t)
+        return self.net(torch.cat([z, temb.to(z.dtype)], 1)).squeeze(-1)
