@@ -35,7 +35,11 @@ from latentmed.segment.merge import MergeResult, calibrated_threshold, segment_a
 
 @dataclass
 class DiffSegConfig:
-    """DiffSeg parameters. ``threshold`` is one symmetric-KL threshold or one per iteration."""
+    """DiffSeg parameters. ``threshold`` is one symmetric-KL threshold or one per iteration.
+
+    ``merge`` (``reference`` | ``greedy``) and ``kl_fp16`` choose the merge rule
+    (:mod:`latentmed.segment.merge`); :data:`REFERENCE_RECIPE` holds google/diffseg's benchmark settings.
+    """
 
     timestep: int = 300
     num_train_timesteps: int = 1000
@@ -50,11 +54,16 @@ class DiffSegConfig:
     noised: bool = False
     num_segments: int | None = None
     threshold_quantile: float | None = None
+    merge: str = "reference"
+    kl_fp16: bool = False
 
 
-def linear_timestep(t: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
-    """Continuous ``t`` in [0, 1] -> the UNet's time input ``t * T`` (diffusers' discrete scale)."""
-    return t * num_train_timesteps
+#: google/diffseg's benchmark (``benchmarks.ipynb``: ``KL_THRESHOLD = [1.1]*3``, ``NUM_POINTS = 16``,
+#: ``REFINEMENT = False``, ``timestep=300``; ``segmentor.py:98`` fp16 KL; ``segmentor.py:103-117`` grouping).
+REFERENCE_RECIPE = {"timestep": 300, "threshold": 1.1, "iterations": 3, "grid": 16, "refine": False,
+                    "weighting": "proportional", "merge": "reference", "kl_fp16": True, "noised": False,
+                    "num_segments": None, "threshold_quantile": None}
+INDEXINGS = ("latentmed", "diffusers")
 
 
 @dataclass
@@ -66,22 +75,34 @@ class DiffSeg:
       (``z_t = alpha(t) z_0 + sigma(t) eps`` with ``t = timestep / num_train_timesteps``).
     - ``encode``: images ``[B, C, H, W]`` in [-1, 1] -> latents ``z_0``; ``None`` = pixel space.
       :meth:`from_vae` builds it from an ``AutoencoderKL`` and its scaling factor.
-    - ``time_input``: ``(t_continuous, T) -> unet timestep`` (default ``t * T``).
+    - ``indexing``: what the integer ``timestep`` k means. Both feed the UNet the time input k;
+      ``latentmed`` (our latent diffusion runs, trained on ``1000 t``) noises at ``t = k / T``,
+      ``diffusers`` (Stable Diffusion and any diffusers folder) at ``alphas_cumprod[k]``, i.e.
+      ``schedule.time_of_step(k) = (k + 1) / T`` of a :class:`~latentmed.diffusion.TabulatedSchedule`.
     """
 
     unet: torch.nn.Module
     schedule: object = "linear"
     encode: Callable[[torch.Tensor], torch.Tensor] | None = None
     config: DiffSegConfig = field(default_factory=DiffSegConfig)
-    time_input: Callable[[torch.Tensor, int], torch.Tensor] = linear_timestep
+    indexing: str = "latentmed"
     latent_factor: int = 1
 
     def __post_init__(self):
         from latentmed.diffusion import get_schedule
 
         self.schedule = get_schedule(self.schedule)
+        if self.indexing not in INDEXINGS or (self.indexing == "diffusers" and not hasattr(self.schedule, "time_of_step")):
+            raise LatentmedError(f"indexing={self.indexing!r}: expected one of {INDEXINGS} ('diffusers' needs a "
+                                 f"discrete schedule, e.g. TabulatedSchedule.from_diffusers; got {self.schedule!r}).")
         self_attention_modules(self.unet)  # clear error now for a UNet without self-attention
         check_timestep(self.config.timestep, self.config.num_train_timesteps)
+
+    def noise_time(self, timestep: int) -> float:
+        """The continuous ``t`` of the integer ``timestep`` under :attr:`indexing` (used by ``noised``)."""
+        if self.indexing == "diffusers":
+            return float(self.schedule.time_of_step(timestep))
+        return timestep / self.config.num_train_timesteps
 
     @classmethod
     def from_vae(cls, unet, vae=None, *, scaling_factor: float | None = None, **kwargs) -> "DiffSeg":
@@ -120,7 +141,7 @@ class DiffSeg:
         check_timestep(timestep, cfg.num_train_timesteps)
         z0 = self.latents(images)
         cond = self._check_cond(cond, z0.shape[0])
-        t = torch.full((z0.shape[0],), timestep / cfg.num_train_timesteps, dtype=torch.float32)
+        t = torch.full((z0.shape[0],), self.noise_time(timestep), dtype=torch.float32)
         z_in = z0
         if cfg.noised:
             generator = torch.Generator().manual_seed(cfg.seed)
@@ -129,7 +150,7 @@ class DiffSeg:
             z_in = alpha.view(-1, 1, 1, 1) * z0 + sigma.view(-1, 1, 1, 1) * eps
         dtype = torch.float16 if cfg.store_float16 else torch.float32
         with torch.no_grad(), capture_self_attention(self.unet, dtype=dtype) as store:
-            self.unet(z_in, self.time_input(t, cfg.num_train_timesteps).to(z0), encoder_hidden_states=cond)
+            self.unet(z_in, torch.full((z0.shape[0],), float(timestep)).to(z0), encoder_hidden_states=cond)
         return aggregate_attention(store.maps(), tuple(z0.shape[-2:]), weighting or cfg.weighting)
 
     def _check_cond(self, cond, batch: int):
@@ -164,7 +185,8 @@ def segment_with(attention: torch.Tensor, size: tuple[int, int], cfg: DiffSegCon
     if cfg.threshold_quantile is not None and threshold is None:
         tau = calibrated_threshold(attention, cfg.threshold_quantile, grid=cfg.grid)
     return segment_attention(attention, size, tau, iterations=cfg.iterations, grid=cfg.grid, refine=cfg.refine,
-                             random_state=cfg.seed, num_segments=cfg.num_segments)
+                             random_state=cfg.seed, num_segments=cfg.num_segments, mode=cfg.merge,
+                             kl_fp16=cfg.kl_fp16)
 
 
 def _num_downsamplers(unet) -> int:

@@ -3,9 +3,23 @@
 An ``[N, H, W]`` stack of attention maps (one distribution over key positions per query pixel,
 ``N = H*W``) is merged into object proposals: iteration 1 averages, for each anchor of an
 ``M x M`` grid, all maps within symmetric-KL distance ``tau_1`` of the anchor's map; later
-iterations merge the proposals greedily (each proposal absorbs every not-yet-merged proposal
-within ``tau_i``). The symmetric KL is the reference code's ``(KL(p||q) + KL(q||p)) / 2``.
-The label map is the argmax of the proposals bilinearly upsampled to the image size.
+iterations merge the proposals. The symmetric KL is the reference code's ``(KL(p||q) + KL(q||p)) / 2``
+(google/diffseg ``diffseg/segmentor.py:82-86``). The label map is the argmax of the proposals
+bilinearly upsampled to the image size (``segmentor.py:139-143``).
+
+Two rules for the later iterations (``mode``):
+
+- ``"reference"`` (default), ``segmentor.py:103-117``: proposals are visited in order; an unvisited
+  proposal averages EVERY proposal within ``tau_i`` of it, already-merged ones included (groups may
+  overlap), and marks them visited. This is what the paper's numbers were computed with.
+- ``"greedy"``: each unvisited proposal absorbs only the not-yet-merged proposals within ``tau_i``
+  (a partition of the proposals; latentmed's earlier rule).
+
+``kl_fp16=True`` computes iteration 1's KL in half precision as the reference does
+(``segmentor.py:98``, ``tf.cast(..., tf.float16)``): logs, differences and products rounded to
+float16, sums accumulated in float32 and rounded to float16 (TF's GPU reduction of half values);
+later iterations stay in float64 as there. ``refine=True`` is the reference's optional KMeans
+(``segmentor.py:128-137``; its benchmark runs with it off).
 
 ``num_segments=K`` (not in the paper; for scoring at a fixed K) then merges the two closest
 proposals (symmetric KL; anchor-count-weighted mean) until at most K remain.
@@ -25,6 +39,7 @@ import torch.nn.functional as F
 from latentmed.errors import LatentmedError
 
 _EPS = 1e-12
+MERGE_MODES = ("reference", "greedy")
 
 
 def symmetric_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -104,43 +119,77 @@ def _agglomerate(proposals: torch.Tensor, weights: torch.Tensor, k: int) -> torc
     return props
 
 
+def symmetric_kl_fp16(p: torch.Tensor, q: torch.Tensor, max_elements: int = 2**26) -> torch.Tensor:
+    """``symmetric_kl`` in the reference's half precision (``segmentor.py:82-86, 98``) -> ``[I, J]`` float16.
+
+    ``quotient = log p - log q``, ``p * quotient`` and ``q * quotient`` are float16 tensors; each
+    sum over the ``D`` bins is accumulated in float32 and rounded to float16, then halved and
+    added in float16. No epsilon: a zero bin gives NaN (never below a threshold), as there.
+    Rows of ``p`` are processed in chunks of at most ``max_elements`` products.
+    """
+    p16, q16 = p.to(torch.float16), q.to(torch.float16)
+    lp, lq = p16.log(), q16.log()
+    rows = max(1, max_elements // max(1, q.shape[0] * q.shape[1]))
+    out = []
+    for start in range(0, p16.shape[0], rows):
+        a, la = p16[start:start + rows, None], lp[start:start + rows, None]  # [c, 1, D]
+        quotient = la - lq[None]  # [c, J, D] float16
+        kl_1 = (a * quotient).sum(-1, dtype=torch.float32).to(torch.float16) / 2
+        kl_2 = -((q16[None] * quotient).sum(-1, dtype=torch.float32).to(torch.float16)) / 2
+        out.append(kl_1 + kl_2)
+    return torch.cat(out)
+
+
+def _first_iteration(flat: torch.Tensor, idx: torch.Tensor, tau: float, kl_fp16: bool) -> torch.Tensor:
+    """Each anchor averages all maps within ``tau`` of its own map (``segmentor.py:89-101``) -> ``[A, D]``."""
+    d = symmetric_kl_fp16(flat[idx], flat) if kl_fp16 else symmetric_kl(flat[idx], flat)
+    close = (d < tau).double()  # [A, N]; the anchor itself is at 0
+    return (close @ flat) / close.sum(1, keepdim=True)
+
+
+def _later_iteration(proposals: torch.Tensor, weights: torch.Tensor, tau: float, mode: str
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One later merge iteration (``mode`` ``reference``: ``segmentor.py:103-117``; ``greedy``: a partition)."""
+    close = (symmetric_kl(proposals, proposals) < tau).numpy()
+    visited = np.zeros(len(proposals), dtype=bool)
+    groups, counts = [], []
+    for i in range(len(proposals)):
+        if visited[i]:
+            continue
+        group = close[i].copy() if mode == "reference" else close[i] & ~visited
+        group[i] = True
+        visited |= group
+        groups.append(proposals[torch.as_tensor(group)].mean(0))
+        counts.append(weights[torch.as_tensor(group)].sum())
+    return torch.stack(groups), torch.stack(counts)
+
+
 def merge_attention(attention: torch.Tensor, threshold: float | Sequence[float] = 0.05, *, iterations: int = 3,
                     grid: int = 16, refine: bool = False, random_state: int = 0,
-                    num_segments: int | None = None) -> torch.Tensor:
+                    num_segments: int | None = None, mode: str = "reference", kl_fp16: bool = False
+                    ) -> torch.Tensor:
     """Merge ``attention [N=H*W, H, W]`` into proposals ``[K, H, W]`` (Sec. 3.3).
 
-    ``threshold`` is one symmetric-KL threshold for every iteration or one per iteration.
-    ``refine=True`` runs scikit-learn KMeans on the ``N`` maps initialised from the proposals
-    and returns the cluster means (the reference's optional refinement). ``num_segments=K`` then
-    merges the closest proposals until at most K remain.
+    ``threshold`` is one symmetric-KL threshold for every iteration or one per iteration (the
+    reference takes the iteration count from the threshold list, ``segmentor.py:121``).
+    ``mode`` and ``kl_fp16``: see the module docstring. ``refine=True`` runs scikit-learn KMeans
+    on the ``N`` maps initialised from the proposals and returns the cluster means.
+    ``num_segments=K`` then merges the closest proposals until at most K remain.
     """
     if num_segments is not None and int(num_segments) < 1:
         raise LatentmedError(f"num_segments={num_segments}: expected a positive number of segments (or None).")
+    if mode not in MERGE_MODES:
+        raise LatentmedError(f"merge mode {mode!r}: expected one of {', '.join(MERGE_MODES)}.")
     if attention.ndim != 3 or attention.shape[0] != attention.shape[1] * attention.shape[2]:
         raise LatentmedError(f"attention of shape {tuple(attention.shape)}: expected [H*W, H, W].")
     taus = _thresholds(threshold, iterations)
     n, H, W = attention.shape
     flat = attention.reshape(n, H * W).double()
     anchors = anchor_grid((H, W), grid)
-    idx = torch.as_tensor(anchors[:, 0] * W + anchors[:, 1])
-    # Iteration 1: each anchor averages all maps within tau_1 of its own map.
-    close = (symmetric_kl(flat[idx], flat) < taus[0]).double()  # [A, N]; the anchor itself is at 0
-    proposals = (close @ flat) / close.sum(1, keepdim=True)
+    proposals = _first_iteration(flat, torch.as_tensor(anchors[:, 0] * W + anchors[:, 1]), taus[0], kl_fp16)
     weights = torch.ones(len(proposals), dtype=torch.float64)  # anchors per proposal
-    # Later iterations: greedy merging of proposals.
     for tau in taus[1:]:
-        close = (symmetric_kl(proposals, proposals) < tau).numpy()
-        merged = np.zeros(len(proposals), dtype=bool)
-        groups, counts = [], []
-        for i in range(len(proposals)):
-            if merged[i]:
-                continue
-            group = close[i] & ~merged
-            group[i] = True
-            merged |= group
-            groups.append(proposals[torch.as_tensor(group)].mean(0))
-            counts.append(weights[torch.as_tensor(group)].sum())
-        proposals, weights = torch.stack(groups), torch.stack(counts)
+        proposals, weights = _later_iteration(proposals, weights, tau, mode)
     if refine:
         proposals = _kmeans_refine(flat, proposals, random_state)
         weights = torch.ones(len(proposals), dtype=torch.float64)
@@ -175,9 +224,7 @@ class MergeResult:
 
 
 def segment_attention(attention: torch.Tensor, size: tuple[int, int], threshold: float | Sequence[float] = 0.05,
-                      *, iterations: int = 3, grid: int = 16, refine: bool = False,
-                      random_state: int = 0, num_segments: int | None = None) -> MergeResult:
-    """Merge ``attention [H*W, h, w]`` and return proposals with the full-size label map."""
-    proposals = merge_attention(attention, threshold, iterations=iterations, grid=grid, refine=refine,
-                                random_state=random_state, num_segments=num_segments)
+                      **merge) -> MergeResult:
+    """Merge ``attention [H*W, h, w]`` (``merge``: :func:`merge_attention`'s keywords) -> proposals + label map."""
+    proposals = merge_attention(attention, threshold, **merge)
     return MergeResult(proposals, proposals_to_labels(proposals, size))
