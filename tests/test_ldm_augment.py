@@ -92,3 +92,52 @@ def test_seed_protocol_rows_gate_and_generators():
     assert xs.shape[0] == 5 and np.array_equal(seen["labels"], y[:5])
     moved = [int(np.flatnonzero([torch.equal(seen["images"][i], x[j]) for j in range(5)])[0]) for i in range(5)]
     assert sorted(moved) == list(range(5)) and all(m != i for i, m in enumerate(moved))
+
+
+def _halves(n, size=32, seed=0):
+    """Images whose label 0 brightens the left half and label 1 the top half (plus noise)."""
+    g = torch.Generator().manual_seed(seed)
+    y = np.array([[i % 2, (i // 2) % 2] for i in range(n)])
+    x = torch.randn(n, 1, size, size, generator=g) * 0.3
+    x[:, :, :, : size // 2] += torch.as_tensor(y[:, 0], dtype=torch.float32).view(-1, 1, 1, 1)
+    x[:, :, : size // 2, :] += torch.as_tensor(y[:, 1], dtype=torch.float32).view(-1, 1, 1, 1)
+    return x, y
+
+
+def test_plateau_schedule_and_early_stopping_then_densenet121():
+    """The LR drops on a plateau of the validation AUC and training stops ``stop_patience`` epochs after the best
+    one, returning the best epoch's weights (small CNN: fast); MONAI's DenseNet-121 trains on a tiny set."""
+    from latentmed.train.classifier import EarlyStopping, fit_classifier_early_stopping, validation_score
+
+    x, y = _halves(16)
+    xv, yv = _halves(8, seed=1)
+    stop = EarlyStopping(max_epochs=40, plateau_patience=1, stop_patience=3, factor=0.1)
+    net, hist = fit_classifier_early_stopping(x, y, (xv, yv), arch="small", stopping=stop, batch_size=8,
+                                              lr=1e-2, seed=0)
+    assert hist["monitor"] == "val_auc" and max(hist["score"]) > 0.9  # it learned the halves
+    assert hist["epochs"] == hist["best_epoch"] + 1 + stop.stop_patience < stop.max_epochs  # stopped early
+    assert hist["lr"][0] == 1e-2 and min(hist["lr"]) < 1e-2  # reduced on a plateau ...
+    drop = next(i for i, v in enumerate(hist["lr"]) if v < 1e-2)
+    best_before = max(range(drop), key=lambda i: (hist["score"][i], -i))
+    assert drop - 1 - best_before >= stop.plateau_patience  # ... only after plateau_patience epochs without gain
+    score, _ = validation_score(net, xv, torch.as_tensor(yv).float())
+    assert score == pytest.approx(max(hist["score"]))  # the best epoch's weights come back
+    with pytest.raises(LatentmedError, match="validation split"):
+        fit_classifier_early_stopping(x, y, (xv, yv[:, :1]), stopping=stop)
+    dense, h = fit_classifier_early_stopping(x[:8], y[:8], (xv[:4], yv[:4]), arch="densenet121", batch_size=8,
+                                             stopping=EarlyStopping(max_epochs=2), seed=0)
+    assert type(dense).__name__ == "DenseNet121" and h["epochs"] == 2 and np.isfinite(h["score"]).all()
+
+
+def test_interpolation_pairs_do_not_repeat_until_all_are_used():
+    from collections import Counter
+
+    y = np.array([[1, 0], [1, 1], [0, 1], [0, 0], [0, 0], [1, 0]])
+    ext = np.concatenate([y, ~y.any(1, keepdims=True)], 1).astype(bool)
+    valid = {(a, b) for a in range(6) for b in range(a + 1, 6) if (ext[a] & ext[b]).any()}
+    pairs = interpolation_pairs(y, len(valid), seed=2)
+    assert len(pairs) == len(valid)
+    assert {tuple(sorted(p[:2])) for p in pairs} == valid  # every valid pair exactly once
+    more = Counter(tuple(sorted(p[:2])) for p in interpolation_pairs(y, 2 * len(valid) + 3, seed=2))
+    assert set(more) == valid and set(more.values()) <= {2, 3} and sum(more.values()) == 2 * len(valid) + 3
+    assert interpolation_pairs(y, 9, seed=4) == interpolation_pairs(y, 9, seed=4)

@@ -55,22 +55,26 @@ def nested_subsets(labels: np.ndarray, sizes: Sequence[int], seed: int = 0) -> d
 
 
 def interpolation_pairs(labels: np.ndarray, n: int, seed: int = 0) -> list[tuple[int, int, float]]:
-    """``n`` triples ``(a, b, r)`` with a != b sharing a label (or both all-negative), r ~ U(0, 1)."""
+    """``n`` triples ``(a, b, r)`` with a != b sharing a label (or both all-negative), r ~ U(0, 1).
+
+    Pairs do not repeat (DiNO-Diffusion Sec. 2.3): they are drawn in a seeded random order of all
+    valid unordered pairs; only when ``n`` exceeds their number does a new shuffled round begin (each
+    pair then used at most once more than any other, each time with a fresh r).
+    """
     labels = np.asarray(labels).astype(bool)
     rng = np.random.default_rng(seed)
     m = len(labels)
     expect(m >= 2, "interpolation needs at least 2 real images.")
     ext = np.concatenate([labels, ~labels.any(1, keepdims=True)], axis=1)  # + "no finding"
-    share = (ext[:, None, :] & ext[None, :, :]).any(-1)
-    np.fill_diagonal(share, False)
-    expect(share.any(), "no two images share a label: interpolation has no valid pairs; use reconstruction.")
+    share = np.triu((ext[:, None, :] & ext[None, :, :]).any(-1), k=1)
+    valid = np.argwhere(share)
+    expect(len(valid) > 0, "no two images share a label: interpolation has no valid pairs; use reconstruction.")
+    order = np.concatenate([rng.permutation(len(valid)) for _ in range(-(-int(n) // len(valid)))])[: int(n)]
     out = []
-    while len(out) < n:
-        a = int(rng.integers(m))
-        partners = np.flatnonzero(share[a])
-        if len(partners) == 0:
-            continue
-        out.append((a, int(rng.choice(partners)), float(rng.uniform(0, 1))))
+    for a, b in valid[order]:
+        if rng.random() < 0.5:
+            a, b = b, a
+        out.append((int(a), int(b), float(rng.uniform(0, 1))))
     return out
 
 
