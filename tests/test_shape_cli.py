@@ -100,3 +100,30 @@ def test_bad_inputs_give_one_line_errors(trained, tmp_path):
                                         "--out", str(tmp_path / "e")])
     assert res.exit_code == 2 and "no truth" in res.output
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_reference_recipe_trains_refines_and_evaluate_prints_the_controls(trained, tmp_path):
+    run = tmp_path / "ref"
+    _ok(runner.invoke(shape_cli.app, ["train", "--model", "lsd-ebm", "--data", str(trained / "hq"), "--out", str(run),
+                                      "--size", "16", *TINY, "--set", "objective.recipe=reference"]))
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())  # the resolved run
+    m = saved["model"]  # the reference's keys where the run set none (TINY sets widths, T and K)
+    assert (m["recipe"], m["schedule"], m["forward_noise"], m["posterior"], m["energy_net"]) == \
+        ("reference", "reference", 0.1, "shared", "mlp-raw-t")
+    assert m["langevin_steps"] == 2 and m["langevin_init"] == "noise" and m["rescale_last"] is False
+    t = saved["train"]  # lr 2e-5, no clipping, no EMA; batch_size 2 was set by the run
+    assert (t["lr"], t["energy_lr"], t["grad_clip"], t["ema_decay"], t["batch_size"]) == (2e-5, 2e-5, 0.0, 0.0, 2)
+    assert saved["objective"]["posterior_term"] == "reference_entropy"
+    _ok(runner.invoke(shape_cli.app, ["refine", str(run), "--input", str(trained / "coarse"),
+                                      "--out", str(tmp_path / "refined"), "--recipe", "reference"]))
+    assert len(list((tmp_path / "refined").glob("*.nii.gz"))) == 4
+    res = _ok(runner.invoke(shape_cli.app, ["evaluate", "--input", str(trained / "coarse"), "--truth",
+                                            str(trained / "hq"), "--run", f"R={run}", "--out", str(tmp_path / "e"),
+                                            "--figures", "0", "--controls", "--sweep-points", "2"]))
+    for row in ("| R energy off |", "| R round trip |", "| R t=0 |", "| R t=3 |", "**controls: direction**"):
+        assert row in res.output, row
+    res = runner.invoke(shape_cli.app, ["refine", str(run), "--input", str(trained / "coarse"),
+                                        "--out", str(tmp_path / "o"), "--recipe", "paper"])
+    assert res.exit_code == 2 and "recipe='paper'" in res.output

@@ -46,16 +46,19 @@ def refine(
     seed: int = typer.Option(0, "--seed", min=0),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Binarise non-binary inputs at this value."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="ours | reference: the inference settings "
+                                         "(reference: posterior sample, from t=T, Langevin from N(0,I), K=300); "
+                                         "default: the run's own."),
 ) -> None:
     """Refine coarse masks (Algorithm 2). Outputs are cubes centred on each input's centre of mass.
 
-    Example: latentmed shape refine runs/lsd --input data/coarse --out out/refined --steps 5
+    Example: latentmed shape refine runs/lsd --input data/coarse --out out/refined --recipe reference
     """
     from latentmed.shape.workflow import refine_folder
 
     with progress_bar("refine") as advance:
         done = refine_folder(run, input, out, steps=steps, seed=seed, threshold=threshold, batch_size=batch_size,
-                             progress=advance)
+                             recipe=recipe, progress=advance)
     console.print(f"Refined {done['n']} masks into {out} ({done['seconds_per_sample']:.3f} s per sample)")
 
 
@@ -89,6 +92,12 @@ def evaluate(
     steps: Optional[int] = typer.Option(None, "--steps", help="LSD-EBM refinement step t (default: config).", min=1),
     seed: int = typer.Option(0, "--seed", min=0),
     figures: int = typer.Option(3, "--figures", help="Mid-slice pictures for the first N cases.", min=0),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="ours | reference inference for every run "
+                                         "(default: each run's own)."),
+    controls: bool = typer.Option(False, "--controls", help="LSD-EBM control rows (energy off, round trip, "
+                                  "t sweep) and the direction table; the VAE's sampled row."),
+    sweep_points: Optional[int] = typer.Option(None, "--sweep-points", min=2,
+                                               help="Starting steps in the t sweep (default: every t in 0..T)."),
 ) -> None:
     """Table 1 of the paper: Dice, VS, SEN, SPEC, NMI, kappa (mean ± std) for the input and each model.
 
@@ -105,7 +114,8 @@ def evaluate(
             raise LatentmedError(f"--run {item!r}: expected NAME=RUN_DIR, e.g. LSD-EBM=runs/lsd.")
         runs[name.strip()] = directory
     with console.status(f"refining the cases with {len(runs)} model(s)"):
-        result = evaluate_folders(input, truth, runs, out, size=size, steps=steps, seed=seed, figures=figures)
+        result = evaluate_folders(input, truth, runs, out, size=size, steps=steps, seed=seed, figures=figures,
+                                  recipe=recipe, controls=controls, sweep_points=sweep_points)
     typer.echo(result.table())
 
 

@@ -159,5 +159,22 @@ def sampler_config(config: LSDEBMConfig, recipe: str | None) -> LSDEBMConfig:
     return replace(config, recipe=recipe, refine_steps=None, **keys)
 
 
-__all__ = ["LEBMConfig", "LSDEBMConfig", "MaskNetConfig", "OURS_SAMPLER", "RECIPES", "REFERENCE_LSDEBM", "VAEConfig",
-           "sampler_config"]
+# The reference's optimisation (train_lsd_ebm_vert.py:203-207, :328-330, :534-543): Adam 2e-5 for encoder,
+# decoder and energy, batch 4, no gradient clipping, no EMA.
+REFERENCE_TRAIN = {"lr": 2e-5, "energy_lr": 2e-5, "batch_size": 4, "grad_clip": 0.0, "ema_decay": 0.0}
+
+
+def reference_run(cfg):
+    """A shape run config with ``objective.recipe=reference``: the model keys the run leaves unset come from
+    :data:`REFERENCE_LSDEBM`, the train keys still at their defaults from :data:`REFERENCE_TRAIN`; keys the
+    run sets are kept."""
+    from dataclasses import replace
+
+    defaults = type(cfg.train)()
+    train = replace(cfg.train, **{k: v for k, v in REFERENCE_TRAIN.items()
+                                  if getattr(cfg.train, k) == getattr(defaults, k)})
+    return replace(cfg, model={**REFERENCE_LSDEBM, **cfg.model}, train=train)
+
+
+__all__ = ["LEBMConfig", "LSDEBMConfig", "MaskNetConfig", "OURS_SAMPLER", "RECIPES", "REFERENCE_LSDEBM", "REFERENCE_TRAIN",
+           "VAEConfig", "reference_run", "sampler_config"]

@@ -94,9 +94,10 @@ def load_part_cubes(truth_dir: str | Path, names: Sequence[str], size: int, *, s
 
 
 def refine_cubes(model: torch.nn.Module | None, coarse: np.ndarray, *, steps: int | None = None,
-                 batch_size: int = 8, seed: int = 0, threshold: float = 0.5,
+                 batch_size: int = 8, seed: int = 0, threshold: float = 0.5, recipe: str | None = None,
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, float]:
-    """Refine ``bool[N,S,S,S]`` cubes with ``model`` (``None``: identity, the input row of Table 1).
+    """Refine ``bool[N,S,S,S]`` cubes with ``model`` (``None``: identity, the input row of Table 1);
+    ``recipe`` (``"ours"`` | ``"reference"``; unset: each model's own) picks the inference settings.
 
     Returns ``(refined bool[N,S,S,S], seconds per sample)``.
     """
@@ -108,7 +109,7 @@ def refine_cubes(model: torch.nn.Module | None, coarse: np.ndarray, *, steps: in
     for i in range(0, len(coarse), batch_size):
         x = torch.from_numpy(coarse[i:i + batch_size, None].astype(np.float32)).to(device)
         start = time.perf_counter()
-        probs = model.refine(x, steps=steps, generator=generator)
+        probs = model.refine(x, steps=steps, generator=generator, recipe=recipe)
         elapsed += time.perf_counter() - start
         out.append((probs[:, 0] > threshold).cpu().numpy())
         if progress is not None:
@@ -177,13 +178,15 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 class EvaluationResult:
     """Per-case scores and timing per method; :meth:`table` renders the paper's Table 1.
 
-    ``posterior``: the same scores inside :func:`posterior_region` (when the truths have part maps).
+    ``posterior``: the same scores inside :func:`posterior_region` (when the truths have part maps);
+    ``directions``: the chain's direction control per LSD-EBM (:func:`~latentmed.shape.controls.chain_direction`).
     """
 
     names: list[str]
     scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     seconds_per_sample: dict[str, float] = field(default_factory=dict)
     posterior: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    directions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def summary(self, scope: str = "overall") -> dict[str, dict[str, tuple[float, float]]]:
         """``{method: {metric: (mean, std over cases)}}`` of ``scope`` (``"overall"`` | ``"posterior"``)."""
@@ -204,6 +207,12 @@ class EvaluationResult:
                 cells = [f"{stats[k][0]:.3f} ± {stats[k][1]:.3f}" for k in METRICS]
                 rows.append(f"| {method} | " + " | ".join(cells)
                             + f" | {self.seconds_per_sample.get(method, 0.0):.4f} |")
+        if self.directions:
+            rows += ["", "**controls: direction** (the chain's move z_refined - mean(coarse) against "
+                     "mean(clean) - mean(coarse))", "",
+                     "| Method | cosine | move / distance |", "|---|---|---|"]
+            rows += [f"| {m} | {d['cosine'].mean():.3f} ± {d['cosine'].std():.3f} | "
+                     f"{d['move_ratio'].mean():.3f} ± {d['move_ratio'].std():.3f} |" for m, d in self.directions.items()]
         return "\n".join(rows)
 
     def per_case_csv(self) -> str:
@@ -222,8 +231,11 @@ class EvaluationResult:
         write_text(out_dir / "table.md", self.table() + "\n")
         metrics = {scope: {m: {k: {"mean": v[0], "std": v[1]} for k, v in s.items()}
                            for m, s in self.summary(scope).items()} for scope in ("overall", "posterior")}
+        directions = {m: {k: {"mean": float(v.mean()), "std": float(v.std())} for k, v in d.items()}
+                      for m, d in self.directions.items()}
         write_json(out_dir / "summary.json", {"n_cases": len(self.names), "seconds_per_sample": self.seconds_per_sample,
-                                              "metrics": metrics["overall"], "posterior_metrics": metrics["posterior"]})
+                                              "metrics": metrics["overall"], "posterior_metrics": metrics["posterior"],
+                                              "directions": directions})
 
 
 def latent_variance_trace(model, coarse: np.ndarray, *, steps: int | None = None, seed: int = 0,
@@ -249,19 +261,43 @@ def latent_variance_trace(model, coarse: np.ndarray, *, steps: int | None = None
 
 def evaluate(models: dict[str, torch.nn.Module | None], coarse: np.ndarray, truth: np.ndarray, names: Sequence[str],
              *, steps: int | None = None, batch_size: int = 8, seed: int = 0, keep_outputs: bool = False,
-             parts: np.ndarray | None = None) -> tuple[EvaluationResult, dict[str, np.ndarray]]:
+             parts: np.ndarray | None = None, recipe: str | None = None, controls: bool = False,
+             sweep_points: int | None = None) -> tuple[EvaluationResult, dict[str, np.ndarray]]:
     """Refine with every model (``None`` = the coarse input itself) and score against ``truth``;
-    with the truths' part labels ``parts`` also on the posterior elements alone."""
+    with the truths' part labels ``parts`` also on the posterior elements alone.
+
+    ``controls`` adds, for each LSD-EBM, the rows ``energy off``, ``round trip`` (the clean masks through
+    the same chain) and ``t=k`` for the sweep of the starting step (all of 0..T, or ``sweep_points``), and
+    its direction control (:mod:`latentmed.shape.controls`); for each VAE the row ``sampled`` (decoding
+    a posterior sample, as the reference's VAE does).
+    """
+    from latentmed.shape.controls import chain_direction, energy_off, sweep_steps
+
     expect(coarse.shape == truth.shape, f"coarse {coarse.shape} and truth {truth.shape} differ in shape.")
     result = EvaluationResult(names=list(names))
     outputs: dict[str, np.ndarray] = {}
     region = posterior_region(parts) if parts is not None else None
-    for method, model in models.items():
-        pred, sec = refine_cubes(model, coarse, steps=steps, batch_size=batch_size, seed=seed)
+    kw = {"batch_size": batch_size, "seed": seed}
+
+    def add(method: str, pred: np.ndarray, sec: float) -> None:
         result.scores[method] = score_cases(truth, pred)
         if region is not None:
             result.posterior[method] = score_cases(truth, pred, region)
         result.seconds_per_sample[method] = sec
         if keep_outputs:
             outputs[method] = pred
+
+    for method, model in models.items():
+        add(method, *refine_cubes(model, coarse, steps=steps, recipe=recipe, **kw))
+        if not controls or model is None:
+            continue
+        if hasattr(model, "energy_enabled"):  # LSD-EBM
+            with energy_off(model):
+                add(f"{method} energy off", *refine_cubes(model, coarse, steps=steps, recipe=recipe, **kw))
+            add(f"{method} round trip", *refine_cubes(model, truth, steps=steps, recipe=recipe, **kw))
+            for t in sweep_steps(model.config.num_steps, sweep_points):
+                add(f"{method} t={t}", *refine_cubes(model, coarse, steps=t, recipe=recipe, **kw))
+            result.directions[method] = chain_direction(model, coarse, truth, steps=steps, recipe=recipe, **kw)
+        elif type(model).__name__ == "ShapeVAE":
+            add(f"{method} sampled", *refine_cubes(model, coarse, recipe="reference", **kw))
     return result, outputs

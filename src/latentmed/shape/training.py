@@ -118,6 +118,10 @@ def train_shape_model(kind: str, data_dir: str | Path, out_dir: str | Path,
     model = {**base.model, **({"image_size": image_size} if image_size is not None else {})}
     cfg = replace(base, kind=kind, model=model, objective=base.objective.resolved(kind),
                   data=replace(base.data, path=str(data_dir)))
+    if cfg.objective.recipe == "reference":  # the authors' model keys and optimisation where the run sets none
+        from latentmed.shape.configs import reference_run
+
+        cfg = reference_run(cfg)
     model_cfg = cfg.model_config()
     expect(cfg.train.energy_lr is None or kind != "vae",
            f"train.energy_lr={cfg.train.energy_lr}: the {kind} model has no energy; leave it unset.")

@@ -24,9 +24,11 @@ Progress = Callable[[int, int], None]
 
 
 def refine_folder(run: str | Path, input_dir: str | Path, out_dir: str | Path, *, steps: int | None = None,
-                  seed: int = 0, threshold: float | None = None, batch_size: int = 8,
+                  seed: int = 0, threshold: float | None = None, batch_size: int = 8, recipe: str | None = None,
                   progress: Progress | None = None) -> dict:
     """Refine every mask of ``input_dir`` with the model of ``run``; write ``out_dir/<same name>``.
+    ``recipe``: ``"ours"`` | ``"reference"`` inference (unset: the model's own; see
+    :func:`~latentmed.shape.configs.sampler_config`).
 
     Outputs are cubes of the model's size centred on each input's centre of mass. Returns
     ``{"n": cases, "seconds_per_sample": model time per case}``.
@@ -38,7 +40,8 @@ def refine_folder(run: str | Path, input_dir: str | Path, out_dir: str | Path, *
     files = list_masks(input_dir)
     cubes = np.stack([load_cube(f, model.config.image_size, threshold=threshold) for f in files])
     advance = None if progress is None else (lambda k: progress(k, len(files)))
-    refined, seconds = refine_cubes(model, cubes, steps=steps, batch_size=batch_size, seed=seed, progress=advance)
+    refined, seconds = refine_cubes(model, cubes, steps=steps, batch_size=batch_size, seed=seed, recipe=recipe,
+                                    progress=advance)
     for f, volume in zip(files, refined):
         write_nifti(volume, Path(out_dir) / f.name, dtype=np.uint8)
     return {"n": len(files), "seconds_per_sample": seconds}
@@ -59,7 +62,8 @@ def sample_folder(run: str | Path, n: int, out_dir: str | Path, *, seed: int = 0
 
 def evaluate_folders(input_dir: str | Path, truth_dir: str | Path, runs: Mapping[str, str | Path],
                      out_dir: str | Path, *, size: int | None = None, steps: int | None = None, seed: int = 0,
-                     figures: int = 3):
+                     figures: int = 3, recipe: str | None = None, controls: bool = False,
+                     sweep_points: int | None = None):
     """Table 1 for the coarse input and each run of ``runs`` (``{name: run folder}``) against ``truth_dir``.
 
     Writes ``table.md``, ``per_case.csv``, ``summary.json``, ``latent_variance.png`` (LSD-EBM runs)
@@ -67,7 +71,8 @@ def evaluate_folders(input_dir: str | Path, truth_dir: str | Path, runs: Mapping
     maps (``truth_dir/parts/``, as spine3d writes them) the table adds the posterior elements and the
     pictures colour each part; returns the
     :class:`~latentmed.shape.evaluate.EvaluationResult`. ``size`` defaults to the runs' cube size
-    (64 without runs).
+    (64 without runs). ``recipe``: the inference of every run (unset: each run's own); ``controls``: the
+    control rows and direction table of :func:`~latentmed.shape.evaluate.evaluate`.
     """
     from latentmed.data.phantoms.spine3d import PARTS
     from latentmed.shape.evaluate import evaluate, latent_variance_trace, load_pairs, load_part_cubes
@@ -80,7 +85,8 @@ def evaluate_folders(input_dir: str | Path, truth_dir: str | Path, runs: Mapping
     size = size or (sizes.pop() if sizes else 64)
     names, coarse, truth = load_pairs(input_dir, truth_dir, size)
     parts = load_part_cubes(truth_dir, names, size)  # spine3d's parts/ maps: posterior table, part colours
-    result, outputs = evaluate(models, coarse, truth, names, steps=steps, seed=seed, keep_outputs=True, parts=parts)
+    result, outputs = evaluate(models, coarse, truth, names, steps=steps, seed=seed, keep_outputs=True, parts=parts,
+                               recipe=recipe, controls=controls, sweep_points=sweep_points)
     out_dir = Path(out_dir)
     result.save(out_dir)
     traces = {name: latent_variance_trace(m, coarse, steps=steps or m.config.num_steps, seed=seed)
@@ -88,7 +94,8 @@ def evaluate_folders(input_dir: str | Path, truth_dir: str | Path, runs: Mapping
     if traces:
         save_latent_variance_plot(traces, out_dir / "latent_variance.png")
     for i in range(min(figures, len(names))):
-        save_refinement_figure(truth[i], {k: v[i] for k, v in outputs.items()}, out_dir / f"case_{i:03d}.png",
+        shown = {k: v[i] for k, v in outputs.items() if k in models}  # not the control rows
+        save_refinement_figure(truth[i], shown, out_dir / f"case_{i:03d}.png",
                                title=names[i], parts=None if parts is None else parts[i], part_names=PARTS)
     return result
 

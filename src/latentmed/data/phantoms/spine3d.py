@@ -47,7 +47,7 @@ POSTERIOR_PARTS = (2, 3, 4, 5, 6)
 # Thin parts (laminae, transverse and articular processes) keep at least this radius in voxels (2.5-voxel
 # plates), so that they stay connected at small cubes. 1.25 rather than 0.75 (issue 15): at 64^3 with
 # 0.75 the autoencoders learnt almost none of the arch (posterior Dice 0.20 vs 0.33 after 600 steps)
-# while floor, input and overall ceiling barely moved (benchmarks/shape_testbed.py).
+# while floor, input and overall ceiling barely moved (experiments/shape_testbed.py).
 MIN_RADIUS_VOXELS = 1.25
 PARTS_DIR = "parts"
 CSV_COLUMNS = ("id", "mask", "parts", "level", "individual", "person", "body_width", "body_depth", "body_height",

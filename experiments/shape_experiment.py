@@ -16,7 +16,7 @@ Resumable at every level: each (model, seed) run resumes from its checkpoint, ``
 trains at most N more steps per run and call (so a long experiment runs in pieces), and each
 run's evaluation is stored in ``eval.json`` beside it and reused. Run it again to continue::
 
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup python benchmarks/shape_experiment.py --out runs/shape_exp \\
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup python experiments/shape_experiment.py --out runs/shape_exp \\
         --size 64 --n-train 200 --n-test 25 --steps 3000 --seeds 0,1,2 --T 2,15,20 \\
         --chunk-steps 500 > runs/shape_exp.log 2>&1 &
 
@@ -58,6 +58,12 @@ def _run_specs(args) -> list[tuple[str, str, list[str], int]]:
                 specs.append((f"LSD-EBM T={T} two-stage", "lsd-ebm", [
                     f"model.num_steps={T}", *chain, "train.init_autoencoder={joint}", "train.freeze_autoencoder=true"],
                     args.energy_steps or args.steps))
+        if args.ref_T:  # the authors' code as one option (objective.recipe=reference), at --ref-lr
+            lr_note = "" if args.ref_lr == 2e-5 else f" lr={args.ref_lr:g}"
+            specs.append((f"LSD-EBM reference T={args.ref_T}{lr_note}", "lsd-ebm", [
+                "objective.recipe=reference", f"model.num_steps={args.ref_T}", f"train.lr={args.ref_lr}",
+                f"train.energy_lr={args.ref_lr}", "train.batch_size=4", "train.grad_clip=0", "train.ema_decay=0"],
+                args.ref_steps or args.steps))
         if args.vae_energy_T:  # needs the VAE runs (trained by this call or an earlier one)
             # the energy on the VAE's autoencoder (KL 1: latents ~ N(0, I), the scale the chain's noise has)
             T = args.vae_energy_T
@@ -69,6 +75,15 @@ def _run_specs(args) -> list[tuple[str, str, list[str], int]]:
 
 def _run_dir(out: Path, label: str, seed: int) -> Path:
     return out / "runs" / label.replace(" ", "_").replace("=", "") / f"seed{seed}"
+
+
+def _last_log(run_dir: Path) -> dict:
+    """The last row of the run's CSV log (``log.csv``), or ``{}``."""
+    import csv
+
+    path = run_dir / "log.csv"
+    rows = list(csv.DictReader(path.open())) if path.is_file() else []
+    return rows[-1] if rows else {}
 
 
 def _done_steps(run_dir: Path) -> int:
@@ -128,6 +143,10 @@ def main() -> None:
                     help="also train an LSD-EBM energy with this T on each seed's fixed VAE autoencoder (0: no)")
     ap.add_argument("--vae-energy-steps", type=int, default=0, help="its training steps (0: --energy-steps)")
     ap.add_argument("--energy-steps", type=int, default=0, help="two-stage energy steps (0: --steps)")
+    ap.add_argument("--ref-T", type=int, default=0, help="also train LSD-EBM with the reference recipe at this T (0: no)")
+    ap.add_argument("--ref-steps", type=int, default=0, help="its training steps (0: --steps; the reference ran ~22k)")
+    ap.add_argument("--ref-lr", type=float, default=2e-5, help="its learning rate (reference: 2e-5)")
+    ap.add_argument("--thickness", type=int, default=6, help="slab thickness of the coarse inputs (32^3: use 3)")
     ap.add_argument("--models", type=str, default="vae,lebm,lsd-ebm")
     ap.add_argument("--train-only", action="store_true")
     args = ap.parse_args()
@@ -140,7 +159,8 @@ def main() -> None:
     from latentmed.shape.evaluate import constant_mask, load_pairs, load_part_cubes, paired_test, posterior_region, \
         refine_cubes, score_cases
     from latentmed.shape.models import load_shape_model
-    from latentmed.shape.training import load_run_config, train_shape_model
+    from latentmed.config import load_config
+    from latentmed.shape.training import ShapeRunConfig, train_shape_model
     from latentmed.shape.volumes import list_masks, load_cube, load_mask, simulate_thick_slices
 
     out = args.out
@@ -151,7 +171,7 @@ def main() -> None:
         generate_spine3d(test_dir, args.n_test, args.size, seed=2)
     for i, f in enumerate(list_masks(test_dir)):
         if not (coarse_dir / f.name).is_file():
-            write_nifti(simulate_thick_slices(load_mask(f)[0], seed=i), coarse_dir / f.name, dtype=np.uint8)
+            write_nifti(simulate_thick_slices(load_mask(f)[0], args.thickness, seed=i), coarse_dir / f.name, dtype=np.uint8)
 
     seeds = [int(s) for s in args.seeds.split(",") if s]
     specs = _run_specs(args)
@@ -176,7 +196,7 @@ def main() -> None:
             for key, d in sources.items():
                 extra_seed = [e.replace(key, str(d)) for e in extra_seed]
             target = min(steps, done + args.chunk_steps) if args.chunk_steps else steps
-            cfg = load_run_config(None, common + extra_seed + [f"train.seed={seed}", f"train.steps={target}"])
+            cfg = load_config(ShapeRunConfig, None, common + extra_seed + [f"train.seed={seed}", f"train.steps={target}"])
             start = time.perf_counter()
             result = train_shape_model(kind, train_dir, run_dir, cfg, image_size=args.size)
             seconds = time.perf_counter() - start
@@ -184,7 +204,7 @@ def main() -> None:
             timing = {"seconds": seconds, "from_step": done, "to_step": result.step,
                       "seconds_per_step": seconds / max(1, result.step - done),
                       "torch_threads": torch.get_num_threads(),
-                      "final_log": result.history[-1] if result.history else {}}
+                      "final_log": _last_log(run_dir)}
             with open(run_dir / "timing.jsonl", "a") as fh:
                 fh.write(json.dumps(timing) + "\n")
             print(label, f"seed{seed}", json.dumps(timing), flush=True)
