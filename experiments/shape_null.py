@@ -1,7 +1,7 @@
 """Null row of the shape experiment: an UNTRAINED VAE (random init, seeds 0..2) refining the coarse test
 inputs of a ``shape_experiment.py`` output folder. Prints JSON (overall and posterior Dice, mean ± sd over seeds).
 
-    OMP_NUM_THREADS=1 python benchmarks/shape_null.py --out runs/shape_exp64 --size 64
+    OMP_NUM_THREADS=1 python experiments/shape_null.py --out runs/shape_exp64 --size 64
 """
 
 from __future__ import annotations

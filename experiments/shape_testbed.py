@@ -7,7 +7,7 @@ masks degraded by :func:`simulate_thick_slices` (defaults: 6 mm sagittal slabs, 
 elements (:func:`posterior_region`). Targets at 64^3: floor <= 0.75; input Dice 0.72-0.80,
 precision ~0.97, recall 0.6-0.75; and floor + 0.1 < input.
 
-    OMP_NUM_THREADS=1 python benchmarks/shape_testbed.py --size 64 --n-train 200 --n-test 50
+    OMP_NUM_THREADS=1 python experiments/shape_testbed.py --size 64 --n-train 200 --n-test 50
 """
 
 from __future__ import annotations
