@@ -49,6 +49,17 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; a damaged file (bad YAML, not UTF-8) is a one-line error naming it."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise LatentmedError(f"{path}: not valid YAML, the file is damaged ({type(exc).__name__}: {detail}); restore "
+                             "it from a backup or write it again (a run's config.yaml: the --config and options it "
+                             "was trained with).") from exc
+
+
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None,
                 base: dict[str, Any] | None = None) -> T:
     """Load ``cls`` from ``base``, then a YAML file, then ``overrides`` (``"a.b=1"`` strings or a dict)."""
@@ -57,10 +68,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         path = Path(path)
         if not path.is_file():
             raise LatentmedError(f"{path}: config file not found.")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise LatentmedError(f"{path}: not valid YAML ({exc}).") from exc
+        loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise LatentmedError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}.")
         _deep_update(data, loaded)

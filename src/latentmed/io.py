@@ -61,8 +61,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise LatentmedError(f"{path}: file not found (expected a JSON file).")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LatentmedError(f"{path}: not valid JSON ({exc}).") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LatentmedError(f"{path}: not valid JSON, the file is damaged ({type(exc).__name__}: {exc}); restore it "
+                             "from a backup, or write it again (re-train or re-save the model).") from exc
 
 
 def write_image(array, path: str | os.PathLike) -> Path:
@@ -119,11 +120,18 @@ def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str,
     return Path(path)
 
 
-def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict:
-    """Load a safetensors file, naming the file in the error when it is missing."""
+DAMAGED_HINT = "restore it from a backup or re-train the model (a truncated copy or an interrupted download?)"
+
+
+def load_safetensors(path: str | os.PathLike, device: str = "cpu", hint: str = DAMAGED_HINT) -> dict:
+    """Load a safetensors file; a missing, truncated or corrupt file is a one-line error naming it and ``hint``."""
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise LatentmedError(f"{path}: weights file not found.")
-    return load_file(str(path), device=device)
+    try:
+        return load_file(str(path), device=device)
+    except Exception as exc:  # SafetensorError (bad header, file not fully covered), OSError
+        detail = " ".join(str(exc).split())[:200]
+        raise LatentmedError(f"{path}: damaged weights file ({type(exc).__name__}: {detail}); {hint}.") from exc

@@ -17,11 +17,50 @@ _state: dict = {"debug": False}  # set by the root options (latentmed.cli.main):
 F = TypeVar("F", bound=Callable)
 
 
-def friendly_errors(fn: F) -> F:
-    """Turn :class:`LatentmedError` into a one-line message and exit code 2 (``--debug``: traceback).
+def is_cli_exception(exc: BaseException) -> bool:
+    """Whether ``exc`` is the CLI framework's own signal (exit, abort, bad option), which it prints itself.
 
-    typer's own runner (and the test runner) bypass :func:`latentmed.cli.main.main`, so each
-    command is wrapped here as well.
+    Duck-typed on the public names, as typer < 0.20 raises click's classes and later typers raise
+    those of their private copy of click (bases ``typer.TyperException``, ``typer.Exit``, ``typer.Abort``).
+    """
+    return isinstance(exc, (typer.Exit, typer.Abort)) or (
+        callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int))
+
+
+def error_message(exc: BaseException) -> tuple[str, int]:
+    """``(one-line message, exit code)`` for an exception that ends a command.
+
+    :class:`LatentmedError`: its message, its ``exit_code`` (default 2). Out of memory, a full disk and
+    other ``OSError`` name the file and what to do (exit 1); any other exception is named as
+    unexpected with a pointer to ``--debug`` (exit 1).
+    """
+    import errno
+
+    from latentmed.data.notices import one_line
+
+    if isinstance(exc, LatentmedError):
+        return one_line(exc, 2000), int(getattr(exc, "exit_code", 2))
+    name = type(exc).__name__
+    if isinstance(exc, MemoryError) or "OutOfMemory" in name:
+        return (f"out of memory ({name}: {one_line(exc, 200)}); lower --batch-size or the image size, or run on a "
+                "device with more memory."), 1
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        what = exc.strerror or one_line(exc, 200)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return f"{where}{what} (disk full or over quota); free space or write to another folder.", 1
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"{where}{what}; choose a folder you may write to, or fix its permissions.", 1
+        return f"{where}{what} ({name}); check the path.", 1
+    return (f"unexpected {name}: {one_line(exc, 300)}. Run with --debug for the traceback, and report it if "
+            "this message does not say what to fix."), 1
+
+
+def friendly_errors(fn: F) -> F:
+    """End a command on any exception with one line ``Error: ...`` and a non-zero exit (``--debug``: traceback).
+
+    Exit codes: see :func:`error_message`. typer's own runner (and the test runner) bypass
+    :func:`latentmed.cli.main.main`, so each command is wrapped here as well.
     """
 
     @functools.wraps(fn)
@@ -31,11 +70,12 @@ def friendly_errors(fn: F) -> F:
         try:
             with data_notices_to_console():  # notices of library calls made without a report callback
                 return fn(*args, **kwargs)
-        except LatentmedError as exc:
-            if _state.get("debug"):
+        except Exception as exc:
+            if _state.get("debug") or is_cli_exception(exc):
                 raise
-            typer.secho(f"Error: {exc}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(code=2) from None
+            message, code = error_message(exc)
+            typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(code=code) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -1,8 +1,8 @@
 """The ``latentmed`` command line: a thin typer app; each command group lives in its own module.
 
-Commands parse arguments and delegate to the library. Known errors (:class:`LatentmedError`)
-and bad or missing options print one line saying what is wrong and how to fix it; ``--debug``
-shows the traceback. The thread policy (:mod:`latentmed.runtime`, ``--threads``) is applied
+Commands parse arguments and delegate to the library. Every error ends in one line ``Error: ...``
+and a non-zero exit (:func:`latentmed.cli._common.error_message`: 2 for known errors and bad
+options, 1 for anything unexpected, 130 on Ctrl-C); ``--debug`` shows the traceback. The thread policy (:mod:`latentmed.runtime`, ``--threads``) is applied
 before any command loads torch and printed once when the command starts.
 """
 
@@ -14,13 +14,11 @@ from typing import Optional
 
 import typer
 
-from latentmed.cli._common import _state
+from latentmed.cli._common import _state, error_message, is_cli_exception
 from latentmed.errors import LatentmedError
 from latentmed.runtime import configure_threads, prepare_environment
 
 prepare_environment()  # passive OpenMP wait, before any command module can load torch
-# click's exception classes (typer >= 0.20 ships its own copy of click)
-_click = importlib.import_module(typer.BadParameter.__module__)
 
 app = typer.Typer(
     name="latentmed",
@@ -80,23 +78,26 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         code = app(args=argv, standalone_mode=False)
-    except LatentmedError as exc:
-        if debug:
-            raise
-        typer.secho(f"Error: {exc}", err=True, fg=typer.colors.RED)
-        raise SystemExit(2) from None
-    except _click.NoArgsIsHelpError as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except _click.ClickException as exc:  # bad or missing option: one line, not a usage page
-        message = exc.format_message().rstrip(".") + "."
-        if getattr(exc, "ctx", None) is not None:
-            message += f" See `{exc.ctx.command_path} --help`."
-        typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
-        raise SystemExit(exc.exit_code) from None
-    except _click.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("Aborted.", err=True)
-        raise SystemExit(1) from None
+        raise SystemExit(130) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # click >= 8.2: the help page, as asked
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        if is_cli_exception(exc):  # bad or missing option: one line, not a usage page
+            message = exc.format_message().rstrip(".") + "."
+            if getattr(exc, "ctx", None) is not None:
+                message += f" See `{exc.ctx.command_path} --help`."
+            code = exc.exit_code
+        elif debug:
+            raise
+        else:
+            message, code = error_message(exc)
+        typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+        raise SystemExit(code) from None
     if isinstance(code, int) and code:
         raise SystemExit(code)
 

@@ -25,6 +25,7 @@ from latentmed.errors import LatentmedError
 from latentmed.runtime import seed_everything
 from latentmed.train import TrainConfig, batch_images, train
 from latentmed.train.accel import resolve_precision
+from latentmed.train.runlock import check_run_dir
 from latentmed.viz import save_image_grid
 
 
@@ -153,7 +154,7 @@ def train_dae(cfg: DAERunConfig, run_dir: str | Path, dataset=None, *, labels: s
     ``labels``: an optional CSV whose ids are checked against the images (training uses no labels;
     unmatched rows are an error unless ``allow_unmatched``).
     """
-    run_dir = Path(run_dir)
+    run_dir = check_run_dir(run_dir)  # a file, or a run another process is training: refused before any work
     if dataset is None:
         if not cfg.data.path:
             raise LatentmedError("no training data: set data.path in the config or pass --data DIR.")

@@ -13,6 +13,7 @@ puts ``checkpoint.prev`` back if needed and deletes temporaries left by interrup
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ import torch
 
 from latentmed.errors import LatentmedError
 from latentmed.io import load_safetensors, save_safetensors
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, over quota, over the file-size limit
 
 CHECKPOINT_DIR = "checkpoint"
 PREVIOUS_DIR = "checkpoint.prev"  # the last complete checkpoint while a new one is swapped in
@@ -50,13 +53,25 @@ def save_checkpoint(run_dir: Path, model_state: dict, ema_state: dict, trainer_s
         elif final.exists():  # an incomplete checkpoint/ (not written by this code): never the only copy
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if not final.exists() and _complete(prev):
             os.replace(prev, final)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            kept = (f"the previous checkpoint {final} (step {_step_of(final)}) is intact" if _complete(final)
+                    else "no earlier checkpoint was kept")
+            raise LatentmedError(f"{run_dir}: cannot write a checkpoint, {os.strerror(exc.errno).lower()}; {kept}. "
+                                 "Free space (or move the run) and run the same command to resume.") from exc
         raise
     shutil.rmtree(prev, ignore_errors=True)
     return final
+
+
+def _step_of(folder: Path) -> str:
+    try:
+        return str(int(torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=True)["step"]))
+    except Exception:
+        return "?"
 
 
 def recover_checkpoint(run_dir: Path) -> list[str]:
@@ -93,7 +108,8 @@ def load_checkpoint(run_dir: Path) -> tuple[dict, dict, dict] | None:
     """Return ``(model_state, ema_state, trainer_state)`` or ``None`` when the run has no checkpoint.
 
     Reads ``checkpoint/``, or ``checkpoint.prev/`` when a kill came between the two renames of
-    :func:`save_checkpoint`.
+    :func:`save_checkpoint`. A damaged file (truncated, corrupt) is a one-line error naming it and
+    saying what to do: fall back to ``checkpoint.prev`` where one is complete, else restore or start over.
     """
     run_dir = Path(run_dir)
     folder = next((run_dir / name for name in (CHECKPOINT_DIR, PREVIOUS_DIR) if _complete(run_dir / name)), None)
@@ -104,5 +120,17 @@ def load_checkpoint(run_dir: Path) -> tuple[dict, dict, dict] | None:
             raise LatentmedError(f"{final}: incomplete checkpoint (no {', '.join(missing)}). Delete the folder to "
                                  "start over.")
         return None
-    trainer_state = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=True)
-    return load_safetensors(folder / "model.safetensors"), load_safetensors(folder / "ema.safetensors"), trainer_state
+    prev = run_dir / PREVIOUS_DIR
+    hint = (f"move {prev} to {folder} to resume from the previous checkpoint" if folder != prev and _complete(prev)
+            else f"restore {folder} from a backup, or delete it to train from the start")
+    try:
+        trainer_state = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=True)
+        step = int(trainer_state["step"])
+    except Exception as exc:  # truncated zip, corrupt pickle stream, missing keys
+        detail = " ".join(str(exc).split())[:160]
+        raise LatentmedError(f"{folder / 'trainer_state.pt'}: damaged checkpoint file ({type(exc).__name__}: "
+                             f"{detail}); {hint}.") from exc
+    if step < 0:
+        raise LatentmedError(f"{folder / 'trainer_state.pt'}: damaged checkpoint file (step {step}); {hint}.")
+    return (load_safetensors(folder / "model.safetensors", hint=hint),
+            load_safetensors(folder / "ema.safetensors", hint=hint), trainer_state)

@@ -7,8 +7,10 @@ that is killed and resumed from its checkpoint continues the very same loss curv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
+from latentmed.data.notices import notify
 from latentmed.errors import LatentmedError
 from latentmed.io import write_json
 from latentmed.train.accel import amp_autocast, check_precision, compile_module
@@ -25,6 +28,7 @@ from latentmed.train.checkpoint import load_checkpoint, recover_checkpoint, save
 from latentmed.train.config import TrainConfig
 from latentmed.train.ema import EMA
 from latentmed.train.objective import EvalFn, Objective
+from latentmed.train.runlock import StopSignals, TrainingStopped, check_run_dir, run_lock
 from latentmed.train.runlog import RunLogger
 
 BEST_DIR, BEST_JSON, EVAL_CSV = "best", "best.json", "eval.csv"
@@ -179,11 +183,13 @@ def train(model: nn.Module, objective: Objective, dataset: Dataset, config: Trai
       kept in ``out_dir/best/`` (``save_pretrained``) and ``out_dir/best.json`` (``TrainResult.best``).
     - ``parameters`` restricts the optimised parameters (default: all that require grad); a list of
       parameter groups (``[{"params": [...]}, ...]``) gets its gradient norm clipped per group.
+    - One training per ``out_dir`` (:func:`~latentmed.train.runlock.run_lock`); SIGTERM / SIGUSR1
+      write a checkpoint after the current step and end with
+      :class:`~latentmed.train.runlock.TrainingStopped` (resume: call again).
     """
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
-    out_dir = Path(out_dir)
+    out_dir = check_run_dir(out_dir)
     if not isinstance(dataset, IterableDataset) and len(dataset) == 0:
         raise LatentmedError("training data set is empty: point --data to a folder with images.")
     cpu = not torch.cuda.is_available()
@@ -192,16 +198,34 @@ def train(model: nn.Module, objective: Objective, dataset: Dataset, config: Trai
     # process-wide singleton, so runs with different precisions could not share one process).
     accelerator = Accelerator(cpu=cpu, mixed_precision="fp16" if precision == "fp16" else "no",
                               gradient_accumulation_steps=config.grad_accum)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    is_main = accelerator.is_main_process
-
+    world = accelerator.num_processes
     params = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay) if config.weight_decay \
         else torch.optim.Adam(params, lr=config.lr)
     warm = max(1, config.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / warm))
     ema = EMA(model, config.ema_decay)
+    n, global_bs = (None if isinstance(dataset, IterableDataset) else len(dataset)), config.batch_size * world
+    if n is not None and global_bs > n and accelerator.is_main_process:
+        notify(None, f"batch size {global_bs} is larger than the {n} training image(s): each batch draws images with "
+                     f"repeats; set train.batch_size (CLI: --batch-size) to {n} or less for batches without repeats")
 
+    with contextlib.ExitStack() as held:
+        if accelerator.is_main_process:
+            held.enter_context(run_lock(out_dir))
+        stop = held.enter_context(StopSignals())
+        return _train_locked(model, objective, dataset, config, out_dir, accelerator, precision, optimizer, scheduler,
+                             ema, stop, collate_fn=collate_fn, preview_fn=preview_fn, eval_fn=eval_fn,
+                             save_model=save_model, desc=desc)
+
+
+def _train_locked(model, objective, dataset, config, out_dir, accelerator, precision, optimizer, scheduler, ema,
+                  stop: StopSignals, *, collate_fn, preview_fn, eval_fn, save_model, desc) -> TrainResult:
+    """The body of :func:`train`, run while this process holds the run folder and catches stop signals."""
+    from tqdm.auto import tqdm
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    is_main = accelerator.is_main_process
     start = 0
     if is_main:  # undo what a kill during a checkpoint write left behind
         for line in recover_checkpoint(out_dir):
@@ -291,6 +315,12 @@ def train(model: nn.Module, objective: Objective, dataset: Dataset, config: Trai
             if keeper is not None and step % config.eval_every == 0:
                 keeper(ema.model, step, {k: float(v) for k, v in eval_fn(ema.model, step).items()})
                 ema.model.eval()  # eval_fn may have switched modes; the EMA copy stays in eval mode
+            signum = _stop_requested(stop, accelerator, world)
+            if signum and step < config.steps:
+                _checkpoint(step)
+                raise TrainingStopped(f"training stopped by {signal.Signals(signum).name} after step {step} of "
+                                      f"{config.steps}; checkpoint written to {out_dir / 'checkpoint'}. Run the same "
+                                      "command to resume.", signum)
         _checkpoint(step)
     finally:
         bar.close()
@@ -306,6 +336,13 @@ def train(model: nn.Module, objective: Objective, dataset: Dataset, config: Trai
     history = logger.read() if logger is not None else []
     return TrainResult(model=final, ema_model=ema.model, step=step, history=history,
                        best=keeper.best if keeper is not None else None)
+
+
+def _stop_requested(stop: StopSignals, accelerator: Any, world: int) -> int:
+    """The stop signal received by any process (0: none); in DDP every rank learns it at the same step."""
+    if world == 1:
+        return int(stop.received or 0)
+    return int(accelerator.gather(torch.tensor([stop.received or 0], device=accelerator.device)).max().item())
 
 
 __all__ = ["StepBatchSampler", "TrainResult", "clip_per_group", "step_seed", "train", "unwrap"]

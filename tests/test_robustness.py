@@ -1,0 +1,206 @@
+"""Nothing accepted silently, nothing crashes the error handler (issue 24).
+
+Damaged model and run files, ``--out`` that is a file, any exception through the CLI (one line,
+non-zero exit), and the faults of a shared cluster: SIGTERM mid-run (checkpoint, clean exit, same
+loss curve on resume), a second training into a busy run folder, a full disk during a checkpoint.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from latentmed.cli.main import app, main
+from latentmed.errors import LatentmedError
+
+runner = CliRunner()
+MICRO = {"preset": "tiny",
+         "model": {"image_size": 16, "model_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
+                   "attention_resolutions": [], "z_dim": 8,
+                   "encoder": {"channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": []}},
+         "train": {"steps": 4, "batch_size": 4, "checkpoint_every": 2, "log_every": 1, "progress": False},
+         "latent": {"steps": 0}}
+
+
+def _one_line(result_or_text, code: int | None = None) -> str:
+    """The single ``Error:`` line of a CLI run (``Threads:``/``Note:`` lines aside); checks the exit code."""
+    text = result_or_text if isinstance(result_or_text, str) else result_or_text.output
+    if code is not None:
+        assert result_or_text.exit_code == code, text
+    lines = [ln for ln in text.strip().splitlines() if ln.startswith("Error:") or "Traceback" in ln]
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    from latentmed.io import write_image
+
+    root = tmp_path_factory.mktemp("img")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        write_image(rng.integers(0, 255, (16, 16), dtype=np.uint8), root / f"im{i}.png")
+    (root.parent / "cfg.yaml").write_text(yaml.safe_dump(MICRO))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(images):
+    out = images.parent / "run"
+    result = runner.invoke(app, ["dae", "train", "--data", str(images), "--config", str(images.parent / "cfg.yaml"),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _train_args(images, out, *extra):
+    return ["dae", "train", "--data", str(images), "--config", str(images.parent / "cfg.yaml"), "--out", str(out),
+            *map(str, extra)]
+
+
+def _copy(run, tmp_path) -> Path:
+    import shutil
+
+    shutil.copytree(run, tmp_path / "r")
+    return tmp_path / "r"
+
+
+# ------------------------------------------------------------------ one error path for everything
+def test_unexpected_exception_is_one_line_through_main_and_the_runner(monkeypatch, capsys, images, tmp_path):
+    import latentmed.dae
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(latentmed.dae, "train_dae", boom)
+    result = runner.invoke(app, _train_args(images, tmp_path / "o"))
+    assert "unexpected ZeroDivisionError: a bug" in _one_line(result, 1) and "--debug" in result.output
+    with pytest.raises(SystemExit) as exc:
+        main(_train_args(images, tmp_path / "o"))
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and "unexpected ZeroDivisionError: a bug" in _one_line(err)
+    with pytest.raises(ZeroDivisionError):  # --debug: the traceback
+        main(["--debug", *_train_args(images, tmp_path / "o")])
+
+
+def test_bad_option_and_no_args_still_handled_by_main(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["dae", "train", "--steps", "x"])
+    assert exc.value.code == 2 and "--steps" in _one_line(capsys.readouterr().err)
+    with pytest.raises(SystemExit) as exc:
+        main(["dae"])
+    shown = capsys.readouterr()
+    assert exc.value.code in (0, 2) and "train" in shown.out + shown.err  # the group's help page
+
+
+# ------------------------------------------------------------------ damaged model and run files
+@pytest.mark.parametrize("name, cut", [("model/model.safetensors", 0.5), ("model/config.json", 0.3),
+                                       ("config.yaml", -1)])
+def test_damaged_model_files_are_one_line_naming_the_file(run, tmp_path, images, name, cut):
+    r = _copy(run, tmp_path)
+    data = (r / name).read_bytes()
+    (r / name).write_bytes(data[: int(len(data) * cut)] if cut > 0 else b"\xff\xfe garbage: [" + data[:7])
+    for argv in (["info", str(r)], ["dae", "encode", str(r), "--data", str(images), "--out", str(tmp_path / "z.npz")]):
+        line = _one_line(runner.invoke(app, argv), 2)
+        assert str(r / name) in line and ("restore" in line or "re-train" in line), line
+
+
+@pytest.mark.parametrize("name", ["trainer_state.pt", "model.safetensors"])
+def test_damaged_checkpoint_names_the_file_and_what_to_do(run, tmp_path, images, name):
+    r = _copy(run, tmp_path)
+    (r / "checkpoint" / name).write_bytes((r / "checkpoint" / name).read_bytes()[:100])
+    line = _one_line(runner.invoke(app, _train_args(images, r, "--steps", 6)), 2)
+    assert str(r / "checkpoint" / name) in line and "delete it to train from the start" in line, line
+    import shutil
+
+    shutil.copytree(run / "checkpoint", r / "checkpoint.prev")  # a complete previous checkpoint: say so
+    line = _one_line(runner.invoke(app, _train_args(images, r, "--steps", 6)), 2)
+    assert f"move {r / 'checkpoint.prev'} to {r / 'checkpoint'}" in line, line
+
+
+def test_out_that_is_a_file_is_refused_before_reading_data(images, tmp_path):
+    (tmp_path / "f").write_text("x")
+    for out in (tmp_path / "f", tmp_path / "f" / "sub"):
+        argv = _train_args(images, out)
+        argv[argv.index("--data") + 1] = str(tmp_path / "no-such-data")  # never read
+        line = _one_line(runner.invoke(app, argv), 2)
+        assert "is a file, not a folder" in line, line
+
+
+# ------------------------------------------------------------------ faults of a shared cluster
+def test_second_training_into_a_busy_run_folder_is_refused_and_a_dead_lock_is_not(images, tmp_path):
+    out = tmp_path / "busy"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from latentmed.train.runlock import run_lock\n"
+                               "with run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(60)", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        line = _one_line(runner.invoke(app, _train_args(images, out)), 2)
+        assert "is being trained by pid" in line and str(holder.pid) in line and "another --out" in line, line
+    finally:
+        holder.kill()  # like a crashed run: the kernel drops its lock
+        holder.wait()
+    assert (out / ".lock").is_file()
+    result = runner.invoke(app, _train_args(images, out, "--steps", 2))
+    assert result.exit_code == 0, result.output
+
+
+def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous(run, tmp_path, monkeypatch):
+    import latentmed.train.checkpoint as C
+
+    r = _copy(run, tmp_path)
+    before = C.load_checkpoint(r)
+    real = C.save_safetensors
+
+    def full(path, tensors, metadata=None):
+        if Path(path).name == "ema.safetensors":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, tensors, metadata)
+
+    monkeypatch.setattr(C, "save_safetensors", full)
+    with pytest.raises(LatentmedError, match=r"no space left on device; the previous checkpoint .* \(step 4\) is "
+                                             r"intact\. Free space"):
+        C.save_checkpoint(r, before[0], before[1], {**before[2], "step": 6})
+    after = C.load_checkpoint(r)
+    assert after[2]["step"] == 4 and all((after[0][k] == before[0][k]).all() for k in before[0])
+    assert not list(r.glob(".checkpoint.*"))
+
+
+def test_sigterm_writes_a_checkpoint_exits_cleanly_and_resumes_on_the_same_curve(images, tmp_path):
+    cfg = {**MICRO, "train": {**MICRO["train"], "steps": 400, "checkpoint_every": 2}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    argv = ["dae", "train", "--data", str(images), "--config", str(tmp_path / "cfg.yaml"), "--objective", "baseline"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "latentmed.cli.main", *argv, "--out", str(tmp_path / "a")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    t0 = time.time()
+    while not (tmp_path / "a" / "checkpoint" / "trainer_state.pt").is_file() and time.time() - t0 < 60:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    line = _one_line(err)
+    assert "training stopped by SIGTERM after step" in line and "Run the same command to resume" in line, line
+    import torch
+
+    k = int(torch.load(tmp_path / "a" / "checkpoint" / "trainer_state.pt", weights_only=True)["step"])
+    assert 2 <= k < 400 and f"after step {k} of 400" in line
+    end = k + 3
+    assert runner.invoke(app, [*argv, "--out", str(tmp_path / "a"), "--steps", end]).exit_code == 0
+    assert runner.invoke(app, [*argv, "--out", str(tmp_path / "b"), "--steps", end]).exit_code == 0
+    import pandas as pd
+
+    a, b = (pd.read_csv(tmp_path / x / "log.csv") for x in "ab")
+    assert list(a["step"]) == list(range(1, end + 1))
+    np.testing.assert_array_equal(a["loss"].to_numpy(), b["loss"].to_numpy())
