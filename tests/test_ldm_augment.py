@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from latentmed.errors import LatentmedError
-from latentmed.ldm.augment import macro_auc, memorisation_check, paired_test
+from latentmed.ldm.augment import macro_auc, memorisation_check, paired_test, training_sets
 from latentmed.ldm.synthesis import balanced_order, interpolation_pairs, nested_subsets
 
 
@@ -51,7 +51,8 @@ def test_auc_and_paired_test():
 
 def test_seed_protocol_rows_gate_and_generators():
     """Issue 16: real-only vs real + generated rows over subset seeds, classical/shuffled generators, the gate."""
-    from latentmed.ldm.augment import augment_seeds, classical_generator, seeds_table, shuffled_token_generator
+    from latentmed.ldm.augment import (AugmentProtocol, ClassifierSpec, augment_rows, augment_table, classical_generator,
+                                       shuffled_token_generator)
     from latentmed.ldm.model import tiny_ldm
 
     g = torch.Generator().manual_seed(0)
@@ -61,14 +62,15 @@ def test_seed_protocol_rows_gate_and_generators():
     x[:, :, :8, :] += 2 * torch.as_tensor(y[:, 1], dtype=torch.float32).view(-1, 1, 1, 1)  # label 1: top half
     copies = lambda xs, ys, n, seed: (xs[torch.arange(n) % len(xs)], ys[np.arange(n) % len(ys)])  # noqa: E731
     flipped = lambda xs, ys, n, seed: (xs[torch.arange(n) % len(xs)], 1 - ys[np.arange(n) % len(ys)])  # noqa: E731
-    res = augment_seeds(x[:30], y[:30], x[30:], y[30:], {"copies": copies, "wrong labels": flipped},
-                        subsets=(4, 8), seeds=2, ratio=2, epochs=1, min_steps=40)
-    assert {(r["subset"], r["setting"]) for r in res["rows"]} == {(n, s) for n in (4, 8)
-                                                                 for s in ("real", "copies", "wrong labels")}
-    gate = res["gate"]
+    res = augment_rows(x[:30], y[:30], x[30:], y[30:], {"copies": copies, "wrong labels": flipped},
+                       AugmentProtocol(subsets=(4, 8), ratios=(2,), folds=0, seeds=2),
+                       ClassifierSpec(size=16, epochs=1, min_steps=40))
+    assert {(r["subset"], r["setting"]) for r in res.rows} == {
+        (n, s) for n in (4, 8) for s in ("real", "real+copies 1:2", "real+wrong labels 1:2")}
+    gate = res.gate
     assert gate["copies"] > 0.9 and gate["wrong labels"] < 0.1  # read-back catches mislabelled images
-    assert len(res["kept"]["copies"][0]) == 2 * 8 * 2
-    assert "| 8 | wrong labels |" in seeds_table(res)
+    assert len(res.kept["copies"][0]) == 2 * 8 * 2
+    assert "| 8 | real+wrong labels 1:2 |" in augment_table(res)
     # classical augmentation keeps shapes and labels, changes pixels, and is seeded
     xa, ya = classical_generator()(x[:4], y[:4], 8, 0)
     xb, _ = classical_generator()(x[:4], y[:4], 8, 0)
@@ -141,3 +143,38 @@ def test_interpolation_pairs_do_not_repeat_until_all_are_used():
     more = Counter(tuple(sorted(p[:2])) for p in interpolation_pairs(y, 2 * len(valid) + 3, seed=2))
     assert set(more) == valid and set(more.values()) <= {2, 3} and sum(more.values()) == 2 * len(valid) + 3
     assert interpolation_pairs(y, 9, seed=4) == interpolation_pairs(y, 9, seed=4)
+
+
+def test_ratios_give_the_asked_counts_and_folds_are_stratified_partitions():
+    from latentmed.ldm.augment import AugmentProtocol, label_strata, split_validation
+
+    m = 10
+    xr = torch.arange(m, dtype=torch.float32).view(m, 1, 1, 1).expand(m, 1, 4, 4)
+    yr = np.array([[i % 2, 0] for i in range(m)])
+    rounds = lambda xs, ys, n, seed: (xs[torch.arange(n) % len(xs)], ys[np.arange(n) % len(ys)])  # noqa: E731
+    sets, made = training_sets(xr, yr, {"G": rounds}, (1, 5, 10, 50), seed=0, syn_only=True)
+    assert len(made["G"][0]) == 50 * m
+    for r in (1, 5, 10, 50):
+        xs, ys = sets[f"G-only 1:{r}"]
+        assert len(xs) == len(ys) == r * m and len(sets[f"real+G 1:{r}"][0]) == (1 + r) * m
+        assert np.bincount(xs[:, 0, 0, 0].long().numpy(), minlength=m).tolist() == [r] * m  # r per real image
+    # the LDM's reconstructions come in rounds, so its prefixes hold r variations per image too
+    from latentmed.ldm.model import tiny_ldm
+    from latentmed.ldm.synthesis import synthesize
+
+    _, _, parents = synthesize(tiny_ldm(image_size=16), torch.zeros(4, 1, 16, 16), np.zeros((4, 1)),
+                               "reconstruction", 12, steps=1, seed=5)
+    for r in (1, 2, 3):
+        assert np.bincount([p[0] for p in parents[: 4 * r]], minlength=4).tolist() == [r] * 4
+    y = np.array([[i % 2, int(i % 5 == 0)] for i in range(60)])
+    proto = AugmentProtocol(subsets=(20,), ratios=(1,), folds=5)
+    splits = proto.splits(y, 20)
+    held = np.concatenate([np.setdiff1d(np.concatenate(splits), tr) for tr in splits[:1]])
+    assert len(splits) == 5 and all(len(tr) == 16 for tr in splits) and len(held) == 4
+    assert sorted(set(np.concatenate(splits))) == sorted(set(splits[0]) | set(held))  # folds partition the subset
+    assert all(abs(y[tr, 0].mean() - 0.5) <= 0.07 for tr in splits)  # stratified
+    assert label_strata(np.array([[0], [0], [0], [1]]), 2).tolist() == ["0", "0", "0", "0"]  # a lone 1 joins
+    fit, val = split_validation(y, np.arange(20), 0.2)
+    assert len(val) == 4 and not set(fit) & set(val) and y[val, 0].sum() == 2
+    with pytest.raises(LatentmedError, match="ratios must be integers >= 1"):
+        AugmentProtocol(ratios=(0,))

@@ -1,12 +1,15 @@
-"""The augmentation experiment of DiNO-Diffusion (Table 1) and a memorisation check.
+"""The augmentation experiment of DiNO-Diffusion (Table 1, Sec. 2.5) and the memorisation check.
 
-Protocol (:func:`augment_eval`): from a pool of real training images take label-balanced nested
-subsets (data regimes); synthesise ``max(ratios)`` images per real image once per regime; split
-each regime into k folds; in fold f a multi-label classifier is trained on the other folds'
-real images (``real``), on those plus ``r`` synthetic images per real image whose source(s) are
-in the training folds (``real+syn 1:r``), or on the synthetic images alone (``syn-only 1:r``),
-and tested on a held-out real test set. Reported: macro AUC mean ± std over folds and a paired
-t-test (``scipy.stats.ttest_rel``) against ``real`` across the same folds.
+Protocol (:func:`augment_rows`, :class:`AugmentProtocol`): from a pool of labelled real images take
+label-balanced nested subsets (data regimes ``n``); split each into k stratified folds (the paper;
+or ``seeds`` subsets); in each split a generator makes ``max(ratios)`` images per real training
+image FROM THE TRAINING IMAGES ONLY, and a multi-label classifier (:class:`ClassifierSpec`: the small
+CPU CNN, or DenseNet-121 with LR on plateau and early stopping on a validation split) is trained on
+the real images (``real``), on those plus ``r`` generated images per real one (``real+G 1:r``) and
+optionally on the generated ones alone (``G-only 1:r``); macro AUC on a held-out real test set, mean
+± std over splits, paired t-test (``scipy.stats.ttest_rel``) against ``real`` across the same splits.
+:func:`augment_eval` runs it for one DiNO-Diffusion run (``G = syn``); the experiment script adds
+classical augmentation, an oracle and the shuffled-token null as generators.
 
 Memorisation (:func:`memorisation_check`, not in the paper): distance of each synthetic image to
 its nearest training image against the distance of held-out real images to their nearest
@@ -17,6 +20,7 @@ the model copies its training data.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -97,7 +101,6 @@ def memorisation_check(synthetic: torch.Tensor, train: torch.Tensor, heldout: to
             "synthetic_nearest": i_s.tolist(), "heldout_distances": dr.tolist()}
 
 
-# ---- the experiment -----------------------------------------------------------------------------------------------
 def check_test_unseen(ldm, test_dir: str | os.PathLike) -> None:
     """Error when the run's training data or checkpoint selection used ``test_dir`` (``RUN/ldm.json`` extra)."""
     test = str(Path(test_dir).resolve())
@@ -110,100 +113,8 @@ def check_test_unseen(ldm, test_dir: str | os.PathLike) -> None:
 
 
 
-def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, label_columns: Sequence[str],
-                 out_dir: str | os.PathLike, *, subsets: Sequence[int] = (50, 200), ratios: Sequence[int] = (1, 5),
-                 folds: int = 5, strategy: str = "reconstruction", steps: int = 20, guidance: float = 1.0,
-                 arch: str = "small", classifier_size: int = 32, epochs: int = 15, min_steps: int = 150,
-                 seed: int = 0, progress: Callable[[str], None] | None = None) -> dict:
-    """Run the protocol of the module docstring; write ``table.md``, ``results.csv``, ``results.json``,
-    ``memorisation.json`` and a picture of synthetic images beside their nearest training image.
-    ``progress`` receives one line per fold (and turns on the sampling bars)."""
-    from sklearn.model_selection import KFold
 
-    from latentmed.io import write_csv, write_json, write_text
-    from latentmed.ldm.data import folder_labels, open_ldm_images
-    from latentmed.ldm.synthesis import nested_subsets, synthesize
-    from latentmed.viz import save_image_grid
-
-    expect(folds >= 2, f"folds must be >= 2, got {folds}.")
-    check_test_unseen(ldm, test_dir)
-    expect(len(ratios) > 0 and all(r >= 1 for r in ratios), f"ratios must be integers >= 1, got {list(ratios)}.")
-    out = Path(out_dir)
-    size = ldm.image_size
-    ds = open_ldm_images(real_dir, size=size, channels=ldm.config.image_channels)
-    test = open_ldm_images(test_dir, size=size, channels=ldm.config.image_channels)
-    y_all = folder_labels(real_dir, ds.ids, label_columns)
-    y_test = folder_labels(test_dir, test.ids, label_columns)
-    for j, c in enumerate(label_columns):
-        expect(0 < y_test[:, j].sum() < len(y_test), f"{test_dir}: label {c!r} needs positives and negatives in "
-                                                     "the test set for an AUC.")
-    x_all = ds.stack()
-    x_test = test.stack()
-    down = (lambda x: F.interpolate(x, size=(classifier_size,) * 2, mode="area")) if classifier_size != size \
-        else (lambda x: x)
-    xt_c = down(x_test)
-    max_ratio = max(ratios)
-    subs = nested_subsets(y_all, sorted(subsets), seed)
-    results, table_rows, mem_syn = [], [], []
-    for n in sorted(subsets):
-        idx = subs[n]
-        expect(n >= folds, f"subset {n} is smaller than the number of folds {folds}.")
-        # interpolation pairs need both sources in the training folds: make twice as many
-        n_syn = n * max_ratio * (2 if strategy == "interpolation" else 1)
-        syn, y_syn, parents = synthesize(ldm, x_all[idx], y_all[idx], strategy, n_syn, steps=steps,
-                                         guidance=guidance, seed=seed + n, progress=progress is not None)
-        mem_syn.append(syn)
-        # children of each real image, in generation order (nested ratios)
-        src = [set(p[:-1] if strategy == "interpolation" else p) for p in parents]
-        scores: dict[str, list[float]] = {}
-        kf = KFold(folds, shuffle=True, random_state=seed)
-        for f, (tr, _) in enumerate(kf.split(idx)):
-            tr_set = set(tr.tolist())
-            ok = [k for k, s in enumerate(src) if s <= tr_set]
-            settings = {"real": (x_all[idx[tr]], y_all[idx[tr]])}
-            for r in sorted(ratios):
-                take = ok[: r * len(tr)]
-                expect(len(take) == r * len(tr), f"ratio 1:{r} needs {r * len(tr)} synthetic images from the "
-                                                 f"training folds but only {len(take)} exist; lower the ratio.")
-                xs, ys = syn[take], y_syn[take]
-                settings[f"real+syn 1:{r}"] = (torch.cat([x_all[idx[tr]], xs]), np.concatenate([y_all[idx[tr]], ys]))
-                settings[f"syn-only 1:{r}"] = (xs, ys)
-            for name, (x, y) in settings.items():
-                model = train_classifier(down(x), y, arch=arch, epochs=epochs, seed=seed + f, min_steps=min_steps)
-                scores.setdefault(name, []).append(macro_auc(y_test, predict(model, xt_c)))
-            if progress is not None:
-                progress(f"n={n} fold {f + 1}/{folds}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in scores.items()))
-        for name, vals in scores.items():
-            p = float("nan") if name == "real" else paired_test(vals, scores["real"])
-            row = {"subset": n, "setting": name, "auc_mean": float(np.mean(vals)), "auc_std": float(np.std(vals)),
-                   "delta_vs_real": float(np.mean(vals) - np.mean(scores["real"])), "p_value": p,
-                   "fold_aucs": ";".join(f"{v:.4f}" for v in vals)}
-            results.append(row)
-            star = "*" if p == p and p < 0.05 else ""
-            table_rows.append(f"| {n} | {name} | {row['auc_mean']:.3f} ± {row['auc_std']:.3f} | "
-                              f"{row['delta_vs_real']:+.3f}{star} | {'' if p != p else f'{p:.3f}'} |")
-    out.mkdir(parents=True, exist_ok=True)
-    cond_label = getattr(ldm.conditioner, "label", type(ldm.conditioner).__name__)
-    header = (f"# Augmentation ({strategy}, {folds}-fold, classifier {arch} at {classifier_size}px, "
-              f"test n={len(y_test)}; labels {', '.join(label_columns)})\n\nConditioner: {cond_label}\n\n"
-              "| real n | setting | macro AUC (mean ± std) | Δ vs real | paired t p |\n|---|---|---|---|---|\n")
-    write_text(out / "table.md", header + "\n".join(table_rows) + "\n")
-    write_csv(out / "results.csv", results)
-    # memorisation over the largest regime's synthetic images vs the whole training pool
-    syn = mem_syn[-1]
-    mem = memorisation_check(syn, x_all, x_test)
-    write_json(out / "memorisation.json", mem)
-    order = np.argsort(mem["synthetic_distances"])[:8]
-    nearest = torch.as_tensor(mem["synthetic_nearest"])[order]
-    save_image_grid(torch.cat([syn[order], x_all[nearest]]), out / "memorisation_closest.png", nrow=len(order))
-    summary = {"results": results, "memorisation": {k: v for k, v in mem.items() if not isinstance(v, list)},
-               "conditioner": cond_label, "strategy": strategy, "folds": folds, "subsets": list(subsets),
-               "ratios": list(ratios), "arch": arch}
-    write_json(out / "results.json", summary)
-    return summary
-
-
-# ---- the seed protocol: real subsets over seeds, one row per generator -----------------------------------------------
+# ---- generators: extra training images from a real split -------------------------------------------------------------
 # A generator makes ``n`` extra training images from a real subset: ``gen(x [m, C, H, W], y [m, L], n, seed)
 # -> (x_new [n, C, H, W], y_new [n, L])``, labels inherited from the source images.
 Generator = Callable[[torch.Tensor, np.ndarray, int, int], tuple]
@@ -267,64 +178,270 @@ def label_readback(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
     return float(np.mean(pred == np.asarray(y).astype(bool)))
 
 
-def augment_seeds(x_pool: torch.Tensor, y_pool: np.ndarray, x_test: torch.Tensor, y_test: np.ndarray,
-                  generators: dict[str, Generator], *, subsets: Sequence[int] = (10, 20, 50), seeds: int = 5,
-                  ratio: int = 5, arch: str = "small", epochs: int = 15, min_steps: int = 150,
-                  gate: bool = True, progress: Callable[[str], None] | None = None) -> dict:
-    """The seed protocol: for each real ``n`` and subset seed, a classifier on the ``n`` real images
-    (label-balanced, nested) and one per generator on the real images + ``ratio`` generated images per
-    real image; macro AUC on the test set; paired t-tests across seeds against real-only (and against
-    every other row, ``p_vs``). With ``gate``, a classifier trained on the whole labelled pool reads the
-    inherited labels back from each generator's images of the largest ``n`` (:func:`label_readback`)."""
-    from latentmed.ldm.synthesis import nested_subsets
 
+# ---- the protocol: splits of each real regime, one row per generator and ratio ------------------------------------
+@dataclass
+class ClassifierSpec:
+    """The classifier of every row. Default: the small CPU CNN for ``epochs`` (and ``min_steps``) with a
+    cosine learning rate (:func:`train_classifier`). ``early_stopping``: the paper's recipe (Sec. 2.5, with
+    ``arch="densenet121"``): :func:`~latentmed.train.classifier.fit_classifier_early_stopping` for at most
+    ``epochs`` epochs on a stratified ``val_fraction`` validation split of the real training images (the
+    generators then see only the rest). Images are area-resized to ``size``."""
+
+    arch: str = "small"
+    size: int = 32
+    epochs: int = 15
+    min_steps: int = 150
+    early_stopping: bool = False
+    val_fraction: float = 0.2
+    lr: float | None = None  # None: 2e-3 (cosine) or 1e-3 (early stopping)
+
+    def __post_init__(self) -> None:
+        expect(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}.")
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        return x if x.shape[-1] == self.size else F.interpolate(x.float(), size=(self.size,) * 2, mode="area")
+
+    def fit(self, x: torch.Tensor, y: np.ndarray, val: tuple | None = None, seed: int = 0) -> nn.Module:
+        if not self.early_stopping:
+            return train_classifier(self.resize(x), y, arch=self.arch, epochs=self.epochs, min_steps=self.min_steps,
+                                    lr=self.lr or 2e-3, seed=seed)
+        from latentmed.train.classifier import EarlyStopping, fit_classifier_early_stopping
+
+        expect(val is not None, "early stopping needs a validation split.")
+        return fit_classifier_early_stopping(self.resize(x), y, (self.resize(val[0]), val[1]), arch=self.arch,
+                                             stopping=EarlyStopping(max_epochs=self.epochs), lr=self.lr or 1e-3,
+                                             seed=seed)[0]
+
+    def auc(self, model: nn.Module, x_test: torch.Tensor, y_test: np.ndarray) -> float:
+        return macro_auc(y_test, predict(model, self.resize(x_test)))
+
+
+@dataclass
+class AugmentProtocol:
+    """Which real regimes and splits: for each ``n`` of ``subsets`` (label-balanced, nested), ``folds``-fold
+    stratified cross-validation (the paper; a classifier per fold on the other folds), or with ``folds=0``
+    ``seeds`` subsets drawn with seeds 0..seeds-1. Every generator makes ``max(ratios)`` images per real
+    training image once per split; the row ``1:r`` takes the first ``r`` per image. ``syn_only`` adds rows
+    trained on the generated images alone."""
+
+    subsets: Sequence[int] = (50, 200)
+    ratios: Sequence[int] = (1, 5)
+    folds: int = 5
+    seeds: int = 5
+    seed: int = 0
+    syn_only: bool = False
+
+    def __post_init__(self) -> None:
+        self.subsets = tuple(sorted(int(n) for n in self.subsets))
+        self.ratios = tuple(sorted(int(r) for r in self.ratios))
+        expect(len(self.ratios) > 0 and self.ratios[0] >= 1, f"ratios must be integers >= 1, got {list(self.ratios)}.")
+        expect(self.folds == 0 or self.folds >= 2, f"folds must be 0 (seeded subsets) or >= 2, got {self.folds}.")
+        expect(self.folds > 0 or self.seeds >= 1, f"seeds must be >= 1 when folds=0, got {self.seeds}.")
+        expect(not self.folds or self.subsets[0] >= self.folds,
+               f"subset {self.subsets[0]} is smaller than the number of folds {self.folds}; lower --folds.")
+
+    def splits(self, y_pool: np.ndarray, n: int) -> list[np.ndarray]:
+        """Real training indices into the pool, one array per fold (or seed)."""
+        from sklearn.model_selection import StratifiedKFold
+
+        from latentmed.ldm.synthesis import nested_subsets
+
+        if not self.folds:
+            return [nested_subsets(y_pool, [n], s)[n] for s in range(self.seeds)]
+        idx = nested_subsets(y_pool, [n], self.seed)[n]
+        kf = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
+        return [idx[tr] for tr, _ in kf.split(idx, label_strata(y_pool[idx], self.folds))]
+
+
+def label_strata(y: np.ndarray, min_count: int) -> np.ndarray:
+    """Label combinations as strata; combinations with fewer than ``min_count`` images are pooled (and the pool
+    joins the largest stratum if it is still too small), so that stratified splitters accept them."""
+    keys = np.array(["".join(map(str, row)) for row in np.asarray(y).astype(int)], dtype=object)
+    uniq, counts = np.unique(keys, return_counts=True)
+    rare = np.isin(keys, uniq[counts < min_count])
+    keys[rare] = "rare"
+    if 0 < rare.sum() < min_count:
+        keys[rare] = uniq[np.argmax(counts)]
+    return keys
+
+
+def split_validation(y: np.ndarray, idx: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit, val)``: a label-stratified ``fraction`` of ``idx`` (at least one image) held out for validation."""
+    from sklearn.model_selection import train_test_split
+
+    expect(len(idx) >= 4, f"{len(idx)} real training images are too few for a validation split; use more real "
+                          "images or turn early stopping off.")
+    n_val = max(1, int(round(fraction * len(idx))))
+    strata = label_strata(y[idx], 2)
+    ok = len(set(strata)) <= min(n_val, len(idx) - n_val)
+    fit, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=strata if ok else None)
+    return np.sort(fit), np.sort(val)
+
+
+def training_sets(xr: torch.Tensor, yr: np.ndarray, generators: dict[str, "Generator"], ratios: Sequence[int],
+                  seed: int, syn_only: bool = False) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """``({setting: (x, y)}, {generator: (x_gen, y_gen)})`` for one split: ``real``; ``real+G 1:r`` (the real
+    images and the first ``r * m`` generated ones); with ``syn_only`` also ``G-only 1:r``."""
+    m, top = len(xr), max(ratios)
+    sets, made = {"real": (xr, yr)}, {}
+    for name, gen in generators.items():
+        xg, yg = gen(xr, yr, top * m, seed)
+        expect(len(xg) == len(yg) == top * m, f"generator {name!r} returned {len(xg)} images for {top * m} asked.")
+        made[name] = (xg, np.asarray(yg))
+        for r in ratios:
+            xs, ys = xg[: r * m].to(xr), np.asarray(yg)[: r * m]
+            sets[f"real+{name} 1:{r}"] = (torch.cat([xr, xs]), np.concatenate([yr, ys]))
+            if syn_only:
+                sets[f"{name}-only 1:{r}"] = (xs, ys)
+    return sets, made
+
+
+@dataclass
+class AugmentResult:
+    """What :func:`augment_rows` / :func:`augment_eval` measured: ``aucs[n][setting]`` (one AUC per split),
+    ``rows`` (means, deltas, paired p-values), the label read-back ``gate``, the generated images of the largest
+    ``n`` (``kept``, not serialised), ``extra`` (conditioner, memorisation...) and ``figures`` (image grids)."""
+
+    protocol: AugmentProtocol
+    classifier: ClassifierSpec
+    aucs: dict
+    gate: dict = field(default_factory=dict)
+    kept: dict = field(default_factory=dict, repr=False)
+    extra: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict, repr=False)
+    gate_model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def rows(self) -> list[dict]:
+        out = []
+        for n, by in self.aucs.items():
+            for name, vals in by.items():
+                out.append({"subset": n, "setting": name, "auc_mean": float(np.mean(vals)),
+                            "auc_std": float(np.std(vals)), "delta_vs_real": float(np.mean(vals) - np.mean(by["real"])),
+                            "p_value": float("nan") if name == "real" else paired_test(vals, by["real"]),
+                            "p_vs": {o: paired_test(vals, v) for o, v in by.items() if o != name}, "aucs": vals})
+        return out
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "gate": self.gate, "protocol": asdict(self.protocol),
+                "classifier": asdict(self.classifier), **self.extra}
+
+
+def augment_rows(x_pool: torch.Tensor, y_pool: np.ndarray, x_test: torch.Tensor, y_test: np.ndarray,
+                 generators: dict[str, "Generator"], protocol: AugmentProtocol | None = None,
+                 classifier: ClassifierSpec | None = None, *, gate: bool = True,
+                 progress: Callable[[str], None] | None = None) -> AugmentResult:
+    """The augmentation table: per real ``n`` and split (:meth:`AugmentProtocol.splits`) a classifier on each of
+    :func:`training_sets`, macro AUC on the test set. With ``gate``, a classifier trained on the whole pool reads
+    the inherited labels back from each generator's images of the largest ``n`` (:func:`label_readback`)."""
+    protocol, clf = protocol or AugmentProtocol(), classifier or ClassifierSpec()
     expect(len(x_pool) == len(y_pool) and len(x_test) == len(y_test), "images and labels must have equal lengths.")
-    aucs: dict[int, dict[str, list[float]]] = {}
-    kept: dict[str, tuple] = {}
-    for n in sorted(subsets):
-        aucs[n] = {}
-        for s in range(seeds):
-            idx = nested_subsets(y_pool, [n], s)[n]
-            xr, yr = x_pool[idx], y_pool[idx]
-            sets = {"real": (xr, yr)}
-            for name, gen in generators.items():
-                xg, yg = gen(xr, yr, n * ratio, 1000 * n + s)
-                sets[name] = (torch.cat([xr, xg.to(xr)]), np.concatenate([yr, yg]))
-                if n == max(subsets):
-                    prev = kept.get(name)
-                    kept[name] = (xg, yg) if prev is None else (torch.cat([prev[0], xg]), np.concatenate([prev[1], yg]))
+    res = AugmentResult(protocol, clf, {})
+    for n in protocol.subsets:
+        res.aucs[n] = {}
+        for k, tr in enumerate(protocol.splits(y_pool, n)):
+            fit, val = split_validation(y_pool, tr, clf.val_fraction, k) if clf.early_stopping else (tr, None)
+            sets, made = training_sets(x_pool[fit], y_pool[fit], generators, protocol.ratios, 1000 * n + k,
+                                       protocol.syn_only)
+            vxy = None if val is None else (x_pool[val], y_pool[val])
             for name, (x, y) in sets.items():
-                model = train_classifier(x, y, arch=arch, epochs=epochs, seed=s, min_steps=min_steps)
-                aucs[n].setdefault(name, []).append(macro_auc(y_test, predict(model, x_test)))
+                res.aucs[n].setdefault(name, []).append(clf.auc(clf.fit(x, y, vxy, seed=k), x_test, y_test))
+            if n == protocol.subsets[-1]:
+                for name, (xg, yg) in made.items():
+                    px, py = res.kept.get(name, (xg[:0], yg[:0]))
+                    res.kept[name] = (torch.cat([px, xg]), np.concatenate([py, yg]))
             if progress:
-                progress(f"n={n} seed {s}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in aucs[n].items()))
-    rows = []
-    for n, by in aucs.items():
-        for name, vals in by.items():
-            rows.append({"subset": n, "setting": name, "auc_mean": float(np.mean(vals)), "auc_std": float(np.std(vals)),
-                         "delta_vs_real": float(np.mean(vals) - np.mean(by["real"])),
-                         "p_value": float("nan") if name == "real" else paired_test(vals, by["real"]),
-                         "p_vs": {o: paired_test(vals, v) for o, v in by.items() if o != name}, "aucs": vals})
-    result = {"rows": rows, "seeds": seeds, "ratio": ratio, "subsets": list(subsets)}
+                progress(f"n={n} split {k}: " + ", ".join(f"{s} {v[-1]:.3f}" for s, v in res.aucs[n].items()))
     if gate:
-        model = train_classifier(x_pool, y_pool, arch=arch, epochs=epochs, seed=0, min_steps=min_steps)
-        result["gate"] = {"real_test": label_readback(model, x_test, y_test),
-                          **{k: label_readback(model, *v) for k, v in kept.items()}}
-    result["kept"] = kept
-    return result
+        model = clf.fit(x_pool, y_pool, split_xy(x_pool, y_pool, clf), seed=0)
+        res.gate = {"real_test": label_readback(model, clf.resize(x_test), y_test),
+                    **{k: label_readback(model, clf.resize(v[0]), v[1]) for k, v in res.kept.items()}}
+        res.gate_model = model
+    return res
 
 
-def seeds_table(result: dict) -> str:
-    """Markdown table of :func:`augment_seeds` (``*``: p < 0.05 against real-only)."""
-    md = [f"macro AUC, mean ± std over {result['seeds']} subset seeds, 1:{result['ratio']} extra images per real "
-          "image; paired t-test p against real only", "", "| real n | setting | macro AUC | Δ vs real | p |",
-          "|---|---|---|---|---|"]
-    for r in result["rows"]:
-        p = r["p_value"]
-        star = "*" if p == p and p < 0.05 else ""
+def split_xy(x: torch.Tensor, y: np.ndarray, clf: ClassifierSpec):
+    """The validation images of a pool for an early-stopping classifier (``None`` otherwise)."""
+    if not clf.early_stopping:
+        return None
+    _, val = split_validation(y, np.arange(len(y)), clf.val_fraction)
+    return x[val], y[val]
+
+
+def augment_table(result: AugmentResult) -> str:
+    """Markdown table of an :class:`AugmentResult` (``*``: p < 0.05 against real only) and the gate."""
+    p = result.protocol
+    how = f"{p.folds}-fold cross-validation" if p.folds else f"{p.seeds} subset seeds"
+    md = [f"macro AUC, mean ± std over {how}; classifier {result.classifier.arch}"
+          f"{' (early stopping)' if result.classifier.early_stopping else ''}; paired t-test p against real only",
+          "", "| real n | setting | macro AUC | Δ vs real | p |", "|---|---|---|---|---|"]
+    for r in result.rows:
+        pv = r["p_value"]
+        star = "*" if pv == pv and pv < 0.05 else ""
         md.append(f"| {r['subset']} | {r['setting']} | {r['auc_mean']:.3f} ± {r['auc_std']:.3f} | "
-                  f"{r['delta_vs_real']:+.3f}{star} | {'' if p != p else f'{p:.3g}'} |")
-    if "gate" in result:
+                  f"{r['delta_vs_real']:+.3f}{star} | {'' if pv != pv else f'{pv:.3g}'} |")
+    if result.gate:
         md += ["", "Label read-back by a classifier trained on the whole labelled pool (gate >= 0.90):", ""]
-        md += [f"- {k}: {v:.3f}" for k, v in result["gate"].items()]
+        md += [f"- {k}: {v:.3f}" for k, v in result.gate.items()]
     return "\n".join(md) + "\n"
+
+
+@dataclass
+class SynthesisSpec:
+    """How :func:`augment_eval` samples: strategy (reconstruction | interpolation), DDIM steps, guidance."""
+
+    strategy: str = "reconstruction"
+    steps: int = 20
+    guidance: float = 1.0
+
+
+def augment_eval(ldm, real_dir: str | os.PathLike, test_dir: str | os.PathLike, label_columns: Sequence[str],
+                 protocol: AugmentProtocol | None = None, *, synthesis: SynthesisSpec | None = None,
+                 classifier: ClassifierSpec | None = None,
+                 progress: Callable[[str], None] | None = None) -> AugmentResult:
+    """DiNO-Diffusion's Table 1 for one run: rows ``real``, ``real+syn 1:r`` (with ``protocol.syn_only`` also
+    ``syn-only 1:r``) from the run's ``synthesis`` strategy, the gate, the memorisation check of the kept images
+    against the pool and a picture of the closest ones; write it with :func:`write_augment_report`."""
+    from latentmed.ldm.data import folder_labels, open_ldm_images
+
+    check_test_unseen(ldm, test_dir)
+    syn = synthesis or SynthesisSpec()
+    c = ldm.config.image_channels
+    pool, test = open_ldm_images(real_dir, size=ldm.image_size, channels=c), \
+        open_ldm_images(test_dir, size=ldm.image_size, channels=c)
+    y_all, y_test = folder_labels(real_dir, pool.ids, label_columns), folder_labels(test_dir, test.ids, label_columns)
+    for j, col in enumerate(label_columns):
+        expect(0 < y_test[:, j].sum() < len(y_test), f"{test_dir}: label {col!r} needs positives and negatives in "
+                                                     "the test set for an AUC.")
+    x_all = pool.stack()
+    gen = {"syn": ldm_generator(ldm, syn.strategy, syn.steps, syn.guidance)}
+    res = augment_rows(x_all, y_all, test.stack(), y_test, gen, protocol, classifier, progress=progress)
+    mem = memorisation_check(res.kept["syn"][0], x_all, test.stack())
+    order = np.argsort(mem["synthetic_distances"])[:8]
+    nearest = x_all[torch.as_tensor(mem["synthetic_nearest"])[order]]
+    res.figures["memorisation_closest"] = (torch.cat([res.kept["syn"][0][order], nearest]), len(order))
+    res.extra.update(conditioner=getattr(ldm.conditioner, "label", type(ldm.conditioner).__name__),
+                     synthesis=asdict(syn), labels=list(label_columns), test_n=len(y_test), memorisation=mem)
+    return res
+
+
+def write_augment_report(result: AugmentResult, out_dir: str | os.PathLike) -> Path:
+    """``OUT/table.md``, ``results.csv`` (one row per setting), ``results.json`` (everything but per-image lists),
+    ``memorisation.json`` and each figure as ``OUT/<name>.png``; returns ``OUT``."""
+    from latentmed.io import write_csv, write_json, write_text
+    from latentmed.viz import save_image_grid
+
+    out = Path(out_dir)
+    head = f"Conditioner: {result.extra['conditioner']}\n\n" if "conditioner" in result.extra else ""
+    write_text(out / "table.md", head + augment_table(result))
+    write_csv(out / "results.csv", [{k: (";".join(f"{a:.4f}" for a in v) if k == "aucs" else v)
+                                     for k, v in r.items() if k != "p_vs"} for r in result.rows])
+    summary = result.to_dict()
+    if "memorisation" in summary:
+        write_json(out / "memorisation.json", summary["memorisation"])
+        summary["memorisation"] = {k: v for k, v in summary["memorisation"].items() if not isinstance(v, list)}
+    write_json(out / "results.json", summary)
+    for name, (grid, nrow) in result.figures.items():
+        save_image_grid(grid, out / f"{name}.png", nrow=nrow)
+    return out

@@ -1,10 +1,12 @@
 """Synthetic data from a DiNO-Diffusion run (DiNO-Diffusion Sec. 2.3 and 3.2).
 
 - ``reconstruction``: variations of a real image sampled from its own tokens (new noise each
-  time); they inherit the image's labels.
+  time); they inherit the image's labels. Sources come in rounds (each image once per round, in a
+  seeded order), so the first ``r * M`` of them hold exactly ``r`` variations of each of ``M`` images.
 - ``interpolation``: tokens lerped between two images that share at least one label (all-negative
   rows share the implicit "no finding" label), ``(1 - r) c_a + r c_b`` with r ~ U(0, 1); the
-  synthetic image takes the labels of the closer source (a when r < 0.5).
+  synthetic image takes the labels of the closer source (a when r < 0.5); pairs do not repeat
+  until every valid pair has been used (:func:`interpolation_pairs`).
 - Label-balanced nested subsets: strata are the label combinations; one global order takes the
   strata round-robin (each shuffled), so every prefix is as balanced as the data allow and
   each smaller subset lies inside the larger ones (the paper's n in {10k, 5k, 1k, 500, 100, 50}).
@@ -92,9 +94,9 @@ def synthesize(ldm, images: torch.Tensor, labels: np.ndarray, strategy: str, n: 
     expect(len(images) == len(labels) and len(images) > 0,
            f"got {len(images)} images but {len(labels)} label rows; they must match and be non-empty.")
     tokens = torch.cat([ldm.condition(c) for c in images.split(batch_size)]).cpu()
-    if strategy == "reconstruction":
-        src = np.arange(n) % len(images)
-        np.random.default_rng(seed).shuffle(src)
+    if strategy == "reconstruction":  # rounds of a shuffled order: the first r * M images have r per source
+        rng = np.random.default_rng(seed)
+        src = np.concatenate([rng.permutation(len(images)) for _ in range(-(-n // len(images)))])[:n]
         plan = [([int(a)], tokens[a], labels[a]) for a in src]
     else:
         plan = []
