@@ -101,6 +101,29 @@ def _refine_variants(label: str, model, args) -> list[tuple[str, int | None]]:
     return [(f"{label} t={t}", t) for t in ts]
 
 
+def _controls(label: str, model, coarse, truth, both, seed: int) -> dict:
+    """The control rows of one run: LSD-EBM energy off, round trip and direction (at its default t);
+    the VAE decoding a posterior sample (as the reference's VAE does)."""
+    from latentmed.shape.controls import chain_direction, energy_off
+    from latentmed.shape.evaluate import refine_cubes
+
+    out = {}
+    if label == "VAE":
+        pred, sec = refine_cubes(model, coarse, batch_size=5, seed=seed, recipe="reference")
+        out["VAE sampled (reference's scoring)"] = {**both(pred), "seconds_per_sample": sec}
+    if not label.startswith("LSD-EBM"):
+        return out
+    t = model.config.default_refine_steps
+    with energy_off(model):
+        pred, sec = refine_cubes(model, coarse, batch_size=5, seed=seed)
+    out[f"{label} t={t} energy off"] = {**both(pred), "seconds_per_sample": sec}
+    pred, sec = refine_cubes(model, truth, batch_size=5, seed=seed)
+    out[f"{label} t={t} round trip (clean in)"] = {**both(pred), "seconds_per_sample": sec}
+    d = chain_direction(model, coarse, truth, seed=seed, batch_size=5)
+    out["_direction"] = {k: v.tolist() for k, v in d.items()}
+    return out
+
+
 def _summarise(per_seed: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, list[float]]]:
     out = {}
     for method, seeds in per_seed.items():
@@ -146,6 +169,8 @@ def main() -> None:
     ap.add_argument("--ref-T", type=int, default=0, help="also train LSD-EBM with the reference recipe at this T (0: no)")
     ap.add_argument("--ref-steps", type=int, default=0, help="its training steps (0: --steps; the reference ran ~22k)")
     ap.add_argument("--ref-lr", type=float, default=2e-5, help="its learning rate (reference: 2e-5)")
+    ap.add_argument("--controls", action="store_true",
+                    help="LSD-EBM energy off, round trip and direction; the VAE scored by a posterior sample")
     ap.add_argument("--thickness", type=int, default=6, help="slab thickness of the coarse inputs (32^3: use 3)")
     ap.add_argument("--models", type=str, default="vae,lebm,lsd-ebm")
     ap.add_argument("--train-only", action="store_true")
@@ -227,6 +252,7 @@ def main() -> None:
     per_case: dict[str, list[dict]] = {"input": [both(coarse)], "floor (constant mask)": [both(floor)]}
     figures: dict[str, np.ndarray] = {"input": coarse[:N_FIGURES]}
     seconds: dict[str, list[float]] = {}
+    directions: dict[str, list[dict]] = {}
     for label, _, _, _ in specs:
         for seed in seeds:
             run_dir = _run_dir(out, label, seed)
@@ -256,6 +282,8 @@ def main() -> None:
                         stored[f"{method} noise={noise:g}"] = {**both(pred), "seconds_per_sample": sec}
                         model.config.langevin_noise = trained_noise
                 np.savez_compressed(run_dir / "preview.npz", **previews)
+                if args.controls:
+                    stored.update(_controls(label, model, coarse, truth, both, seed))
                 if label == "VAE":  # the ceiling: the autoencoder on the clean masks
                     pred, _ = refine_cubes(model, truth, batch_size=5, seed=seed)
                     stored["ceiling (VAE on clean masks)"] = {**both(pred), "seconds_per_sample": 0.0}
@@ -263,7 +291,11 @@ def main() -> None:
                     pred, _ = refine_cubes(model, truth, steps=0, batch_size=5, seed=seed)
                     stored[f"{label} autoencoder on clean masks"] = {**both(pred), "seconds_per_sample": 0.0}
                 eval_file.write_text(json.dumps(stored))
+            if "_direction" in stored:
+                directions.setdefault(label, []).append(stored["_direction"])
             for method, res in stored.items():
+                if method.startswith("_"):
+                    continue
                 per_case.setdefault(method, []).append({k: res[k] for k in ("overall", "posterior")})
                 seconds.setdefault(method, []).append(res["seconds_per_sample"])
             if seed == seeds[0] and (run_dir / "preview.npz").is_file():
@@ -281,8 +313,16 @@ def main() -> None:
              "ceiling": d.get("ceiling (VAE on clean masks)", float("nan"))}
     check["holds"] = bool(check["floor"] + 0.1 < check["input"] < check["ceiling"] - 0.1)
     tests = {}
+    for method in per_case:  # does the chain beat its own autoencoder (the same run at t=0)?
+        base = method.split(" t=")[0] + " t=0"
+        if " t=" in method and method.split(" t=")[1].isdigit() and method != base and base in per_case:
+            a_case = np.mean([r["overall"]["dice"] for r in per_case[method]], 0)
+            b_case = np.mean([r["overall"]["dice"] for r in per_case[base]], 0)
+            tests[f"{method} vs {base}, overall Dice"] = {"over_cases": paired_test(a_case, b_case),
+                                                          "over_seeds": None}
     for method in per_case:
-        if method.startswith("LSD-EBM") and "clean masks" not in method and "VAE" in per_case:
+        control = any(w in method for w in ("clean masks", "energy off", "round trip"))
+        if method.startswith("LSD-EBM") and not control and "VAE" in per_case:
             for scope in ("overall", "posterior"):
                 a_seed = [np.mean(r[scope]["dice"]) for r in per_case[method]]
                 b_seed = [np.mean(r[scope]["dice"]) for r in per_case["VAE"]]
@@ -311,11 +351,26 @@ def main() -> None:
         lines.append(f"- {name}: mean difference {oc['mean_difference']:+.4f} over {oc['n']} cases, paired t p = "
                      f"{oc['t_pvalue']:.3g}, Wilcoxon p = {oc['wilcoxon_pvalue']:.3g}"
                      + (f"; over seeds: t p = {res['over_seeds']['t_pvalue']:.3g}" if res["over_seeds"] else ""))
+    if directions:
+        lines += ["", "Direction control (per seed: mean over cases; cosine of the chain's move with "
+                  "mean(clean) - mean(coarse), and the move's length over that distance):"]
+        for label, ds in directions.items():
+            cos = [float(np.mean(d["cosine"])) for d in ds]
+            ratio = [float(np.mean(d["move_ratio"])) for d in ds]
+            lines.append(f"- {label}: cosine {np.mean(cos):.3f} ± {np.std(cos):.3f}, move/distance "
+                         f"{np.mean(ratio):.3f} ± {np.std(ratio):.3f}")
     table = "\n".join(lines)
     from latentmed.viz.shape import save_refinement_figure
 
     # rows: the input, VAE, LEBM, and each LSD-EBM at t=1 and t=T (t=0 is its autoencoder, noise= variants alike)
-    shown = {k: v for k, v in figures.items() if "noise=" not in k and " t=0" not in k and " t=5" not in k}
+    def _shown(k: str) -> bool:  # t=1 and t=T of each LSD-EBM, no control rows
+        if any(w in k for w in ("noise=", "energy off", "round trip", "sampled")):
+            return False
+        if " t=" not in k:
+            return True
+        t, T = k.split(" t=")[1], k.split(" T=")[1].split()[0] if " T=" in k else ""
+        return t in ("1", T)
+    shown = {k: v for k, v in figures.items() if _shown(k)}
     for i in range(min(N_FIGURES, len(names))):  # seed's first run; mid-slices through the centre of mass
         save_refinement_figure(truth[i], {k: v[i] for k, v in shown.items()}, out / f"case_{i:03d}.png",
                                title=f"{names[i]} (seed {seeds[0]}): part colours, dark = missed, red = false positive",
