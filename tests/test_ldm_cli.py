@@ -44,9 +44,10 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     from latentmed.config import load_run_config
     from latentmed.ldm.training import LDMRunConfig, VAERunConfig
 
-    saved = load_run_config(LDMRunConfig, tmp_path / "run")  # one config.yaml per run folder, options included
+    saved = load_run_config(tmp_path / "run")  # one config.yaml per run folder, options included; its kind found
+    assert isinstance(saved, LDMRunConfig)
     assert saved.train.eval_every == 2 and saved.eval.images == 4 and saved.model.block_out_channels == (16, 32)
-    assert load_run_config(VAERunConfig, tmp_path / "vae").data.size == 32
+    assert load_run_config(tmp_path / "vae", VAERunConfig).data.size == 32
     # the test set never reaches checkpoint selection: evaluating on the selection folder is refused
     r = run(cli.app, ["augment-eval", tmp_path / "run", "--data", tmp_path / "train", "--test", tmp_path / "val",
                       "--out", tmp_path / "leak", "--subsets", "8", "--ratios", "1", "--folds", 2])
@@ -63,10 +64,11 @@ def test_train_embed_synthesize_evaluate(tmp_path):
                       "--steps", 1, "--epochs", 1, "--min-steps", 3, "--classifier-size", 16])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "rep" / "results.json").read_text())
-    settings = {(row["subset"], row["setting"]) for row in res["results"]}
+    settings = {(row["subset"], row["setting"]) for row in res["rows"]}
     assert settings == {(n, s) for n in (8, 16) for s in ("real", "real+syn 1:1", "real+syn 1:2",
                                                           "syn-only 1:1", "syn-only 1:2")}
-    assert all(0 <= row["auc_mean"] <= 1 for row in res["results"])
+    assert all(0 <= row["auc_mean"] <= 1 and len(row["aucs"]) == 2 for row in res["rows"])  # 2 folds
+    assert set(res["gate"]) == {"real_test", "syn"} and res["protocol"]["folds"] == 2
     assert "| 16 | real+syn 1:2 |" in (tmp_path / "rep" / "table.md").read_text()
     assert (tmp_path / "rep" / "memorisation_closest.png").is_file()
     r = run(cli.app, ["grid", tmp_path / "run", "--data", tmp_path / "test", "--out", tmp_path / "g", "--n", 2,

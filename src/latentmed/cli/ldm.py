@@ -146,31 +146,40 @@ def augment_eval_cmd(
     out: Path = typer.Option(..., "--out", help="Report folder."),
     labels: str = typer.Option("cardiomegaly,effusion,opacity", "--labels"),
     subsets: str = typer.Option("50,200", "--subsets", help="Real data regimes (nested subset sizes)."),
-    ratios: str = typer.Option("1,5", "--ratios", help="Synthetic:real ratios."),
-    folds: int = typer.Option(5, "--folds", min=2),
-    strategy: str = typer.Option("reconstruction", "--strategy"),
+    ratios: str = typer.Option("1,5", "--ratios", help="Synthetic:real ratios (the paper: 1,5,10,50)."),
+    folds: int = typer.Option(5, "--folds", help="k-fold stratified cross-validation (0: --seeds subsets).", min=0),
+    seeds: int = typer.Option(5, "--seeds", help="Subset seeds when --folds 0.", min=1),
+    strategy: str = typer.Option("reconstruction", "--strategy", help="reconstruction | interpolation."),
     steps: int = typer.Option(20, "--steps", help="DDIM steps per synthetic image.", min=1),
     guidance: float = typer.Option(1.0, "--guidance", min=0),
+    syn_only: bool = typer.Option(True, "--syn-only/--no-syn-only", help="Also train on synthetic images alone."),
     arch: str = typer.Option("small", "--arch", help="small (CPU CNN) or densenet121 (MONAI)."),
     classifier_size: int = typer.Option(32, "--classifier-size", min=1),
-    epochs: int = typer.Option(15, "--epochs", min=1),
+    epochs: int = typer.Option(15, "--epochs", help="Epochs (the maximum with --early-stopping).", min=1),
     min_steps: int = typer.Option(150, "--min-steps", help="Minimum classifier optimisation steps.", min=0),
+    early_stopping: bool = typer.Option(False, "--early-stopping/--no-early-stopping", help="The paper's recipe: "
+                                        "LR on plateau and early stopping on the validation AUC of a split."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Validation split with --early-stopping."),
     seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Classifier AUC with k-fold CV on real, real+synthetic and synthetic-only sets; memorisation check.
 
-    Example: latentmed ldm augment-eval runs/ldm --data data/train --test data/test --folds 5 --out report/
+    Example (the paper's protocol): latentmed ldm augment-eval runs/ldm --data data/train --test data/test
+    --ratios 1,5,10,50 --arch densenet121 --early-stopping --epochs 150 --out report/
     """
     from latentmed.cli._common import parse_list
     from latentmed.ldm import load_ldm
-    from latentmed.ldm.augment import augment_eval
+    from latentmed.ldm.augment import (AugmentProtocol, ClassifierSpec, SynthesisSpec, augment_eval,
+                                       write_augment_report)
 
-    summary = augment_eval(load_ldm(run), data, test, parse_list(labels), out, subsets=parse_list(subsets, int),
-                           ratios=parse_list(ratios, int), folds=folds, strategy=strategy, steps=steps,
-                           guidance=guidance, arch=arch, classifier_size=classifier_size, epochs=epochs,
-                           min_steps=min_steps, seed=seed, progress=console.print)
+    protocol = AugmentProtocol(parse_list(subsets, int), parse_list(ratios, int), folds, seeds, seed, syn_only)
+    clf = ClassifierSpec(arch, classifier_size, epochs, min_steps, early_stopping, val_fraction)
+    res = augment_eval(load_ldm(run), data, test, parse_list(labels), protocol, classifier=clf,
+                       synthesis=SynthesisSpec(strategy, steps, guidance), progress=console.print)
+    write_augment_report(res, out)
     console.print((out / "table.md").read_text())
-    console.print(f"memorisation: {summary['memorisation']}")
+    console.print("memorisation: " + ", ".join(f"{k} {v:.3g}" for k, v in res.extra["memorisation"].items()
+                                               if not isinstance(v, list)))
 
 
 @app.command("grid")
