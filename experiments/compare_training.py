@@ -49,7 +49,7 @@ def train_and_evaluate(method: str, train_set, test_images: torch.Tensor, out_di
     cfg = DAERunConfig(preset=preset, model=dict(model_overrides or {}), objective=ObjectiveConfig(name=method),
                        train=train_config, latent=LatentTrainConfig(steps=0), preview_steps=10)
     start = time.perf_counter()
-    dae = train_dae(cfg, out_dir, dataset=train_set)
+    dae = train_dae(cfg, out_dir, dataset=train_set).model
     train_seconds = time.perf_counter() - start
     if device:
         dae = dae.to(device)

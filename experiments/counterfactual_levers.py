@@ -105,7 +105,7 @@ def run(args) -> dict:
                                     **({"mixed_precision": args.precision} if args.precision else {}))
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)
-    dae = train_dae(cfg, out / "run", dataset)
+    dae = train_dae(cfg, out / "run", dataset).model
     train_s = time.perf_counter() - t0
     grader, table = _grade(dae, phantom, out, args.size, args.seed, _class_weight(args), out / "run")
     grade_of = dict(zip(*pd.read_csv(phantom / "labels.csv")[["id", "genant"]].astype(str).values.T))

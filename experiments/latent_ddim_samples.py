@@ -82,7 +82,8 @@ def main() -> None:
                     "decoder steps and without x0 clipping")
     args = ap.parse_args()
 
-    from latentmed.dae import load_dae, load_latent_ddim, load_run_config
+    from latentmed.config import load_run_config
+    from latentmed.dae import load_dae, load_latent_ddim
     from latentmed.dae.training import train_latent_ddim
     from latentmed.data import open_images
     from latentmed.data.phantoms.spine2d import generate_spine2d

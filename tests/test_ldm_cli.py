@@ -44,9 +44,10 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     from latentmed.config import load_run_config
     from latentmed.ldm.training import LDMRunConfig, VAERunConfig
 
-    saved = load_run_config(LDMRunConfig, tmp_path / "run")  # one config.yaml per run folder, options included
+    saved = load_run_config(tmp_path / "run")  # one config.yaml per run folder, options included; its kind found
+    assert isinstance(saved, LDMRunConfig)
     assert saved.train.eval_every == 2 and saved.eval.images == 4 and saved.model.block_out_channels == (16, 32)
-    assert load_run_config(VAERunConfig, tmp_path / "vae").data.size == 32
+    assert load_run_config(tmp_path / "vae", VAERunConfig).data.size == 32
     # the test set never reaches checkpoint selection: evaluating on the selection folder is refused
     r = run(cli.app, ["augment-eval", tmp_path / "run", "--data", tmp_path / "train", "--test", tmp_path / "val",
                       "--out", tmp_path / "leak", "--subsets", "8", "--ratios", "1", "--folds", 2])

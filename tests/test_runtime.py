@@ -142,24 +142,25 @@ def test_shape_and_vae_training_ignore_the_global_seed(tmp_path):
     from latentmed.data.phantoms.chest2d import generate_chest2d
     from latentmed.data.phantoms.spine3d import generate_spine3d
     from latentmed.ldm.training import LDMDataConfig, VAEModelConfig, VAERunConfig, train_vae
-    from latentmed.shape.training import load_run_config, train_shape_model
+    from latentmed.config import merge_config
+    from latentmed.shape.training import ShapeRunConfig, train_shape_model
     from latentmed.train import TrainConfig
 
     generate_spine3d(tmp_path / "hq", 2, size=16, seed=0)
     generate_chest2d(tmp_path / "chest", n=4, size=32, seed=0)
-    cfg = load_run_config(None, ["model.latent_dim=4", "model.base_channels=4", "model.max_channels=8",
+    cfg = merge_config(ShapeRunConfig, None, ["model.latent_dim=4", "model.base_channels=4", "model.max_channels=8",
                                  "train.steps=1", "train.batch_size=2", "train.progress=false",
                                  "train.checkpoint_every=0"])
     shapes, vaes = [], []
     for i, noise in enumerate((1, 2)):
         torch.manual_seed(noise)  # whatever ran before must not matter
         res = train_shape_model("vae", tmp_path / "hq", tmp_path / f"shape{i}", cfg, image_size=16)
-        shapes.append({k: v.clone() for k, v in res.ema_model.state_dict().items()})
+        shapes.append({k: v.clone() for k, v in res.model.state_dict().items()})
         torch.manual_seed(noise)
         spec = VAERunConfig(model=VAEModelConfig(block_out_channels=(16, 32), latent_channels=2),
                             train=TrainConfig(steps=1, batch_size=2, progress=False, checkpoint_every=0),
                             data=LDMDataConfig(path=str(tmp_path / "chest"), size=32))
-        vae = train_vae(spec, tmp_path / f"vae{i}")
+        vae = train_vae(spec, tmp_path / f"vae{i}").model
         vaes.append({k: v.clone() for k, v in vae.state_dict().items()})
     for a, b in (shapes, vaes):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

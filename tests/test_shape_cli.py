@@ -52,7 +52,7 @@ def test_train_refine_sample_evaluate(trained, tmp_path):
     from latentmed.config import load_run_config
     from latentmed.shape.training import ShapeRunConfig
 
-    saved = load_run_config(ShapeRunConfig, run)  # the run's one config.yaml, resolved
+    saved = load_run_config(run, ShapeRunConfig)  # the run's one config.yaml, resolved
     assert saved.kind == "lsd-ebm" and saved.data.path == str(trained / "hq") and saved.train.steps == 2
     assert saved.model["image_size"] == 16 and saved.model["num_steps"] == 3 and saved.objective.kl_weight == 0.0
     _ok(runner.invoke(shape_cli.app, ["refine", str(run), "--input", str(trained / "coarse"),

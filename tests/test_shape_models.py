@@ -133,7 +133,8 @@ def test_objectives_equal_algorithm_1_written_out():
 
 
 def test_run_config_resolves_the_loss_weights_per_model(tmp_path):
-    from latentmed.shape.training import ShapeRunConfig, load_run_config, train_shape_model
+    from latentmed.config import merge_config
+    from latentmed.shape.training import ShapeRunConfig, train_shape_model
 
     resolved = {k: ShapeObjectiveConfig().resolved(k) for k in ("vae", "lebm", "lsd-ebm")}
     assert [(c.kl_weight, c.ebm_weight) for c in resolved.values()] == [(1.0, None), (None, 1.0), (0.0, 1.0)]
@@ -142,7 +143,7 @@ def test_run_config_resolves_the_loss_weights_per_model(tmp_path):
     with pytest.raises(LatentmedError, match="differs from the model to train"):
         train_shape_model("vae", tmp_path, tmp_path / "run", ShapeRunConfig(kind="lebm"))
     with pytest.raises(LatentmedError, match="write objective.kl_weight instead"):
-        load_run_config(None, ["kind=vae", "model.kl_weight=0.5"]).model_config()
+        merge_config(ShapeRunConfig, None, ["kind=vae", "model.kl_weight=0.5"]).model_config()
 
 
 def test_folders_saved_with_loss_weights_in_the_model_config_still_load(tmp_path):
@@ -305,7 +306,8 @@ def test_sigma_ratio_weights_each_samples_energy_term_and_energy_lr_is_its_own(t
     import copy
 
     from latentmed.data.phantoms.spine3d import generate_spine3d
-    from latentmed.shape.training import load_run_config, train_shape_model
+    from latentmed.config import merge_config
+    from latentmed.shape.training import ShapeRunConfig, train_shape_model
     from latentmed.train.checkpoint import load_checkpoint
 
     x, model = _masks(), _lsd()
@@ -330,22 +332,23 @@ def test_sigma_ratio_weights_each_samples_energy_term_and_energy_lr_is_its_own(t
                  "objective.energy_weighting=sigma_ratio", *[f"model.{k}={v}" for k, v in TINY.items()],
                  "model.energy_hidden=8", "model.energy_layers=2", "model.time_dim=4", "model.num_steps=3",
                  "model.langevin_steps=2"]
-    train_shape_model("lsd-ebm", data, tmp_path / "run", load_run_config(None, overrides))
+    train_shape_model("lsd-ebm", data, tmp_path / "run", merge_config(ShapeRunConfig, None, overrides))
     groups = load_checkpoint(tmp_path / "run")[2]["optimizer"]["param_groups"]
     assert [g["initial_lr"] for g in groups] == [1e-3, 2e-5]  # autoencoder, energy
     with pytest.raises(LatentmedError, match="has no energy"):
-        train_shape_model("vae", data, tmp_path / "vae", load_run_config(None, ["train.energy_lr=1e-5"]))
+        train_shape_model("vae", data, tmp_path / "vae", merge_config(ShapeRunConfig, None, ["train.energy_lr=1e-5"]))
 
 
 def test_energy_trains_alone_on_a_frozen_autoencoder(tmp_path):
     """Two-stage LSD-EBM: the energy of another T trained on a fixed autoencoder leaves it bit-identical."""
     from latentmed.data.phantoms.spine3d import generate_spine3d
-    from latentmed.shape.training import load_run_config, train_shape_model
+    from latentmed.config import merge_config
+    from latentmed.shape.training import ShapeRunConfig, train_shape_model
 
     data = generate_spine3d(tmp_path / "masks", 4, 16, seed=0)
     tiny = [*[f"model.{k}={v}" for k, v in TINY.items()], "model.energy_hidden=8", "model.energy_layers=2",
             "model.time_dim=4", "model.langevin_steps=2", "train.batch_size=2", "train.lr=1e-2"]
-    train_shape_model("lsd-ebm", data, tmp_path / "joint", load_run_config(None, [*tiny, "model.num_steps=4",
+    train_shape_model("lsd-ebm", data, tmp_path / "joint", merge_config(ShapeRunConfig, None, [*tiny, "model.num_steps=4",
                                                                                   "train.steps=3"]))
     source = load_shape_model(tmp_path / "joint")
     from dataclasses import replace
@@ -354,7 +357,7 @@ def test_energy_trains_alone_on_a_frozen_autoencoder(tmp_path):
 
     seed_everything(0)  # the run's train.seed: the two-stage run's energy starts from these weights
     energy_at_start = LSDEBM(replace(source.config, num_steps=2)).energy.state_dict()
-    train_shape_model("lsd-ebm", data, tmp_path / "T2", load_run_config(None, [
+    train_shape_model("lsd-ebm", data, tmp_path / "T2", merge_config(ShapeRunConfig, None, [
         *tiny, "model.num_steps=2", "train.steps=3", "train.ema_decay=0", f"train.init_autoencoder={tmp_path / 'joint'}",
         "train.freeze_autoencoder=true"]))
     two_stage = load_shape_model(tmp_path / "T2")
@@ -365,11 +368,11 @@ def test_energy_trains_alone_on_a_frozen_autoencoder(tmp_path):
     moved = [k for k, v in two_stage.energy.state_dict().items() if not torch.equal(v, energy_at_start[k])]
     assert "out.weight" in moved and "out.weight" in energy_at_start  # the energy did train
     with pytest.raises(LatentmedError, match="expected train.init_autoencoder"):
-        load_run_config(None, ["train.freeze_autoencoder=true"])
+        merge_config(ShapeRunConfig, None, ["train.freeze_autoencoder=true"])
     with pytest.raises(LatentmedError, match="only LSD-EBM's energy"):
-        train_shape_model("vae", data, tmp_path / "v", load_run_config(None, [
+        train_shape_model("vae", data, tmp_path / "v", merge_config(ShapeRunConfig, None, [
             *tiny[:4], "train.steps=1", f"train.init_autoencoder={tmp_path / 'joint'}", "train.freeze_autoencoder=true"]))
     with pytest.raises(LatentmedError, match="differs in shape"):
-        train_shape_model("vae", data, tmp_path / "v2", load_run_config(None, [
+        train_shape_model("vae", data, tmp_path / "v2", merge_config(ShapeRunConfig, None, [
             "model.image_size=16", "model.latent_dim=3", "model.base_channels=4", "model.max_channels=8",
             "train.steps=1", f"train.init_autoencoder={tmp_path / 'joint'}"]))

@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -60,10 +60,9 @@ def read_yaml(path: Path) -> Any:
                              "was trained with).") from exc
 
 
-def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None,
-                base: dict[str, Any] | None = None) -> T:
-    """Load ``cls`` from ``base``, then a YAML file, then ``overrides`` (``"a.b=1"`` strings or a dict)."""
-    data: dict[str, Any] = dict(base or {})
+def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None) -> T:
+    """Load ``cls`` from its defaults, then a YAML file, then ``overrides`` (``"a.b=1"`` strings or a dict)."""
+    data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -75,6 +74,32 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
     if overrides:
         _deep_update(data, parse_overrides(overrides) if not isinstance(overrides, dict) else overrides)
     return from_dict(cls, data, where=str(path) if path else "config")
+
+
+def merge_config(cls: type[T], path: str | os.PathLike | None = None, sets: list[str] | None = None,
+                 options: dict[str, Any] | None = None) -> T:
+    """The one merge rule of every command: explicit CLI ``options`` > ``sets`` > the YAML at ``path`` > defaults.
+
+    ``options``: ``{"train.steps": 7, "data.path": "x"}``, only the options the user gave (``None``
+    values count as not given); ``sets``: the ``--set KEY=VALUE`` strings. With a YAML holding
+    ``train.steps: 5``, ``--set train.steps=6`` and ``--steps 7``, the run gets 7.
+    """
+    data = parse_overrides(list(sets or []))
+    for key, value in (options or {}).items():
+        if value is not None:
+            _deep_update(data, _nest(key, value))
+    return load_config(cls, path, data)
+
+
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    """``"a.b", 1`` -> ``{"a": {"b": 1}}``."""
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = str(value) if isinstance(value, Path) else value
+    return out
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -194,10 +219,46 @@ def save_run_config(cfg: Any, run_dir: str | os.PathLike) -> Path:
     return path
 
 
-def load_run_config(cls: type[T], run_dir: str | os.PathLike, *, how_to_make: str = "") -> T:
-    """Read ``run_dir/config.yaml`` into ``cls``; a folder without one gets a one-line error
-    naming ``how_to_make`` (e.g. "Train one with `latentmed dae train`")."""
-    path = Path(run_dir) / RUN_CONFIG_NAME
-    if not path.is_file():
-        raise LatentmedError(f"{run_dir}: not a run folder (no {RUN_CONFIG_NAME}). {how_to_make}".strip())
-    return load_config(cls, path)
+class RunConfig:
+    """Base of the run configs (DAE, VAE, LDM, shape): what a run folder's ``config.yaml`` holds.
+
+    Subclasses are dataclasses whose fields are the YAML sections; ``how_to_make`` is the
+    command that makes such a run (``"latentmed dae train"``). :func:`load_run_config` tells them
+    apart by their sections.
+    """
+
+    how_to_make: ClassVar[str] = ""
+    _kinds: ClassVar[dict[frozenset, type]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        RunConfig._kinds.setdefault(frozenset(getattr(cls, "__annotations__", {})), cls)  # a subclass of a kind: same
+
+
+def load_run_config(path: str | os.PathLike, kind: type[T] | None = None) -> T:
+    """The run config saved in a run folder (``RUN/config.yaml``; ``path`` may also name the file).
+
+    The class is the :class:`RunConfig` whose sections the file holds (DAE, VAE, LDM or shape);
+    ``kind`` demands one: a run of another kind is an error that names both.
+    """
+    path = Path(path)
+    file = path if path.suffix in (".yaml", ".yml") else path / RUN_CONFIG_NAME
+    known = [k for k in dict.fromkeys(RunConfig._kinds.values()) if dataclasses.is_dataclass(k)]
+    if not file.is_file():
+        make = ", ".join(f"`{k.how_to_make}`" for k in ([kind] if kind else known) if k.how_to_make)
+        hint = f" Make one with {make}." if make else ""
+        raise LatentmedError(f"{path}: not a run folder (no {RUN_CONFIG_NAME}).{hint}")
+    loaded = read_yaml(file) or {}
+    sections = set(loaded) if isinstance(loaded, dict) else set()
+    known = [k for k in dict.fromkeys(RunConfig._kinds.values()) if dataclasses.is_dataclass(k)]
+    names = {k: {f.name for f in dataclasses.fields(k)} for k in (*known, *([kind] if kind else []))}
+    fits = sorted((k for k in names if sections <= names[k]), key=lambda k: (names[k] != sections, len(names[k])))
+    best = fits[0] if fits else None  # the exact match, else the one with the fewest unused sections
+    if kind is not None and best is not None and best is not kind and names[best] == sections:
+        raise LatentmedError(f"{path}: a {best.__name__} run, not a {kind.__name__} run; give a run folder of "
+                             f"`{kind.how_to_make or kind.__name__}`.")
+    cls = kind or best
+    if cls is None:
+        raise LatentmedError(f"{file}: sections {', '.join(sorted(sections)) or '(none)'} match no run kind "
+                             f"({', '.join(k.__name__ for k in known)}).")
+    return load_config(cls, file)

@@ -94,7 +94,7 @@ def run_demo(out: str | Path = "latentmed-demo", quick: bool = False, seed: int 
     cfg = run_config(s, seed)
     if _finished_run(out / "run", s.dae_steps, s.latent_steps):
         skipped(f"{out / 'run'} ({s.dae_steps} steps)")
-    dae = train_dae(cfg, out / "run", dataset)
+    dae = train_dae(cfg, out / "run", dataset).model
     done("train DAE")
 
     # 3. latents ------------------------------------------------------------------------------------
@@ -237,9 +237,9 @@ def _samples_section(samples: dict, s: DemoSettings) -> list[str]:
 
 def _finished_run(run: Path, steps: int, latent_steps: int) -> bool:
     """Whether ``run`` holds a DAE trained for ``steps`` and (if wanted) its latent DDIM."""
-    from latentmed.dae.training import _unfinished
+    from latentmed.dae.training import trained_steps
 
-    if not (run / "model" / "config.json").is_file() or _unfinished(run, steps):
+    if not (run / "model" / "config.json").is_file() or trained_steps(run) < steps:
         return False
     return latent_steps <= 0 or (run / "latent" / "model" / "config.json").is_file()
 

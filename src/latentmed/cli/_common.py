@@ -210,3 +210,18 @@ def progress_bar(description: str):
 
     with bar:
         yield advance
+
+
+def given_options(ctx: typer.Context, keys: dict[str, str]) -> dict:
+    """``{config key: value}`` of the options in ``keys`` (``{parameter name: config key}``) that the user gave.
+
+    An option left at its default is not given, whatever its value, so that the one merge rule of
+    :func:`latentmed.config.merge_config` (explicit option > ``--set`` > ``--config`` YAML > defaults)
+    lets a YAML value stand. Compared by name: typer may use its own copy of click's ``ParameterSource``.
+    """
+    out = {}
+    for name, key in keys.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            out[key] = ctx.params[name]
+    return out

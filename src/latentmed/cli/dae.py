@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from latentmed.cli._common import (console, data_options, device_option, friendly_errors, print_notice,
-                                   resolve_device)
+from latentmed.cli._common import (console, data_options, device_option, friendly_errors, given_options,
+                                   print_notice, resolve_device)
 
 app = typer.Typer(help="Diffusion autoencoders: train, encode (z_sem, x_T), reconstruct, sample, interpolate.",
                   no_args_is_help=True)
@@ -23,47 +23,49 @@ def _device(device: str) -> str:  # --device is resolved on parsing; kept for ca
 @app.command()
 @friendly_errors
 @data_options
-def train(data: Path = typer.Option(..., "--data", help=DATA_HELP),
+def train(ctx: typer.Context,
+          data: Path = typer.Option(..., "--data", help=DATA_HELP),
           out: Path = typer.Option(..., "--out", help="Run folder; training resumes if it holds a checkpoint."),
           config: Optional[Path] = typer.Option(None, "--config", help="YAML run config (sections: preset, model, "
-                                                "objective, train, data, latent)."),
+                                                "objective, train, data, latent). Options given here beat it."),
           labels: Optional[Path] = typer.Option(None, "--labels", help="Optional labels CSV; its ids are checked "
                                                 "against the images (training itself uses no labels)."),
           id_column: str = typer.Option("id", help="Id column of the --labels CSV."),
           allow_unmatched: bool = typer.Option(False, "--allow-unmatched", help="Accept --labels rows whose id "
                                                "matches no image (they are ignored)."),
-          preset: Optional[str] = typer.Option(None, help="tiny | diffae-64 | vertebra-96.",
-                                               show_default="tiny; or --config's"),
-          objective: Optional[str] = typer.Option(None, help="baseline | one-phase | two-phase.",
-                                                  show_default="two-phase; or --config's"),
-          steps: Optional[int] = typer.Option(None, help="Training steps.", min=1,
-                                              show_default="1000; or --config's"),
-          batch_size: Optional[int] = typer.Option(None, help="Batch size.", min=1,
-                                                   show_default="16; or --config's"),
+          preset: str = typer.Option("tiny", help="tiny | diffae-64 | vertebra-96."),
+          objective: str = typer.Option("two-phase", help="baseline | one-phase | two-phase."),
+          steps: int = typer.Option(1000, help="Training steps of the DAE (stage 1).", min=1),
+          latent_steps: int = typer.Option(2000, "--latent-steps", help="Stage 2: training steps of the latent "
+                                           "DDIM on z_sem, which `dae sample` and `evaluate generation` need "
+                                           "(latent.steps); 0 skips it.", min=0),
+          batch_size: int = typer.Option(16, help="Batch size.", min=1),
           size: Optional[int] = typer.Option(None, help="Resize images to this size.", min=1,
-                                             show_default="the preset's, 32 for tiny; or --config's"),
+                                             show_default="the preset's, 32 for tiny"),
           channels: int = typer.Option(1, help="1 (grayscale) or 3 (RGB)."),
           read: Optional[dict] = None,
           set_: List[str] = typer.Option([], "--set", help="Config override KEY=VALUE, e.g. train.lr=2e-4 "
                                          "(repeatable).")) -> None:
-    """Train a DAE (then its latent DDIM) on unlabelled images.
+    """Train a DAE (stage 1), then its latent DDIM (stage 2, --latent-steps) on unlabelled images.
 
     Example: latentmed dae train --data spine/images --preset tiny --objective two-phase --steps 2000 --out runs/spine
     """
-    from latentmed.config import load_config
+    from latentmed.config import merge_config
     from latentmed.dae import DAERunConfig, train_dae
 
-    overrides = list(set_)
-    for key, value in (("preset", preset), ("objective.name", objective), ("train.steps", steps),
-                       ("train.batch_size", batch_size), ("data.size", size)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    overrides += [f"data.path={data}", f"data.channels={channels}"]
-    overrides += [f"data.{key}={value}" for key, value in (read or {}).items()]  # --axis etc. beat --set
-    cfg = load_config(DAERunConfig, config, overrides)
-    console.print(f"Training {cfg.preset} DAE ({cfg.objective.name}) on {data} -> {out}")
-    train_dae(cfg, out, labels=labels, id_column=id_column, allow_unmatched=allow_unmatched, report=print_notice)
-    console.print(f"Done: {out}/model (EMA weights), {out}/log.csv")
+    options = given_options(ctx, {"preset": "preset", "objective": "objective.name", "steps": "train.steps",
+                                  "latent_steps": "latent.steps", "batch_size": "train.batch_size",
+                                  "size": "data.size", "channels": "data.channels"})
+    options["data.path"] = data
+    options.update({f"data.{key}": value for key, value in (read or {}).items()})
+    cfg = merge_config(DAERunConfig, config, set_, options)
+    then = f", then its latent DDIM for {cfg.latent.steps} steps" if cfg.latent.steps else " (no latent DDIM)"
+    console.print(f"Training a {cfg.preset} DAE ({cfg.objective.name}) for {cfg.train.steps} steps{then}, "
+                  f"on {data} -> {out}")
+    result = train_dae(cfg, out, labels=labels, id_column=id_column, allow_unmatched=allow_unmatched,
+                       report=print_notice)
+    latent = f", {result.run_dir}/latent/model (latent DDIM)" if cfg.latent.steps else ""
+    console.print(f"Done: {result.run_dir}/model (EMA weights){latent}, {result.log}")
 
 
 @app.command()

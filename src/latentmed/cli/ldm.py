@@ -6,48 +6,42 @@ from pathlib import Path
 
 import typer
 
-from latentmed.cli._common import console, friendly_errors
+from latentmed.cli._common import console, friendly_errors, given_options
 
 app = typer.Typer(help="DiNO-Diffusion: latent diffusion conditioned on frozen DINO tokens; synthetic data.",
                   no_args_is_help=True)
 
 
-def _run_config(cls, config: Path | None, overrides: list[str] | None, options: dict):
-    """The run config: its defaults, then the options (``{section: {key: value}}``; unset ones left out), then the
-    YAML ``config``, then the ``--set KEY=VALUE`` overrides."""
-    from latentmed.config import load_config
-
-    base = {section: {k: v for k, v in keys.items() if v is not None} for section, keys in options.items()}
-    return load_config(cls, config, list(overrides) if overrides else None, base=base)
-
-
 @app.command("train-vae")
 @friendly_errors
 def train_vae_cmd(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Image folder (labels.csv or images) or a folder of tar shards."),
     out: Path = typer.Option(..., "--out", help="Output folder; the AutoencoderKL goes to OUT/vae."),
     size: int = typer.Option(64, "--size", help="Image side after centre crop + resize.", min=1),
     latent_channels: int = typer.Option(4, "--latent-channels", min=1),
     channels: str = typer.Option("32,64,64", "--channels", help="VAE block widths (downsampling 2^(len-1))."),
     kl_weight: float = typer.Option(1e-6, "--kl-weight", min=0),
-    steps: int = typer.Option(None, "--steps", min=1, show_default="500"),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, show_default="16"),
-    lr: float = typer.Option(None, "--lr", min=0, show_default="1e-3"),
-    config: Path = typer.Option(None, "--config", help="YAML run config (sections: model, objective, train, data)."),
+    steps: int = typer.Option(500, "--steps", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr", min=0),
+    config: Path = typer.Option(None, "--config", help="YAML run config (sections: model, objective, train, data). "
+                                "Options given here beat it."),
     overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE overrides, e.g. train.ema_decay=0.99."),
 ) -> None:
     """Train the VAE (reconstruction + KL); the latent scaling factor is computed from the data.
 
     Example: latentmed ldm train-vae data/chest --out runs/vae --size 64 --steps 500
     """
+    from latentmed.config import merge_config
     from latentmed.ldm.training import VAERunConfig, train_vae
 
-    cfg = _run_config(VAERunConfig, config, overrides, {
-        "model": {"latent_channels": latent_channels, "block_out_channels": channels},
-        "objective": {"kl_weight": kl_weight}, "train": {"steps": steps, "batch_size": batch_size, "lr": lr},
-        "data": {"path": str(data), "size": size}})
-    vae = train_vae(cfg, out)
-    console.print(f"VAE saved to {out / 'vae'} (scaling factor {vae.config.scaling_factor:.4f})")
+    options = given_options(ctx, {"latent_channels": "model.latent_channels", "channels": "model.block_out_channels",
+                                  "kl_weight": "objective.kl_weight", "steps": "train.steps",
+                                  "batch_size": "train.batch_size", "lr": "train.lr", "size": "data.size"})
+    cfg = merge_config(VAERunConfig, config, overrides, {**options, "data.path": data})
+    result = train_vae(cfg, out)
+    console.print(f"VAE saved to {result.run_dir / 'vae'} (scaling factor {result.model.config.scaling_factor:.4f})")
 
 
 @app.command("embed")
@@ -73,6 +67,7 @@ def embed_cmd(
 @app.command("train")
 @friendly_errors
 def train_cmd(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Image folder or shards."),
     vae: Path = typer.Option(..., "--vae", help="VAE folder (from train-vae, or a local SD-compatible vae/)."),
     conditioner: str = typer.Option(..., "--conditioner", help="Local ViT folder, or tiny|tiny-vit for tests."),
@@ -81,33 +76,33 @@ def train_cmd(
     embeddings: Path = typer.Option(None, "--embeddings", help="Token cache from `ldm embed`."),
     heldout: Path = typer.Option(None, "--heldout", help="Held-out images for reconstruction-FID selection "
                                  "(eval.heldout; a validation split of the pool, never the test set)."),
-    fid_every: int = typer.Option(None, "--fid-every", help="Evaluate reconstruction FID every N steps and keep the "
-                                  "best checkpoint (train.eval_every; 0: off).", min=0, show_default="0"),
+    fid_every: int = typer.Option(0, "--fid-every", help="Evaluate reconstruction FID every N steps and keep the "
+                                  "best checkpoint (train.eval_every; 0: off).", min=0),
     size: int = typer.Option(64, "--size", min=1), channels: str = typer.Option("32,64", "--channels"),
     prediction: str = typer.Option("eps", "--prediction", help="eps (paper) or v."),
     cond_dropout: float = typer.Option(0.1, "--cond-dropout", help="Condition dropout for guidance.", min=0, max=1),
     augment: bool = typer.Option(False, "--augment/--no-augment", help="Light augmentation (paper Sec. 3)."),
-    steps: int = typer.Option(None, "--steps", min=1, show_default="1000"),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, show_default="16"),
-    lr: float = typer.Option(None, "--lr", min=0, show_default="2e-4"),
+    steps: int = typer.Option(1000, "--steps", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    lr: float = typer.Option(2e-4, "--lr", min=0),
     config: Path = typer.Option(None, "--config", help="YAML run config (sections: model, objective, train, data, "
-                                "eval)."),
+                                "eval). Options given here beat it."),
     overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE overrides, e.g. train.grad_accum=4."),
 ) -> None:
     """Train the token-conditioned UNet in the VAE's latent space.
 
     Example: latentmed ldm train data/chest --vae runs/vae --conditioner tiny --out runs/ldm --steps 2000
     """
+    from latentmed.config import merge_config
     from latentmed.ldm.training import LDMRunConfig, train_ldm
 
-    cfg = _run_config(LDMRunConfig, config, overrides, {
-        "model": {"block_out_channels": channels},
-        "objective": {"prediction": prediction, "cond_dropout": cond_dropout},
-        "train": {"steps": steps, "batch_size": batch_size, "lr": lr, "eval_every": fid_every},
-        "data": {"path": str(data), "size": size, "augment": augment},
-        "eval": {"heldout": str(heldout) if heldout is not None else None}})
-    ldm = train_ldm(cfg, out, vae=vae, conditioner=conditioner, tokens=tokens, embeddings=embeddings)
-    console.print(f"run saved to {out} ({ldm.config.extra})")
+    options = given_options(ctx, {"channels": "model.block_out_channels", "prediction": "objective.prediction",
+                                  "cond_dropout": "objective.cond_dropout", "steps": "train.steps",
+                                  "batch_size": "train.batch_size", "lr": "train.lr", "fid_every": "train.eval_every",
+                                  "size": "data.size", "augment": "data.augment", "heldout": "eval.heldout"})
+    cfg = merge_config(LDMRunConfig, config, overrides, {**options, "data.path": data})
+    result = train_ldm(cfg, out, vae=vae, conditioner=conditioner, tokens=tokens, embeddings=embeddings)
+    console.print(f"run saved to {result.run_dir} ({result.model.config.extra})")
 
 
 @app.command("synthesize")

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from latentmed.cli._common import console, friendly_errors, progress_bar
+from latentmed.cli._common import console, friendly_errors, given_options, progress_bar
 
 app = typer.Typer(help="3D shape refinement (LSD-EBM, VAE, LEBM) of vertebra masks.", no_args_is_help=True)
 
@@ -18,10 +18,12 @@ app = typer.Typer(help="3D shape refinement (LSD-EBM, VAE, LEBM) of vertebra mas
 @app.command()
 @friendly_errors
 def train(
+    ctx: typer.Context,
     model: str = typer.Option(..., "--model", help="vae | lebm | lsd-ebm"),
     data: Path = typer.Option(..., "--data", help="Folder of high-quality NIfTI masks."),
     out: Path = typer.Option(..., "--out", help="Run folder (model/, checkpoint/, log.csv); resumes if present."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML: model:, objective:, train:, data: sections."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML: model:, objective:, train:, data: sections. "
+                                          "Options given here beat it."),
     size: Optional[int] = typer.Option(None, "--size", help="Cube size (overrides model.image_size).", min=1),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override, e.g. --set model.num_steps=2."),
 ) -> None:
@@ -29,11 +31,13 @@ def train(
 
     Example: latentmed shape train --model lsd-ebm --data data/spine --out runs/lsd --size 64 --set train.steps=300
     """
-    from latentmed.shape.training import load_run_config, train_shape_model
+    from latentmed.config import merge_config
+    from latentmed.shape.training import ShapeRunConfig, train_shape_model
 
-    cfg = load_run_config(config, set_ or [])
-    result = train_shape_model(model, data, out, cfg, image_size=size)
-    console.print(f"Trained {model} for {result.step} steps; model in {Path(out) / 'model'}")
+    options = given_options(ctx, {"model": "kind", "size": "model.image_size"})
+    cfg = merge_config(ShapeRunConfig, config, set_, options)
+    result = train_shape_model(model, data, out, cfg)
+    console.print(f"Trained {model} for {result.step} steps; model in {result.run_dir / 'model'}, log {result.log}")
 
 
 @app.command()

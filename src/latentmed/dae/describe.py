@@ -10,14 +10,15 @@ def describe_run(run: str | os.PathLike) -> dict[str, str]:
     """``{field: value}`` of a run folder (or a ``save_pretrained`` model folder): configuration, training
     step, parameter counts, model id. Fields of the run (preset, objective, step) only where it has a
     ``config.yaml``."""
-    from latentmed.dae import load_dae, load_run_config
+    from latentmed.config import load_run_config
+    from latentmed.dae import DAERunConfig, load_dae
     from latentmed.train.checkpoint import load_checkpoint
 
     run = Path(run)
     dae = load_dae(run)
     rows: dict[str, str] = {}
     if (run / "config.yaml").is_file():
-        cfg = load_run_config(run)
+        cfg = load_run_config(run, DAERunConfig)
         rows["preset"] = str(cfg.preset)
         rows["objective"] = (f"{cfg.objective.name} ({cfg.objective.resolved_prediction}, "
                              f"{cfg.objective.resolved_schedule})")

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from latentmed.config import RUN_CONFIG_NAME, load_run_config as _load_run_config, save_run_config
+from latentmed.config import RUN_CONFIG_NAME, RunConfig, load_run_config, save_run_config
 from latentmed.dae.encode import encode_dataset
 from latentmed.dae.latent_ddim import LatentDDIM, LatentDDIMConfig
 from latentmed.dae.model import DiffusionAutoencoder
@@ -23,7 +23,7 @@ from latentmed.dae.objectives import DAEObjective, ObjectiveConfig, latent_loss
 from latentmed.dae.presets import preset_config
 from latentmed.errors import LatentmedError
 from latentmed.runtime import seed_everything
-from latentmed.train import TrainConfig, batch_images, train
+from latentmed.train import RunResult, TrainConfig, batch_images, train
 from latentmed.train.accel import resolve_precision
 from latentmed.train.runlock import check_run_dir
 from latentmed.viz import save_image_grid
@@ -71,8 +71,10 @@ class DAETrainConfig(TrainConfig):
 
 
 @dataclass
-class DAERunConfig:
+class DAERunConfig(RunConfig):
     """Everything a ``latentmed dae train`` run needs; YAML sections mirror the fields."""
+
+    how_to_make = "latentmed dae train"
 
     preset: str = "tiny"
     model: dict = field(default_factory=dict)
@@ -95,11 +97,6 @@ class DAERunConfig:
         return preset_config(self.preset, **overrides)
 
 
-def load_run_config(run_dir: str | Path) -> DAERunConfig:
-    """The :class:`DAERunConfig` saved in a DAE run folder (``RUN/config.yaml``)."""
-    return _load_run_config(DAERunConfig, run_dir, how_to_make="Train one with `latentmed dae train`.")
-
-
 def load_dae(run_or_model_dir: str | Path, device: str = "cpu") -> DiffusionAutoencoder:
     """The EMA DAE of a run folder (``RUN/model``) or of a ``save_pretrained`` folder.
 
@@ -111,7 +108,7 @@ def load_dae(run_or_model_dir: str | Path, device: str = "cpu") -> DiffusionAuto
     if not path.exists():
         raise LatentmedError(f"{run_or_model_dir}: no such folder. Give the --out folder of `latentmed dae train` "
                              "(or a save_pretrained folder).")
-    run_cfg = load_run_config(path) if (path / RUN_CONFIG_NAME).is_file() else None
+    run_cfg = load_run_config(path, DAERunConfig) if (path / RUN_CONFIG_NAME).is_file() else None
     if (path / "model" / "config.json").is_file():
         path = path / "model"
     if not (path / "config.json").is_file():
@@ -147,8 +144,9 @@ def _preview(dataset, steps: int):
 
 def train_dae(cfg: DAERunConfig, run_dir: str | Path, dataset=None, *, labels: str | Path | None = None,
               id_column: str = "id", allow_unmatched: bool = False,
-              report: Callable[[str], None] | None = None) -> DiffusionAutoencoder:
-    """Train (or resume) the DAE of ``cfg`` in ``run_dir``, then its latent DDIM; return the EMA DAE.
+              report: Callable[[str], None] | None = None) -> RunResult:
+    """Train (or resume) the DAE of ``cfg`` in ``run_dir``, then its latent DDIM (``cfg.latent.steps``, 0: none);
+    return the run with the EMA DAE as ``model``. Each stage is announced through ``report`` before it starts.
 
     Without ``dataset`` the images are read from ``cfg.data`` (data notices go to ``report``).
     ``labels``: an optional CSV whose ids are checked against the images (training uses no labels;
@@ -171,7 +169,7 @@ def train_dae(cfg: DAERunConfig, run_dir: str | Path, dataset=None, *, labels: s
     x0 = batch_images(first)
     dae_cfg = cfg.dae_config(image_size=x0.shape[-1])
     if (run_dir / RUN_CONFIG_NAME).is_file():
-        if load_run_config(run_dir).dae_config(image_size=x0.shape[-1]) != dae_cfg:
+        if load_run_config(run_dir, DAERunConfig).dae_config(image_size=x0.shape[-1]) != dae_cfg:
             raise LatentmedError(f"{run_dir}: already holds a run with another model configuration. Use a new --out "
                                  "folder, or the same config to resume.")
     seed_everything(cfg.train.seed)  # same seed, same initial weights
@@ -179,22 +177,32 @@ def train_dae(cfg: DAERunConfig, run_dir: str | Path, dataset=None, *, labels: s
     model.check_images(x0[None], "training images")
     save_run_config(cfg, run_dir)
 
-    if not (run_dir / "model" / "config.json").is_file() or _unfinished(run_dir, cfg.train.steps):
+    step = trained_steps(run_dir) if (run_dir / "model" / "config.json").is_file() else -1
+    if step < cfg.train.steps:
+        _say(report, f"Stage 1: the DAE, {cfg.train.steps} steps -> {run_dir / 'model'}")
         objective = DAEObjective(cfg.objective, cfg.train.steps)
         preview = _preview(dataset, cfg.preview_steps) if cfg.train.preview_every else None
-        train(model, objective, dataset, cfg.train, run_dir, preview_fn=preview, desc="train DAE")
+        step = train(model, objective, dataset, cfg.train, run_dir, preview_fn=preview, desc="train DAE").step
     dae = load_dae(run_dir)
 
     if cfg.latent.steps > 0 and not (run_dir / "latent" / "model" / "config.json").is_file():
+        _say(report, f"Stage 2: the latent DDIM on z_sem, {cfg.latent.steps} steps -> {run_dir / 'latent'} "
+                     "(latent.steps, `--latent-steps 0` skips it; `dae sample` needs it)")
         train_latent_ddim(dae, dataset, cfg, run_dir / "latent")
-    return dae
+    return RunResult(run_dir=run_dir, model=dae, step=step)
 
 
-def _unfinished(run_dir: Path, steps: int) -> bool:
+def _say(report: Callable[[str], None] | None, message: str) -> None:
+    if report is not None:
+        report(message)
+
+
+def trained_steps(run_dir: str | Path) -> int:
+    """The step of the run's last checkpoint (-1: none), i.e. how far ``train_dae`` got."""
     from latentmed.train.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(run_dir)
-    return ckpt is None or int(ckpt[2]["step"]) < steps
+    ckpt = load_checkpoint(Path(run_dir))
+    return -1 if ckpt is None else int(ckpt[2]["step"])
 
 
 def train_latent_ddim(dae: DiffusionAutoencoder, dataset, cfg: DAERunConfig, out_dir: Path,

@@ -66,7 +66,8 @@ def generation_report(run: str | os.PathLike, data: str | os.PathLike, out: str 
     (:func:`~latentmed.evaluation.generation.evaluate_generation`); ``samples_<source>.png`` grids and
     ``generation.md`` / ``generation.json``. ``train_data`` defaults to the run's recorded ``data.path``,
     read with the run's options (``read`` overrides them)."""
-    from latentmed.dae import load_dae, load_latent_ddim, load_run_config
+    from latentmed.config import load_run_config
+    from latentmed.dae import DAERunConfig, load_dae, load_latent_ddim
     from latentmed.data import open_images
     from latentmed.evaluation.generation import COLUMNS, NOTES, evaluate_generation
     from latentmed.latent.io import load_grader
@@ -77,7 +78,7 @@ def generation_report(run: str | os.PathLike, data: str | os.PathLike, out: str 
     latent = load_latent_ddim(run, device=device)
     train_read = dict(read or {})
     if train_data is None:
-        run_data = load_run_config(run).data if (run / "config.yaml").is_file() else None
+        run_data = load_run_config(run, DAERunConfig).data if (run / "config.yaml").is_file() else None
         if run_data is None or not run_data.path:
             raise LatentmedError(f"{run}: no training data path recorded; pass the training images with "
                                  "--train-data DIR.")

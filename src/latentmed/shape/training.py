@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from latentmed.config import from_dict, load_config, save_run_config, to_dict
+from latentmed.config import RunConfig, from_dict, save_run_config, to_dict
 from latentmed.errors import expect
 from latentmed.runtime import seed_everything
 from latentmed.shape.models import MODELS, MaskNetConfig, model_class
 from latentmed.shape.objectives import ShapeObjectiveConfig
 from latentmed.train.config import TrainConfig
+from latentmed.train.result import RunResult
 
 
 @dataclass
@@ -72,10 +72,12 @@ class ShapeDataConfig:
 
 
 @dataclass
-class ShapeRunConfig:
+class ShapeRunConfig(RunConfig):
     """A shape run (``--config`` YAML and the run's ``config.yaml``): ``kind`` (vae | lebm | lsd-ebm;
     empty: the one :func:`train_shape_model` is given), ``model`` (keys of that model's config),
     ``objective`` (loss weights), ``train``, ``data``."""
+
+    how_to_make = "latentmed shape train"
 
     kind: str = ""
     model: dict = field(default_factory=dict)
@@ -95,14 +97,10 @@ class ShapeRunConfig:
         return from_dict(model_class(self.kind).config_class, dict(self.model), where="config.model")
 
 
-def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ShapeRunConfig:
-    """Read a :class:`ShapeRunConfig` from YAML plus ``key=value`` overrides (e.g. ``model.latent_dim=50``)."""
-    return load_config(ShapeRunConfig, path, overrides)
-
-
 def train_shape_model(kind: str, data_dir: str | Path, out_dir: str | Path,
-                      run_config: ShapeRunConfig | None = None, *, image_size: int | None = None) -> Any:
-    """Train ``vae`` | ``lebm`` | ``lsd-ebm`` on the high-quality masks in ``data_dir``; return a ``TrainResult``.
+                      run_config: ShapeRunConfig | None = None, *, image_size: int | None = None) -> RunResult:
+    """Train ``vae`` | ``lebm`` | ``lsd-ebm`` on the high-quality masks in ``data_dir``; return the run
+    (:class:`~latentmed.train.RunResult`, ``model``: the EMA weights as saved in ``out_dir/model``).
 
     ``image_size`` (if given) overrides ``model.image_size``; masks are cropped to that cube.
     ``out_dir/config.yaml`` records the resolved run (``kind``, the full model config, the loss
@@ -149,7 +147,8 @@ def train_shape_model(kind: str, data_dir: str | Path, out_dir: str | Path,
     for group in groups:
         if group["name"] == "energy" and cfg.train.energy_lr is not None:
             group["lr"] = cfg.train.energy_lr
-    return train(net, objective, dataset, cfg.train, out_dir, parameters=groups)
+    result = train(net, objective, dataset, cfg.train, out_dir, parameters=groups)
+    return RunResult(run_dir=out_dir, model=result.ema_model, step=result.step)
 
 
 def load_autoencoder(net, source: str | Path) -> None:
@@ -169,5 +168,5 @@ def load_autoencoder(net, source: str | Path) -> None:
         mine.load_state_dict(theirs.state_dict())
 
 
-__all__ = ["ShapeDataConfig", "ShapeRunConfig", "ShapeTrainConfig", "load_autoencoder", "load_run_config",
-           "train_shape_model"]
+__all__ = ["REFERENCE_TRAIN", "ShapeDataConfig", "ShapeRunConfig", "ShapeTrainConfig", "load_autoencoder",
+           "reference_run", "train_shape_model"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+LOG_NAME = "log.csv"  # every run folder's training log
+
 
 class RunLogger:
     """Append-only CSV + TensorBoard logger. On resume the CSV is cut back to the resumed step."""
 
-    def __init__(self, run_dir: Path, resume_step: int = 0, tensorboard: bool = True, filename: str = "log.csv"):
+    def __init__(self, run_dir: Path, resume_step: int = 0, tensorboard: bool = True, filename: str = LOG_NAME):
         self.path = Path(run_dir) / filename
         self._fields: list[str] | None = None
         if self.path.exists():
