@@ -45,6 +45,8 @@ def main(argv=None) -> None:
     p.add_argument("--threshold", type=float, default=0.05)
     p.add_argument("--grid", type=int, default=16)
     p.add_argument("--refine", action="store_true")
+    p.add_argument("--merge", default="reference", choices=("reference", "greedy"),
+                   help="later merge iterations: google/diffseg's inclusive rule or the greedy partition (before issue 28)")
     p.add_argument("--k", type=int, default=4, help="segments for the fixed-K one-to-one table (0: skip)")
     p.add_argument("--threshold-quantile", type=float, default=None,
                    help="per-image threshold = this quantile of the anchors' pairwise KL (bin-count free)")
@@ -55,7 +57,9 @@ def main(argv=None) -> None:
 
     from latentmed.data.phantoms.chest2d import generate_chest2d
     from latentmed.segment.diffseg import DiffSegConfig
-    from latentmed.segment.run import load_segmenter, score_fixed_k, sweep
+    from latentmed.segment.load import load_segmenter
+    from latentmed.segment.report import write_fixed_k, write_sweep
+    from latentmed.segment.run import SweepSettings, score_fixed_k, sweep
 
     out = args.out
     eval_dir = out / "chest2d_eval"
@@ -67,18 +71,20 @@ def main(argv=None) -> None:
         if not (run / "ldm.json").is_file():
             run = train_tiny(out, args)
     cfg = DiffSegConfig(timestep=args.timestep, threshold=args.threshold, grid=args.grid, refine=args.refine,
+                        merge=args.merge,
                         threshold_quantile=args.threshold_quantile)
     if not args.no_sweep:
         t0 = time.time()
-        result = sweep(load_segmenter(run, cfg), eval_dir, eval_dir, out / "sweep",
-                       timesteps=[int(t) for t in args.timesteps.split(",")],
-                       thresholds=[float(t) for t in args.thresholds.split(",")])
+        result = sweep(load_segmenter(run, cfg), eval_dir, eval_dir,
+                       SweepSettings(timesteps=[int(t) for t in args.timesteps.split(",")],
+                                     thresholds=[float(t) for t in args.thresholds.split(",")]))
+        write_sweep(result, out / "sweep")
         print((out / "sweep" / "table.md").read_text())
-        best = result["best"]
-        print(f"best: t={best['timestep']} tau={best['threshold']}; sweep took {time.time() - t0:.0f}s")
+        bt, bh = result.best
+        print(f"best: t={result.timesteps[bt]} tau={result.thresholds[bh]}; sweep took {time.time() - t0:.0f}s")
     if args.k:
         t0 = time.time()
-        score_fixed_k(load_segmenter(run, cfg), eval_dir, eval_dir, out / "fixed_k", k=args.k)
+        write_fixed_k(score_fixed_k(load_segmenter(run, cfg), eval_dir, eval_dir, k=args.k), out / "fixed_k")
         print((out / "fixed_k" / "table.md").read_text())
         print(f"fixed-K table took {time.time() - t0:.0f}s")
 

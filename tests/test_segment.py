@@ -260,3 +260,35 @@ def test_grid_and_kmeans_xy_baselines():
     assert xy[8, 3] != xy[8, 12]
     with pytest.raises(LatentmedError, match="features"):
         kmeans_baseline(img, 3, features="rgb")
+
+
+# ---------------------------------------------------------------- the papers' scores
+def test_papers_scores_on_a_hand_made_example():
+    """DiffSeg: Hungarian matching of segments to classes, pixel accuracy and mIoU from summed counts;
+    DiNO-Diffusion: the best single candidate per structure (one segment may serve two structures)."""
+    from latentmed.segment.match import HungarianScores, best_candidate, hungarian_counts, match_one_to_one
+
+    truth = np.array([[0, 0, 1, 1],
+                      [0, 0, 1, 1],
+                      [2, 2, 2, 2],
+                      [2, 2, 2, 2]])
+    pred = np.array([[5, 5, 5, 5],     # segment 5 covers background and structure 1
+                     [5, 5, 5, 5],
+                     [7, 7, 7, 9],
+                     [7, 7, 7, 9]])
+    tp, fp, fn, total = hungarian_counts(pred, truth, [0, 1, 2])
+    # matching: 5 -> background (4 px; 1 would also get 4: the tie goes to the first row), 7 -> class 2 (6 px);
+    # class 1 gets segment 9 (0 px)
+    assert total == 16 and tp.tolist() == [4, 0, 6]
+    assert fp.tolist() == [4, 2, 0] and fn.tolist() == [0, 4, 2]
+    scores = HungarianScores.of([pred, pred], [truth, truth], {0: "bg", 1: "a", 2: "b"})
+    assert scores.pixel_accuracy == pytest.approx(10 / 16)
+    assert scores.iou == pytest.approx({"bg": 4 / 8, "a": 0.0, "b": 6 / 8})
+    assert scores.miou == pytest.approx((0.5 + 0 + 0.75) / 3)
+    structures = {1: "a", 2: "b"}
+    cand = best_candidate(pred, truth, structures)
+    assert cand["a"].proposals == [5] and cand["a"].dice == pytest.approx(2 * 4 / (8 + 4))
+    assert cand["b"].proposals == [7] and cand["b"].dice == pytest.approx(2 * 6 / (6 + 8))
+    one = match_one_to_one(np.where(pred == 9, 7, pred), truth, structures)  # two segments: 5 and 7
+    assert one["a"].dice == pytest.approx(2 / 3) and one["b"].dice == pytest.approx(1.0)
+    assert best_candidate(pred, np.zeros_like(truth), structures)["a"].proposals == []

@@ -162,19 +162,30 @@ def test_cli_bad_input(chest_run, tmp_path):
 
 
 def test_diffusers_folder_run(tmp_path, chest_run):
-    """Any diffusers UNet folder works (pixel space here, null conditioning)."""
+    """A pixel-space diffusers UNet folder (no vae/, no text encoder): the CLI's masks are the library's labels
+    on zero tokens, at the UNet's sample size, and the zero context is announced."""
     from diffusers import UNet2DConditionModel
+    from PIL import Image
+
+    from latentmed.segment.load import load_segmenter
+    from latentmed.segment.run import read_for
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+    unet = UNet2DConditionModel(sample_size=16, in_channels=1, out_channels=1, block_out_channels=(8, 16),
                                 layers_per_block=1, down_block_types=("CrossAttnDownBlock2D",) * 2,
                                 up_block_types=("CrossAttnUpBlock2D",) * 2, cross_attention_dim=6,
                                 attention_head_dim=2, norm_num_groups=4)
     unet.save_pretrained(str(tmp_path / "run" / "unet"))
     res = _invoke(["zero-shot", tmp_path / "run", "--data", chest_run / "data", "--out", tmp_path / "zs",
-                   "--grid", "4", "--limit", "1"])
+                   "--grid", "4", "--threshold", "0.001", "--limit", "1"])
     assert res.exit_code == 0, res.output
-    assert len(list((tmp_path / "zs" / "masks").glob("*.png"))) == 1
+    assert "zero tokens" in res.output and "image(s) to 16x16" in res.output
+    mask = np.asarray(Image.open(tmp_path / "zs" / "masks" / "chest_0000.png"))
+    seg = load_segmenter(tmp_path / "run", DiffSegConfig(grid=4, threshold=0.001))
+    _, x, _ = read_for(seg, chest_run / "data", limit=1)
+    assert seg.context is None and x.shape == (1, 1, 16, 16)
+    expected = seg.diffseg.segment(x, torch.zeros(1, 1, 6))[0].labels.numpy()
+    assert np.array_equal(mask, expected) and len(np.unique(mask)) >= 2
 
 
 def test_truth_masks_follow_a_resize(chest_run, tmp_path):
@@ -192,17 +203,22 @@ def test_truth_masks_follow_a_resize(chest_run, tmp_path):
 
 
 def test_score_fixed_k_rows(chest_run, tmp_path):
-    from latentmed.segment.run import load_segmenter, score_fixed_k
+    from latentmed.segment.load import load_segmenter
+    from latentmed.segment.report import write_fixed_k
+    from latentmed.segment.run import score_fixed_k
 
     seg = load_segmenter(chest_run / "run", DiffSegConfig(grid=4, threshold=0.05))
     assert seg.null_tokens == seg.condition(torch.zeros(1, 1, 32, 32)).shape[1]
-    res = score_fixed_k(seg, chest_run / "data", chest_run / "data", tmp_path, k=4)
-    rows = res["rows"]
-    assert list(rows)[:3] == ["DiffSeg (own tokens)", "DiffSeg (empty context, vanilla)", "DiffSeg (untrained UNet)"]
+    res = score_fixed_k(seg, chest_run / "data", chest_run / "data", k=4)
+    rows = res.to_dict()["rows"]
+    assert list(rows)[:4] == ["DiffSeg (own tokens)", "DiffSeg (empty context, vanilla)", "DiffSeg (untrained UNet)",
+                              "DiffSeg (own tokens, merge's own K)"]
     assert {"KMeans intensity", "KMeans intensity + x,y", "grid 2x2 (image-blind)"} <= set(rows)
-    for r in rows.values():
-        assert r["segments_mean"] <= 4 and 0 <= r["mean"] <= 1 and len(r["per_image"]) == 3
-    assert (tmp_path / "table.md").is_file() and (tmp_path / "fixed_k.json").is_file()
+    for label, r in rows.items():
+        assert 0 <= r["mean"] <= 1 and len(r["per_image"]) == 3 and 0 < r["pixel_accuracy"] <= 1
+        assert r["segments_mean"] <= 4 or label.endswith("own K)")
+    write_fixed_k(res, tmp_path)
+    assert (tmp_path / "table.md").is_file() and json.loads((tmp_path / "fixed_k.json").read_text())["k"] == 4
     # the untrained reference is a different UNet of the same architecture
     other = seg.untrained(0).diffseg.unet
     assert other.config == seg.diffseg.unet.config

@@ -12,13 +12,14 @@ from latentmed.segment.aggregate import aggregate_attention, resolution_weights
 from latentmed.segment.capture import AttentionStore, SelfAttentionRecorder, capture_self_attention
 from latentmed.segment.diffseg import DiffSeg, DiffSegConfig, kmeans_intensity_baseline
 from latentmed.segment.baselines import grid_baseline, kmeans_baseline
-from latentmed.segment.match import StructureMatch, best_union, match_one_to_one, match_structures
+from latentmed.segment.match import (HungarianScores, StructureMatch, best_candidate, best_union, hungarian_counts,
+                                     match_one_to_one, match_structures)
 from latentmed.segment.merge import (MergeResult, anchor_grid, calibrated_threshold, merge_attention,
                                      proposals_to_labels, segment_attention, symmetric_kl)
 
 __all__ = [
-    "AttentionStore", "DiffSeg", "DiffSegConfig", "MergeResult", "SelfAttentionRecorder", "StructureMatch",
-    "aggregate_attention", "anchor_grid", "best_union", "calibrated_threshold", "capture_self_attention",
-    "grid_baseline", "kmeans_baseline", "kmeans_intensity_baseline", "match_one_to_one", "match_structures",
+    "AttentionStore", "DiffSeg", "DiffSegConfig", "HungarianScores", "MergeResult", "SelfAttentionRecorder", "StructureMatch",
+    "aggregate_attention", "anchor_grid", "best_candidate", "best_union", "calibrated_threshold", "capture_self_attention",
+    "grid_baseline", "hungarian_counts", "kmeans_baseline", "kmeans_intensity_baseline", "match_one_to_one", "match_structures",
     "merge_attention", "proposals_to_labels", "resolution_weights", "segment_attention", "symmetric_kl",
 ]

@@ -64,6 +64,19 @@ REFERENCE_RECIPE = {"timestep": 300, "threshold": 1.1, "iterations": 3, "grid": 
                     "weighting": "proportional", "merge": "reference", "kl_fp16": True, "noised": False,
                     "num_segments": None, "threshold_quantile": None}
 INDEXINGS = ("latentmed", "diffusers")
+RECIPES = {"latentmed": {}, "reference": REFERENCE_RECIPE}
+
+
+def diffseg_config(recipe: str = "latentmed", **given) -> DiffSegConfig:
+    """A config from a recipe's settings with ``given`` ones on top (``None`` = not given): an explicit
+    option beats the recipe, the recipe beats :class:`DiffSegConfig`'s defaults."""
+    if recipe not in RECIPES:
+        raise LatentmedError(f"recipe {recipe!r}: expected one of {', '.join(RECIPES)} (reference = google/diffseg's "
+                             "benchmark: t=300, threshold 1.1, 3 iterations, 16x16 anchors, no refinement).")
+    unknown = set(given) - set(DiffSegConfig.__dataclass_fields__)
+    if unknown:
+        raise LatentmedError(f"unknown DiffSeg settings {sorted(unknown)}; expected {sorted(DiffSegConfig.__dataclass_fields__)}.")
+    return DiffSegConfig(**{**RECIPES[recipe], **{k: v for k, v in given.items() if v is not None}})
 
 
 @dataclass

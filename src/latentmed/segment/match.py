@@ -13,6 +13,17 @@ chest2d). :func:`match_one_to_one` is the fair score at a fixed number of segmen
 structure gets at most one proposal and each proposal at most one structure, chosen to maximise
 the summed Dice (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``); an unmatched
 structure scores 0.
+
+The papers' own scores:
+
+- DiffSeg (google/diffseg ``diffseg/utils.py:85-108``, ``benchmarks.ipynb``): a confusion histogram
+  between truth classes (here background 0 and every structure) and segment ids, one segment per
+  class by the Hungarian algorithm maximising matched pixels, counts summed over the data set, then
+  pixel accuracy ``sum TP / all`` and ``mIoU = nanmean TP / (TP + FP + FN)``
+  (:class:`HungarianScores`, :func:`hungarian_counts`).
+- DiNO-Diffusion (Sec. 4.4, as we read it): every segment is a candidate mask, scored by Dice
+  against each structure; per structure the best candidate is kept (non-maximum suppression over
+  candidates), and a segment may serve two structures (:func:`best_candidate`).
 """
 
 from __future__ import annotations
@@ -106,6 +117,95 @@ def match_one_to_one(labels, truth, structures: Mapping[int, str]) -> dict[str, 
         else:
             out[name] = StructureMatch(name, int(value), [], 0.0)
     return out
+
+
+def best_candidate(labels, truth, structures: Mapping[int, str]) -> dict[str, StructureMatch]:
+    """Per structure, the single segment with the highest Dice (DiNO-Diffusion's candidate masks + NMS).
+
+    A structure absent from ``truth`` gets Dice NaN and no segment.
+    """
+    labels, truth = _check_pair(labels, truth)
+    ids = np.unique(labels)
+    out = {}
+    for value, name in structures.items():
+        gt = truth == value
+        if not gt.any():
+            out[name] = StructureMatch(name, int(value), [], float("nan"))
+            continue
+        scores = [_dice(gt, labels == k) for k in ids]
+        best = int(np.argmax(scores))
+        out[name] = StructureMatch(name, int(value), [int(ids[best])], float(scores[best]))
+    return out
+
+
+def hungarian_counts(labels, truth, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per-class ``(TP, FP, FN)`` pixel counts and the number of scored pixels of one image (DiffSeg's protocol).
+
+    ``classes``: the truth values scored (other truth values are ignored, as the reference ignores
+    unlabelled pixels). Segments are matched one to one to classes maximising the matched pixels.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    labels, truth = _check_pair(labels, truth)
+    classes = list(classes)
+    ids, pred = np.unique(labels, return_inverse=True)
+    pred = pred.reshape(labels.shape)
+    hist = np.zeros((len(classes), len(ids)), dtype=np.int64)
+    for r, value in enumerate(classes):
+        hist[r] = np.bincount(pred[truth == value], minlength=len(ids))
+    rows, cols = linear_sum_assignment(hist, maximize=True)
+    tp = np.zeros(len(classes), dtype=np.int64)
+    fp = np.zeros(len(classes), dtype=np.int64)
+    tp[rows] = hist[rows, cols]
+    fp[rows] = hist[:, cols].sum(0) - hist[rows, cols]
+    fn = hist.sum(1) - tp
+    return tp, fp, fn, int(hist.sum())
+
+
+@dataclass
+class HungarianScores:
+    """DiffSeg's benchmark scores from counts summed over images: pixel accuracy, per-class IoU, mIoU."""
+
+    classes: list[str]
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+    total: int
+
+    @classmethod
+    def of(cls, label_maps, truths, classes: Mapping[int, str]) -> "HungarianScores":
+        """Sum :func:`hungarian_counts` over paired label maps and truth maps."""
+        tp = fp = fn = 0
+        total = 0
+        for labels, truth in zip(label_maps, truths):
+            a, b, c, n = hungarian_counts(labels, truth, list(classes))
+            tp, fp, fn, total = tp + a, fp + b, fn + c, total + n
+        return cls(list(classes.values()), np.asarray(tp), np.asarray(fp), np.asarray(fn), total)
+
+    @property
+    def pixel_accuracy(self) -> float:
+        return float(self.tp.sum() / self.total) if self.total else float("nan")
+
+    @property
+    def iou(self) -> dict[str, float]:
+        denom = (self.tp + self.fp + self.fn).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return dict(zip(self.classes, (self.tp / denom).tolist()))
+
+    @property
+    def miou(self) -> float:
+        return float(np.nanmean(list(self.iou.values())))
+
+    def to_dict(self) -> dict:
+        return {"pixel_accuracy": self.pixel_accuracy, "miou": self.miou, "iou": self.iou}
+
+
+def _check_pair(labels, truth) -> tuple[np.ndarray, np.ndarray]:
+    labels, truth = _as_numpy(labels), _as_numpy(truth)
+    if labels.shape != truth.shape:
+        raise LatentmedError(f"prediction of shape {labels.shape} and truth mask of shape {truth.shape} differ; "
+                             "the truth masks must have the image size.")
+    return labels, truth
 
 
 def _dice(truth: np.ndarray, pred: np.ndarray) -> float:
