@@ -46,10 +46,19 @@ def test_per_image_scaling_16bit_crop_resize_and_augment(tmp_path):
     assert read.min() == -1 and read.max() == 1
     assert open_images(d).stack().max() < -0.8  # the dtype rule keeps it dark
     img = torch.linspace(-1, 1, 32).repeat(1, 32, 1)
-    out = augment(img, torch.Generator().manual_seed(0))
+    out = augment(img, 0)
     assert out.shape == img.shape and out.abs().max() <= 1 + 1e-6 and not torch.equal(out, img)
-    same = augment(img, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(out, same)
+    torch.testing.assert_close(out, augment(img, 0))  # seeded
+    assert not torch.equal(out, augment(img, 1))
+    # each part does what it says: zoom 2 magnifies (a centred square grows), sharpening steepens an edge
+    sq = -torch.ones(1, 32, 32)
+    sq[:, 12:20, 12:20] = 1
+    big = augment(sq, 0, shear=0, translate=0, scale=(2.0, 2.0), sharpen=0)
+    assert (big > 0).sum() > 3 * (sq > 0).sum()
+    step = torch.zeros(1, 32, 32)
+    step[..., 16:] = 0.5
+    sharp = augment(step, 0, shear=0, translate=0, scale=(1.0, 1.0), sharpen=1.0)
+    assert sharp[0, 16, 15] < 0 and sharp[0, 16, 16] > 0.5  # over/undershoot at the edge
 
 
 def test_bad_inputs(tmp_path):

@@ -109,3 +109,18 @@ def test_fid_selection_without_heldout_images_is_a_clear_error(tmp_path):
     with pytest.raises(LatentmedError, match=r"eval_every=2 .*--heldout DIR \(eval.heldout\)"):
         train_ldm(cfg, tmp_path / "run", vae=tmp_path / "novae", conditioner="tiny")
     assert cfg.train.eval_every == 2 and cfg.train.select_metric == "fid" and not (tmp_path / "run").exists()
+
+
+def test_paper_recipe_sets_the_papers_optimiser_augmentation_and_time_sampling():
+    from latentmed.ldm.training import LDMRunConfig, apply_recipe, ldm_recipe
+
+    base = LDMRunConfig()
+    cfg = apply_recipe(base, "paper")
+    assert (cfg.train.lr, cfg.train.warmup_steps, cfg.data.augment, cfg.objective.time_sampling) == \
+        (1e-4, 1000, True, "discrete")
+    assert cfg.train.steps == base.train.steps and base.train.lr == 2e-4 and not base.data.augment  # a copy
+    assert ldm_recipe("paper")["train.lr"] == 1e-4
+    with pytest.raises(LatentmedError, match="unknown LDM recipe 'fast'"):
+        apply_recipe(base, "fast")
+    with pytest.raises(LatentmedError, match="time_sampling must be"):
+        apply_recipe(base, "paper").objective.__class__(time_sampling="continuous")

@@ -14,6 +14,7 @@ suffix, ``/``-separated) and one labels reader (:func:`latentmed.data.read_label
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -26,28 +27,36 @@ from latentmed.data.labels import align_labels
 from latentmed.errors import LatentmedError
 
 
-def augment(x: torch.Tensor, generator: torch.Generator | None = None, shear: float = 0.05,
-            translate: float = 0.05, scale: tuple[float, float] = (0.9, 1.4), sharpen: float = 1.0) -> torch.Tensor:
-    """Light augmentation of one image ``[C, H, W]`` in [-1, 1] (DiNO-Diffusion Sec. 3).
+@lru_cache(maxsize=8)
+def _augment_compose(shear: float, translate: float, side: int, scale: tuple[float, float], sharpen: float):
+    from monai.transforms import Compose, RandAffine, RandGaussianSharpen, RandZoom
 
-    Random sharpening (unsharp mask of strength U(0, ``sharpen``)) and a random affine
-    transform with shear U(-s, s), translation U(-t, t) of the side, zoom U(scale).
-    """
-    u = lambda a, b: float(a + (b - a) * torch.rand((), generator=generator))  # noqa: E731
-    c, h, w = x.shape
-    blur = F.avg_pool2d(F.pad(x[None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0]
-    x = (x + u(0, sharpen) * (x - blur)).clamp(-1, 1)
-    z = u(*scale)
-    sh = u(-shear, shear)
-    theta = torch.tensor([[1 / z, sh / z, u(-translate, translate) * 2],
-                          [0.0, 1 / z, u(-translate, translate) * 2]], dtype=x.dtype)
-    grid = F.affine_grid(theta[None], [1, c, h, w], align_corners=False)
-    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    tiny = (0.01, 0.01)  # no first blur: blurred_f = x, so the sharpening is an unsharp mask
+    return Compose([
+        RandGaussianSharpen(sigma1_x=tiny, sigma1_y=tiny, sigma2_x=(1.0, 1.0), sigma2_y=(1.0, 1.0),
+                            alpha=(0.0, float(sharpen)), prob=1.0),
+        RandAffine(prob=1.0, shear_range=(shear, shear), translate_range=(translate * side,) * 2,
+                   padding_mode="border"),
+        RandZoom(prob=1.0, min_zoom=scale[0], max_zoom=scale[1], keep_size=True, padding_mode="edge"),
+    ])
+
+
+def augment(x: torch.Tensor, seed: int, shear: float = 0.05, translate: float = 0.05,
+            scale: tuple[float, float] = (0.9, 1.4), sharpen: float = 1.0) -> torch.Tensor:
+    """Light augmentation of one image ``[C, H, W]`` in [-1, 1] (DiNO-Diffusion Sec. 3), MONAI transforms
+    seeded by ``seed``: random sharpening (``RandGaussianSharpen`` as an unsharp mask
+    ``x + a (x - G_1 * x)``, a ~ U(0, ``sharpen``)), ``RandAffine`` with shear U(-s, s) on both axes and
+    translation U(-t, t) of the side, and ``RandZoom`` by U(``scale``) (isotropic, size kept; MONAI's
+    RandAffine scales each axis independently), borders replicated."""
+    t = _augment_compose(float(shear), float(translate), int(x.shape[-1]), tuple(map(float, scale)), float(sharpen))
+    t.set_random_state(seed=int(seed))
+    out = t(x.float())
+    return (out.as_tensor() if hasattr(out, "as_tensor") else torch.as_tensor(out)).clamp(-1, 1)
 
 
 def random_augment(x: torch.Tensor) -> torch.Tensor:
-    """:func:`augment` with a generator seeded from torch's global RNG (so ``torch.manual_seed`` fixes a run)."""
-    return augment(x, torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()))))
+    """:func:`augment` seeded from torch's global RNG (so ``torch.manual_seed`` fixes a run)."""
+    return augment(x, int(torch.randint(0, 2**31 - 1, ())))
 
 
 def open_ldm_images(root: str | os.PathLike, size: int | None = 64, channels: int = 1, augment: bool = False,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -239,6 +239,34 @@ class LDMRunConfig(RunConfig):
     train: LDMTrainConfig = field(default_factory=LDMTrainConfig)
     data: LDMDataConfig = field(default_factory=LDMDataConfig)
     eval: FIDSelectionConfig = field(default_factory=FIDSelectionConfig)
+
+
+#: Named training recipes: ``{name: {"section.key": value}}``, applied over the defaults (:func:`ldm_recipe`).
+#: ``paper``: DiNO-Diffusion Sec. 3 as the issue's review read it: constant learning rate 1e-4 after a
+#: 1000-step linear warm-up (the loop's schedule), light augmentation (sharpening, affine;
+#: :func:`~latentmed.ldm.data.augment`) and DDPM's 1000 discrete training steps (diffusers' training).
+LDM_RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {"train.lr": 1e-4, "train.warmup_steps": 1000, "data.augment": True,
+              "objective.time_sampling": "discrete"},
+}
+
+
+def ldm_recipe(name: str) -> dict[str, Any]:
+    """The ``{"section.key": value}`` settings of a named recipe (:data:`LDM_RECIPES`)."""
+    expect(name in LDM_RECIPES, f"unknown LDM recipe {name!r}; expected one of {', '.join(LDM_RECIPES)}.")
+    return dict(LDM_RECIPES[name])
+
+
+def apply_recipe(cfg: LDMRunConfig, name: str) -> LDMRunConfig:
+    """A copy of ``cfg`` with the recipe's settings (the experiment script's way; the CLI merges them as
+    ``--set`` values, below its explicit options)."""
+    from dataclasses import replace
+
+    out = cfg
+    for key, value in ldm_recipe(name).items():
+        section, attr = key.split(".")
+        out = replace(out, **{section: replace(getattr(out, section), **{attr: value})})
+    return out
 
 
 def embed_dataset(conditioner, dataset, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
