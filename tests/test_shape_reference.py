@@ -126,21 +126,30 @@ def test_reverse_step_is_the_references_langevin_from_noise_without_last_rescale
     assert not torch.allclose(ours, theirs, atol=1e-2)
 
 
-def test_refinement_samples_the_posterior_and_starts_at_T():
-    m = _ref(langevin_steps=20)
-    sched = port_schedule(4)
+def port_reconstruction(m, x, T, sched, K, g):
+    """LSD_EBM_model.reconstruction(x, step=T) (get_model_lsd_ebm.py:362-373) in latent space."""
     energy = port_energy(m)
-    x = _masks(2)
-    g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         mu = m.encoder.mean_head(m.encoder.features(x))
         z = mu + torch.exp(0.5 * (1e-6 + F.softplus(mu))) * torch.randn(mu.shape, generator=g)
-        z = port_q_sample(z, torch.full((2,), 4, dtype=torch.long), sched, g)
-    for step in range(3, -1, -1):  # p_sample_progressive with hor = T
-        z = port_langevin(z, torch.full((2,), step, dtype=torch.long), energy, sched, 20, 0.01, g, )
+        z = port_q_sample(z, torch.full((len(x),), T, dtype=torch.long), sched, g)
+    for step in range(T - 1, -1, -1):  # p_sample_progressive with hor = T
+        z = port_langevin(z, torch.full((len(x),), step, dtype=torch.long), energy, sched, K, 0.01, g)
+    return z
+
+
+def test_refinement_samples_the_posterior_and_starts_at_T_of_the_30_step_evaluation_schedule():
+    m = _ref(langevin_steps=20)
+    x = _masks(2)
     seen = []
     mine = m.refine_latent(x, generator=torch.Generator().manual_seed(7), callback=lambda t, _: seen.append(t))
-    assert seen == [4, 3, 2, 1, 0] and torch.allclose(mine, z, atol=1e-4)
+    theirs = port_reconstruction(m, x, 4, port_schedule(30), 20, torch.Generator().manual_seed(7))
+    assert seen == [4, 3, 2, 1, 0] and torch.allclose(mine, theirs, atol=1e-4)
+    assert torch.allclose(m.a, torch.tensor(port_schedule(4)[0], dtype=torch.float32))  # trained schedule restored
+    m.config.inference_T = None  # the consistent reading: the trained 4-step schedule, last step not rescaled
+    mine = m.refine_latent(x, generator=torch.Generator().manual_seed(7))
+    theirs = port_reconstruction(m, x, 4, port_schedule(4), 20, torch.Generator().manual_seed(7))
+    assert torch.allclose(mine, theirs, atol=1e-4)
 
 
 def test_reference_energy_is_a_plain_mlp_on_raw_t():
@@ -189,7 +198,8 @@ def test_sampler_config_switches_inference_only():
     ours = LSDEBMConfig(**TINY)
     ref = sampler_config(ours, "reference")
     assert (ref.langevin_init, ref.langevin_steps, ref.langevin_step_size, ref.langevin_noise, ref.rescale_last,
-            ref.refine_posterior, ref.default_refine_steps) == ("noise", 300, 0.01, 0.01, False, "sample", 15)
+            ref.refine_posterior, ref.default_refine_steps, ref.inference_T) == \
+        ("noise", 300, 0.01, 0.01, False, "sample", 15, 30)
     assert ref.schedule == ours.schedule and ref.forward_noise == ours.forward_noise  # the trained chain stays
     assert ours.default_refine_steps == 1 and sampler_config(ref, "ours").langevin_init == "previous"
 

@@ -3,6 +3,16 @@
 The reference recipe (:data:`REFERENCE_LSDEBM`) is what the authors' code runs
 (``Seven-year-promise/LSD_EBM_MRI``, folder ``3D/LSD_EBM/``, read at commit 0ea769a; ``train`` below is
 ``LSD_EBM_code/train_lsd_ebm_vert.py``); each key cites the lines it follows.
+
+Where we believe the reference is wrong, the recipe keeps it (it produced the paper's numbers):
+the posterior's log-variance is softplus of the mean from the same layer (variance >= 1, tied to the
+mean; model_Unet_lsdebm.py:381-382); its posterior term ``logvar + ((z - mu) / var)^2 / 2`` is neither
+the entropy nor the KL (train:526; :func:`~latentmed.shape.objectives.reference_entropy`); the energy
+loss ``[B,1,1,1] * [B]`` broadcasts, so each sample is weighted by the batch mean of sigma_1/sigma_{t+1}
+(train:516-518); the training pairs use 0.1 x sigma while the reverse step's quadratic uses sigma
+(train:189 vs :109), so Langevin samples a conditional 100x broader in variance than the forward kernel;
+and the evaluation builds a 30-step schedule whatever T the model was trained with
+(get_model_lsd_ebm.py:239; ``inference_T``).
 """
 
 from __future__ import annotations
@@ -81,7 +91,9 @@ class LSDEBMConfig(MaskNetConfig):
     - ``gaussian_reference``: energy ``E + |z|^2 / 2`` (our option).
     - Refinement (Algorithm 2): ``refine_posterior`` ``"mean"`` or ``"sample"`` (the reference samples,
       get_model_lsd_ebm.py:363-364), from step ``refine_steps`` (unset: 1 for ours, T for the reference,
-      whose reconstruction_metrics.py:211 passes step = T).
+      whose reconstruction_metrics.py:211 passes step = T). ``inference_T``: the number of steps of the
+      schedule refinement uses (unset: T; the reference's evaluation builds a 30-step schedule for every
+      model, get_model_lsd_ebm.py:239, :253-265, so its t = T is step T of 30, with a milder noise).
     """
 
     recipe: str = "ours"
@@ -103,6 +115,7 @@ class LSDEBMConfig(MaskNetConfig):
     langevin_noise: float = 1.0
     refine_posterior: str = "mean"
     refine_steps: int | None = None
+    inference_T: int | None = None
     gaussian_reference: bool = False
 
     def __post_init__(self) -> None:
@@ -119,6 +132,8 @@ class LSDEBMConfig(MaskNetConfig):
                f"langevin_step_scale={self.langevin_step_scale}: expected (0, 2) for a stable chain.")
         expect(self.langevin_step_size is None or self.langevin_step_size > 0,
                f"langevin_step_size={self.langevin_step_size}: expected > 0 or unset.")
+        expect(self.inference_T is None or self.inference_T >= self.num_steps,
+               f"inference_T={self.inference_T}: expected unset or >= num_steps={self.num_steps}.")
         expect(self.refine_steps is None or 0 <= self.refine_steps <= self.num_steps,
                f"refine_steps={self.refine_steps}: expected 0..num_steps={self.num_steps}.")
 
@@ -141,10 +156,11 @@ REFERENCE_LSDEBM: dict = {
     "scaled_reverse": True, "rescale_last": False,               # train:124, :282-283
     "gaussian_reference": False,
     "refine_posterior": "sample",                                # get_model_lsd_ebm.py:363-364
+    "inference_T": 30,                                           # get_model_lsd_ebm.py:239 (see LSDEBMConfig)
 }
 # The inference keys a refinement recipe switches (the schedule and networks stay the trained model's).
 SAMPLER_KEYS = ("langevin_init", "langevin_steps", "langevin_step_size", "langevin_noise", "rescale_last",
-                "refine_posterior")
+                "refine_posterior", "inference_T")
 OURS_SAMPLER = {key: LSDEBMConfig.__dataclass_fields__[key].default for key in SAMPLER_KEYS}
 
 
@@ -176,5 +192,6 @@ def reference_run(cfg):
     return replace(cfg, model={**REFERENCE_LSDEBM, **cfg.model}, train=train)
 
 
-__all__ = ["LEBMConfig", "LSDEBMConfig", "MaskNetConfig", "OURS_SAMPLER", "RECIPES", "REFERENCE_LSDEBM", "REFERENCE_TRAIN",
+__all__ = ["LEBMConfig", "LSDEBMConfig", "MaskNetConfig", "OURS_SAMPLER", "RECIPES", "REFERENCE_LSDEBM",
+           "REFERENCE_TRAIN",
            "VAEConfig", "reference_run", "sampler_config"]

@@ -212,7 +212,8 @@ class EvaluationResult:
                      "mean(clean) - mean(coarse))", "",
                      "| Method | cosine | move / distance |", "|---|---|---|"]
             rows += [f"| {m} | {d['cosine'].mean():.3f} ± {d['cosine'].std():.3f} | "
-                     f"{d['move_ratio'].mean():.3f} ± {d['move_ratio'].std():.3f} |" for m, d in self.directions.items()]
+                     f"{d['move_ratio'].mean():.3f} ± {d['move_ratio'].std():.3f} |"
+                     for m, d in self.directions.items()]
         return "\n".join(rows)
 
     def per_case_csv(self) -> str:

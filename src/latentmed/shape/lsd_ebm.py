@@ -10,7 +10,8 @@ the encoding itself), the reference a tiny first step ``a[0] = sqrt(1 - beta_0)`
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import torch
 from torch.nn import functional as F
@@ -80,12 +81,35 @@ class LSDEBM(EncoderMixin, ShapeModel):
             self.energy = RawTimeEnergyMLP(c.latent_dim, c.energy_hidden, c.energy_layers)
         else:
             self.energy = EnergyMLP(c.latent_dim, c.energy_hidden, c.energy_layers, time_dim=c.time_dim)
-        a = chain_scales(c.num_steps, c.schedule, c.alpha_bar_T)
-        a_cum = torch.cumprod(a, 0)
-        for name, value in (("a", a), ("sigma", (1 - a ** 2).sqrt()), ("a_cum", a_cum),
-                            ("sigma_cum", (1 - a_cum ** 2).clamp_min(0).sqrt())):
-            self.register_buffer(name, value.float(), persistent=False)
+        for name, value in self._coefficients(c.num_steps).items():
+            self.register_buffer(name, value, persistent=False)
         self.energy_enabled = True  # the `energy off` control sets it to False (latentmed.shape.controls)
+
+    def _coefficients(self, num_steps: int) -> dict[str, torch.Tensor]:
+        """``a``, ``sigma``, ``a_cum``, ``sigma_cum`` [num_steps + 1] of this model's schedule kind."""
+        c = self.config
+        a = chain_scales(num_steps, c.schedule, c.alpha_bar_T)
+        a_cum = torch.cumprod(a, 0)
+        return {"a": a.float(), "sigma": (1 - a ** 2).sqrt().float(), "a_cum": a_cum.float(),
+                "sigma_cum": (1 - a_cum ** 2).clamp_min(0).sqrt().float()}
+
+    @contextlib.contextmanager
+    def _inference_schedule(self, c: LSDEBMConfig) -> Iterator[None]:
+        """Inside: the chain coefficients of ``c.inference_T`` steps (the reference's evaluation computes its
+        schedule with ``diff_timesteps=30`` whatever T the model was trained with, get_model_lsd_ebm.py:239,
+        :253-265, imported by reconstruction_metrics.py:17-18); unset: the trained schedule."""
+        if c.inference_T is None or c.inference_T == c.num_steps:
+            yield
+            return
+        trained = {k: getattr(self, k) for k in ("a", "sigma", "a_cum", "sigma_cum")}
+        device = trained["a"].device
+        for k, v in self._coefficients(c.inference_T).items():
+            setattr(self, k, v.to(device))
+        try:
+            yield
+        finally:
+            for k, v in trained.items():
+                setattr(self, k, v)
 
     @property
     def sigma2(self) -> torch.Tensor:
@@ -135,8 +159,8 @@ class LSDEBM(EncoderMixin, ShapeModel):
         a = self.a[t + 1][:, None]
         if not c.scaled_reverse:
             return torch.ones_like(a)
-        if not c.rescale_last:
-            a = torch.where((t + 1 == c.num_steps)[:, None], torch.ones_like(a), a)
+        if not c.rescale_last:  # a_s_prev[-1] = 1: the last index of the schedule in use
+            a = torch.where((t + 1 == len(self.a) - 1)[:, None], torch.ones_like(a), a)
         return a
 
     def reverse_sample(self, z_next: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None,
@@ -220,9 +244,10 @@ class LSDEBM(EncoderMixin, ShapeModel):
                f"steps={t}: expected a refinement step t in 0..T={c.num_steps} for this model "
                "(0: the autoencoder alone, no chain).")
         z0 = self.start_latent(x, generator, recipe)
-        with torch.no_grad():
-            z_t = self.diffuse(z0, self._steps(t, z0), generator)
-        return self.reverse_chain(z_t, t, generator, callback, c)
+        with self._inference_schedule(c):
+            with torch.no_grad():
+                z_t = self.diffuse(z0, self._steps(t, z0), generator)
+            return self.reverse_chain(z_t, t, generator, callback, c)
 
     def refine(self, x: torch.Tensor, *, steps: int | None = None, generator: torch.Generator | None = None,
                callback: Callable[[int, torch.Tensor], None] | None = None, recipe: str | None = None

@@ -19,7 +19,8 @@ from latentmed.shape.models import MODELS, bernoulli_nll
 
 
 def reference_entropy(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """The LSD-EBM reference code's posterior term per sample ``[B]``: ``sum(logvar + ((z - mean) / exp(logvar))^2 / 2)``
+    """The LSD-EBM reference code's posterior term per sample ``[B]``:
+    ``sum(logvar + ((z - mean) / exp(logvar))^2 / 2)``
     (train_lsd_ebm_vert.py:526). It is not log q(z|x) (that would be ``-logvar/2 - (z - mean)^2 / (2 exp(logvar))``):
     it divides by the variance instead of the standard deviation and its sign pushes the variance down;
     kept as written in the reference recipe."""
@@ -69,7 +70,8 @@ class ShapeObjectiveConfig:
                "'sigma_ratio_batch'.")
         expect(self.posterior_term in ("kl", "reference_entropy"),
                f"objective.posterior_term={self.posterior_term!r}: expected 'kl' or 'reference_entropy'.")
-        expect(self.recipe in ("ours", "reference"), f"objective.recipe={self.recipe!r}: expected 'ours' or 'reference'.")
+        expect(self.recipe in ("ours", "reference"),
+               f"objective.recipe={self.recipe!r}: expected 'ours' or 'reference'.")
 
     def resolved(self, kind: str) -> ShapeObjectiveConfig:
         """The weights ``kind`` (``"vae" | "lebm" | "lsd-ebm"``) trains with: defaults filled in, ``None``
