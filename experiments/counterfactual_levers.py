@@ -58,17 +58,17 @@ def _phantom(path: Path, n: int, size: int, seed: int, opts: dict) -> Path:
     return path
 
 
-def _rows(table: dict) -> list[dict]:
+def _rows(table) -> list[dict]:
     return [{"method": r["method"], "auc": round(r["detection_auc"], 4),
              "auc_ci": [round(v, 4) for v in r["detection_auc_ci"]], "macro_f1": round(r["macro_f1"], 4)}
-            for r in table["rows"] if "poly" not in r["method"]]
+            for r in table.rows if "poly" not in r["method"]]
 
 
 def _grade(dae, phantom: Path, out: Path, size: int, seed: int, class_weight, run: Path) -> tuple:
     """Encode ``phantom`` with ``dae``, fit the grader on 70%, evaluate with its reference rows."""
     from latentmed.dae import encode_dataset
     from latentmed.data import open_images
-    from latentmed.latent import evaluate_grader, fit_grader, save_latents
+    from latentmed.latent import Baselines, evaluate_grader, fit_grader, save_latents
 
     latents = out / "latents.npz"
     if not latents.is_file():
@@ -77,7 +77,7 @@ def _grade(dae, phantom: Path, out: Path, size: int, seed: int, class_weight, ru
     labels = phantom / "labels.csv"
     grader = fit_grader(latents, labels, "genant", negative=[0], positive=[2, 3], classifier="svm",
                         calibration="means:0,3", holdout=0.3, seed=seed, class_weight=class_weight)
-    table = evaluate_grader(grader, latents, labels, data_dir=phantom, run=run, tsne=False, seed=seed)
+    table = evaluate_grader(grader, latents, labels, baselines=Baselines(phantom, run=run), seed=seed)
     return grader, table
 
 
@@ -143,7 +143,7 @@ def robust(args, name: str) -> dict:
     _, table = _grade(load_dae(Path(args.out) / "run"), phantom, out, args.size, args.seed, _class_weight(args),
                       Path(args.out) / "run")
     counts = np.bincount(pd.read_csv(phantom / "labels.csv")["genant"].to_numpy(dtype=int), minlength=4)
-    return {"variant": name, "options": opts, "grade_counts": counts.tolist(), "n_test": table["n_test"],
+    return {"variant": name, "options": opts, "grade_counts": counts.tolist(), "n_test": len(table.ids),
             "grading": _rows(table), "wall_s": round(time.perf_counter() - t0, 1)}
 
 

@@ -125,6 +125,12 @@ def test_spine2d_end_to_end_cli(spine, tmp_path):
     summary = json.loads((tmp_path / "cf" / "counterfactuals.json").read_text())
     assert summary["ids"] == ids[:2] and summary["labels"] == ["G-1", "G1.5", "G4", "flipped"]
     assert (tmp_path / "cf" / f"{ids[0]}.png").is_file() and "follow slope" in res.output
+    from test_report_html import check_report
+
+    page = check_report(tmp_path / "cf" / "report.html")  # one grade slider per image, the flip as last frame
+    sliders = [a for t, a, *_ in page.tags if t == "input"]
+    assert len(sliders) == 2 and all(a["data-labels"] == '["G-1", "G1.5", "G4", "flipped"]' for a in sliders)
+    assert "latentmed counterfactual" in " ".join(page.text) and "--flip" in " ".join(page.text)
     res = runner.invoke(_cf_app(), [str(tmp_path / "run"), str(tmp_path / "grader"), "--data", str(data), "--ids",
                                     ids[0], "--direction", "sideways", "--out", str(tmp_path / "cf2")])
     assert res.exit_code == 2 and "direction must be one of normal, normal-std, means, pattern" in res.output

@@ -28,6 +28,7 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch):
     assert facts["settings"]["dae_steps"] == 30
     assert len(list((out / "counterfactuals").glob("*.png"))) >= 1
     assert "Follow slope" in report and all(np.isfinite(facts["counterfactual_follow_slope"]))
+    _check_html(out, report, facts)
     # a second run resumes every stage instead of starting over
     again = CliRunner().invoke(app, ["demo", "--quick", "--steps", "30", "--out", "demo"])
     assert again.exit_code == 0, again.output
@@ -37,6 +38,21 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch):
     assert json.loads((out / "report.json").read_text())["facts"]["timings_s"]["train DAE"] < \
         facts["timings_s"]["train DAE"]
     _check_links_and_reproduce(out, monkeypatch)
+
+
+def _check_html(out, report: str, facts: dict):
+    """report.html is linked from report.md, self-contained, small, with one slider per counterfactual image."""
+    from test_report_html import check_report
+
+    assert "](report.html)" in report and (out / "report.html").stat().st_size < 3_000_000
+    page = check_report(out / "report.html")
+    sliders = [a for t, a, *_ in page.tags if t == "input" and a.get("type") == "range"]
+    assert len(sliders) == len(facts["counterfactual_regraded"]) >= 1
+    assert all(a["data-labels"] == '["G-1", "G0", "G1", "G2", "G3", "G4"]' for a in sliders)
+    text = " ".join(page.text)
+    assert "raw pixels" in text and "What was run" in text and "latentmed grade fit" in text
+    # the grading tables' raw-pixel, untrained-encoder and CNN rows (both protocols) are marked as references
+    assert sum(t == "tr" and a.get("class") == "reference" for t, a, *_ in page.tags) >= 6
 
 
 def _links(report: str) -> list[str]:
@@ -85,10 +101,10 @@ def test_grading_comment_reads_the_reference_rows():
     rows = [{"method": "latent svm + means:0,3", "detection_auc": 0.6, "detection_auc_ci": [0.5, 0.7]},
             {"method": "raw pixels: svm + means:0,3", "detection_auc": 0.85},
             {"method": "CNN (small, supervised)", "detection_auc": 0.9}]
-    text = _grading_comment({"rows": rows})[0]
+    text = _grading_comment(rows)[0]
     assert "AUC 0.600 (95% CI 0.500-0.700)" in text and "raw pixels 0.850" in text and "does not yet beat" in text
     rows[0]["detection_auc"] = 0.95
-    text = _grading_comment({"rows": rows})[0]
+    text = _grading_comment(rows)[0]
     assert "does not yet beat" not in text and "trails" not in text
 
 

@@ -89,7 +89,7 @@ def test_workflow_matches_direct_estimator_and_several_columns(dataset):
     np.testing.assert_allclose(df["distance"], graders["genant"].signed_distance(lat.z_sem))
     # evaluating on explicit ids works even when they were used for training
     rep = evaluate_grader(graders["genant"], lat, d / "labels.csv", ids=lat.ids[:20])
-    assert rep["n_test"] == 20
+    assert len(rep.ids) == 20 and rep.to_dict()["n_test"] == 20 and rep.tsne is None
 
 
 def test_bad_inputs(dataset, tmp_path):

@@ -58,7 +58,8 @@ def run_demo(out: str | Path = "latentmed-demo", quick: bool = False, seed: int 
     from latentmed.dae import encode_dataset, train_dae
     from latentmed.data import open_images
     from latentmed.data.phantoms.spine2d import generate_spine2d
-    from latentmed.latent import counterfactuals_from_run, evaluate_grader, fit_grader, save_latents
+    from latentmed.latent import (Baselines, counterfactuals_from_run, evaluate_grader, fit_grader, save_latents,
+                                  write_grading)
     from latentmed.metrics.image import psnr
     from latentmed.viz import save_image_grid
 
@@ -132,8 +133,9 @@ def run_demo(out: str | Path = "latentmed-demo", quick: bool = False, seed: int 
                         classifier="svm", calibration="means:0,3", holdout=0.3, seed=seed,
                         class_weight=s.class_weight, out=out / "grader")
     report = evaluate_grader(grader, latents_path, phantom / "labels.csv", calibrations=CALIBRATIONS,
-                             data_dir=phantom, run=out / "run", baseline_epochs=s.cnn_epochs,
-                             tsne_column="level,fracture", seed=seed, out_dir=out / "grading", progress=True)
+                             baselines=Baselines(phantom, run=out / "run", epochs=s.cnn_epochs, progress=True),
+                             tsne="level,fracture", seed=seed)
+    write_grading(report, out / "grading")
     done("grade")
 
     # 5b. samples against a fresh held-out phantom (after grading: the grader reads their grade mix) ---
@@ -158,7 +160,8 @@ def run_demo(out: str | Path = "latentmed-demo", quick: bool = False, seed: int 
 
     facts["timings_s"] = times
     path = write_text(out / "report.md", _report(out, s, facts, report, cf, quick))
-    write_text(out / "report.json", json.dumps({"facts": facts, "grading": report}, indent=2, default=str))
+    _report_html(out, s, facts, report, cf, quick, truth=[labels[i] for i in cf.ids])
+    write_text(out / "report.json", json.dumps({"facts": facts, "grading": report.to_dict()}, indent=2, default=str))
     console.print(f"[green]Report written to {path}")
     return path
 
@@ -251,9 +254,8 @@ def _labels(csv: Path) -> dict[str, int]:
     return dict(zip(df["id"].astype(str), df["genant"].astype(int)))
 
 
-def _grading_comment(grading: dict) -> list[str]:
-    """What the grading table says, from its numbers: latent probe against its reference rows."""
-    rows = grading["rows"]
+def _grading_comment(rows: list[dict]) -> list[str]:
+    """What the grading table (its rows) says, from its numbers: latent probe against its reference rows."""
     latent = max((r for r in rows if r["method"].startswith("latent")), key=lambda r: r["detection_auc"])
     ref = {key: next((r for r in rows if r["method"].startswith(key)), None)
            for key in ("raw pixels", "random encoder", "CNN")}
@@ -325,19 +327,70 @@ def _reproduce(s: DemoSettings, seed: int, ids) -> list[str]:
         "```", ""]
 
 
+def _report_html(out: Path, s: DemoSettings, facts: dict, grading, cf, quick: bool, truth=None,
+                 oracle=None) -> Path:
+    """``report.html``: the counterfactuals as grade sliders, the grading tables and plots, samples, what was run.
+
+    ``truth``: each counterfactual image's label grade; ``oracle``: ``[N, G]`` grades measured on the
+    counterfactuals (the phantom's height oracle), or None to leave them out.
+    """
+    from latentmed.evaluation.generation import MODEL
+    from latentmed.latent.report import counterfactual_viewers, grading_section
+    from latentmed.viz.html import Figure, RunInfo, Section, Table, write_html_report
+
+    def plain(lines):
+        return [line.replace("`", "") for line in lines if line]
+
+    counterfactuals = Section("Counterfactuals", plain([
+        f"Each held-out vertebra's z_sem moved along the {s.direction} direction to the distance of each grade "
+        f"asked for (G-1 and G4 extrapolate), decoded with the image's own x_T in {s.decode_steps} DDIM steps.",
+        *_counterfactual_comment(cf, s.direction)]), viewers=counterfactual_viewers(cf, truth, oracle))
+    rows = facts["samples"]["rows"]
+    columns = ["source", "P_z", "R_z", "P_pix", "R_pix", "fid_pix", "G2+", "nn_ratio", "far"]
+    model = next((r for r in rows if r["source"] == MODEL), rows[0])
+    samples = Section("Reconstructions and samples", plain([
+        f"Reconstruction PSNR {facts['psnr_inversion_db']} dB with x_T from DDIM inversion, "
+        f"{facts['psnr_random_xT_db']} dB with random x_T. Samples: z_sem from the latent DDIM, decoded with random "
+        f"x_T; sampled-code precision {model['P_z']:.2f}, recall {model['R_z']:.2f} against held-out images."]),
+        tables=[Table("Samples against held-out images (details in samples.md)", columns,
+                      [[r["source"]] + [f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+                                        for c in columns[1:]] for r in rows],
+                      reference={k for k, r in enumerate(rows) if r["source"] != MODEL})],
+        figures=[Figure(out / "samples.png", f"{s.n_samples} unconditional samples."),
+                 Figure(out / "reconstructions.png", "Rows: input, reconstruction with x_T from inversion, with "
+                                                     "random x_T."),
+                 Figure(out / "interpolation.png", f"Interpolation {' -> '.join(facts['interpolation'])}.")])
+    block = _reproduce(s, facts["seed"], cf.ids)
+    commands = block[block.index("```bash") + 1:block.index("```", block.index("```bash") + 1)]
+    run = RunInfo.collect([f"latentmed demo{' --quick' if quick else ''} --steps {s.dae_steps} --seed "
+                           f"{facts['seed']} --out OUT", "# or, stage by stage, in an empty folder:", *commands],
+                          seed=facts["seed"], encoder=facts.get("encoder", ""),
+                          timings=", ".join(f"{k} {v} s" for k, v in facts["timings_s"].items()),
+                          settings=", ".join(f"{k}={v}" for k, v in facts["settings"].items()))
+    return write_html_report(out / "report.html", "latentmed demo report", [
+        counterfactuals, grading_section(grading, "Grading", plain(_grading_comment(grading.rows))), samples],
+        run, intro=plain([_summary(s, facts, quick)]))
+
+
 def _yaml_scalar(v) -> str:
     return "true" if v is True else "false" if v is False else "null" if v is None else f"{v}"
 
 
-def _report(out: Path, s: DemoSettings, facts: dict, grading: dict, cf, quick: bool) -> str:
-    from latentmed.latent.workflow import grading_markdown
+def _summary(s: DemoSettings, facts: dict, quick: bool) -> str:
+    return (f"{'Quick smoke run' if quick else 'Demo run'} on {s.n_images} `spine2d` phantom images at "
+            f"{s.size}x{s.size} (seed {facts['seed']}), CPU, total {sum(facts['timings_s'].values()):.0f} s.")
+
+
+def _report(out: Path, s: DemoSettings, facts: dict, grading, cf, quick: bool) -> str:
+    from latentmed.latent.report import grading_markdown
 
     t = facts["timings_s"]
-    rows = grading["rows"]
+    rows = grading.rows
     lines = [
         "# latentmed demo report", "",
-        f"{'Quick smoke run' if quick else 'Demo run'} on {s.n_images} `spine2d` phantom images at {s.size}x{s.size} "
-        f"(seed {facts['seed']}), CPU, total {sum(t.values()):.0f} s.", "",
+        _summary(s, facts, quick), "",
+        "Open [report.html](report.html) in a browser: each counterfactual with a grade slider, the tables and the "
+        "plots in one file.", "",
         "## What was done", "",
         "1. Generated the phantom (`phantom/`: images and `labels.csv` with height loss, Genant grade, level).",
         f"2. Trained a `tiny` diffusion autoencoder without labels, two-phase (t=1 autoencoding for "
@@ -362,9 +415,9 @@ def _report(out: Path, s: DemoSettings, facts: dict, grading: dict, cf, quick: b
         f"Interpolation {facts['interpolation'][0]} -> {facts['interpolation'][1]}.", "",
         *_samples_section(facts["samples"], s),
         "## Grading", "",
-        *_grading_comment(grading),
-        grading_markdown(grading, f"Genant grading of {grading['n_test']} held-out images (fitted on "
-                                  f"{grading['n_train']})", heading="###", confusion=False), "",
+        *_grading_comment(rows),
+        grading_markdown(grading, f"Genant grading of {len(grading.ids)} held-out images (fitted on "
+                                  f"{grading.n_train})", heading="###", confusion=False), "",
         "![calibration](grading/calibration.png)", "",
         "Signed distance of each held-out vertebra against its true grade, with the calibration curves.", "",
         " ".join(f"![{r['method']}](grading/confusion_{k}.png)" for k, r in enumerate(rows)), "",

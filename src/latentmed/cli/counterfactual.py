@@ -28,7 +28,8 @@ def counterfactual(
                                                   "DiffAE's way) or 'normal' (the hyperplane normal, the papers'). "
                                                   "Each lands exactly at the target grade's distance."),
     device: str = device_option(),
-    out: Path = typer.Option(..., "--out", help="Output folder: <id>.png strips and counterfactuals.json."),
+    out: Path = typer.Option(..., "--out", help="Output folder: <id>.png strips, counterfactuals.json and "
+                                                "report.html (a grade slider per image)."),
     read: Optional[dict] = None,
 ) -> None:
     """Counterfactual strips: original, reconstruction, images at target grades, signed difference maps.
@@ -36,10 +37,14 @@ def counterfactual(
     Example: latentmed counterfactual runs/dae grader/ --data phantoms/ --ids spine2d_00003,spine2d_00007
     --grades -1,0,1,2,3,4 --flip --out cf/   (or --traverse -1:4:8 for 8 evenly spaced grades)
     """
+    import shlex
+
     import numpy as np
 
     from latentmed.errors import LatentmedError
+    from latentmed.latent.report import write_counterfactual_html
     from latentmed.latent.workflow import counterfactuals_from_run
+    from latentmed.viz.html import RunInfo
 
     targets = parse_list(grades, float, "--grades")
     if traverse:
@@ -60,3 +65,8 @@ def counterfactual(
         follow = "" if np.isnan(slopes[i]) else f", follow slope {slopes[i]:.2f}"
         console.print(f"{image_id}: grade {result.predicted_grade[i]:.2f}, reconstruction PSNR "
                       f"{result.reconstruction_psnr[i]:.1f} dB{follow} -> {result.files[i]}")
+    command = ["latentmed", "counterfactual", str(run), str(grader), "--data", str(data), "--ids", ids,
+               "--grades", ",".join(f"{g:g}" for g in targets), *(["--flip"] if flip else []), "--steps", str(steps),
+               "--direction", direction, "--out", str(out)]
+    html = write_counterfactual_html(result, out / "report.html", RunInfo.collect([shlex.join(command)]))
+    console.print(f"report -> {html} (open it in a browser: one grade slider per image)")

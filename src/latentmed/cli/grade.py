@@ -105,7 +105,7 @@ def evaluate(
                                                                 "(default: --column)."),
     no_tsne: bool = typer.Option(False, "--no-tsne", help="Skip the t-SNE picture."),
     seed: int = typer.Option(0, help="Seed for t-SNE and the baseline.", min=0),
-    out: Path = typer.Option(..., "--out", help="Report folder: table.md, table.json, plots."),
+    out: Path = typer.Option(..., "--out", help="Report folder: table.md, table.json, table.html, plots."),
     read: Optional[dict] = None,
 ) -> None:
     """Grading tables on held-out ids (AUC with bootstrap 95% CI, macro-F1, MAE, confusion), t-SNE.
@@ -113,17 +113,19 @@ def evaluate(
     Example: latentmed grade evaluate grader/ --latents latents.npz --labels labels.csv
     --calibrations 'poly:1:0,2,3;poly:3:0,2,3' --data phantoms/ --out report/
     """
-    from latentmed.latent.workflow import evaluate_grader
+    from latentmed.latent.report import write_grading
+    from latentmed.latent.workflow import Baselines, evaluate_grader
 
     cal = [c.strip() for c in calibrations.split(";") if c.strip()] if calibrations else None
-    report = evaluate_grader(grader, latents, labels, column, calibrations=cal, protocol=protocol,
-                             f1_grades=parse_list(f1_grades, int, "--f1-grades") or None, data_dir=data, run=run,
-                             baseline_arch=baseline_arch, baseline_epochs=baseline_epochs, tsne=not no_tsne,
-                             tsne_column=tsne_column, seed=seed, out_dir=out, progress=True,
-                             read={**(read or {}), "report": print_notice})
-    console.print(f"protocol {report['protocol']}:")
-    for r in report["rows"]:
+    baselines = None if data is None else Baselines(data, run, baseline_arch, baseline_epochs, progress=True,
+                                                    read={**(read or {}), "report": print_notice})
+    result = evaluate_grader(grader, latents, labels, column, calibrations=cal, protocol=protocol,
+                             f1_grades=parse_list(f1_grades, int, "--f1-grades") or None, baselines=baselines,
+                             tsne=False if no_tsne else (tsne_column or True), seed=seed)
+    write_grading(result, out)
+    console.print(f"protocol {result.protocol}:")
+    for r in result.rows:
         lo, hi = r["detection_auc_ci"]
         console.print(f"{r['method']}: AUC {r['detection_auc']:.3f} ({lo:.3f}-{hi:.3f})  macro-F1 {r['macro_f1']:.3f}  "
                       f"MAE {r['mae']:.3f}  (n={r['n']})")
-    console.print(f"report -> {out}/table.md")
+    console.print(f"report -> {out}/table.md, {out}/table.html")

@@ -9,6 +9,7 @@ all grades (G0-G3).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -107,6 +108,55 @@ def grader_rows(grader, z, y, calibrations: Sequence[str] | None = None, f1_grad
                                     f1_grades=f1_grades, scale=g.classes_, protocol=protocol, seed=seed,
                                     method=f"{method} {g.classifier} + {calibration_name(g)}"))
     return rows
+
+
+@dataclasses.dataclass
+class GradingResult:
+    """What :func:`latentmed.latent.evaluate_grader` measured, as numbers and arrays (no files).
+
+    ``tables``: one list of :func:`grading_metrics` rows (one per method: the latent grader with each
+    calibration, then the reference rows) per protocol; ``rows`` is the chosen ``protocol``'s. The
+    calibration plot's data: each held-out sample's ``distance`` and true ``grades``, and each
+    calibration's grade ``curves[name]`` over ``curve_distance``. ``tsne``: the t-SNE embedding of
+    every labelled latent (``tsne_ids``), coloured by each ``tsne_colours[column]``; None when skipped.
+    Writers: :mod:`latentmed.latent.report`.
+    """
+
+    column: str
+    protocol: str
+    tables: dict[str, list[dict]]
+    negative: list[int]
+    positive: list[int]
+    n_train: int
+    ids: np.ndarray
+    grades: np.ndarray
+    distance: np.ndarray
+    curve_distance: np.ndarray
+    curves: dict[str, np.ndarray]
+    model_id: str | None = None
+    class_weight: str | None = None
+    healthy_below: int | None = None
+    encoder: str | None = None
+    tsne: np.ndarray | None = None
+    tsne_ids: np.ndarray | None = None
+    tsne_colours: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    files: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.tables[self.protocol]
+
+    @property
+    def other_protocol(self) -> str:
+        return next(p for p in PROTOCOLS if p != self.protocol)
+
+    def to_dict(self) -> dict:
+        """The JSON report (``table.json``): settings, ``rows`` and ``rows_<other protocol>``, files."""
+        out = {"column": self.column, "n_test": int(len(self.ids)), "n_train": self.n_train, "model_id": self.model_id,
+               "negative": list(self.negative), "positive": list(self.positive), "protocol": self.protocol,
+               "class_weight": self.class_weight, "healthy_below": self.healthy_below, "rows": self.rows,
+               f"rows_{self.other_protocol}": self.tables[self.other_protocol], "files": list(self.files)}
+        return out | ({"encoder": self.encoder} if self.encoder else {})
 
 
 def markdown_table(rows: Sequence[dict], title: str = "", heading: str = "##", confusion: bool = True) -> str:

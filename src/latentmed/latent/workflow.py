@@ -6,6 +6,7 @@ the CLI, ``latentmed demo`` and Python users share one implementation.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,6 +15,7 @@ import numpy as np
 
 from latentmed.data.labels import match_ids, read_labels
 from latentmed.errors import LatentmedError, expect
+from latentmed.latent.evaluation import GradingResult
 from latentmed.latent.grader import HyperplaneGrader, parse_calibration
 from latentmed.latent.io import Latents, load_grader, load_latents, save_grader
 
@@ -115,124 +117,126 @@ def predict_grades(grader, latents, out: str | os.PathLike | None = None):
     return df
 
 
-def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: Sequence[str] | None = None,
-                    calibrations: Sequence[str] | None = None, f1_grades: Sequence[int] | None = None,
-                    protocol: str = "papers", data_dir: str | os.PathLike | None = None,
-                    run: str | os.PathLike | None = None, baseline_arch: str = "small", baseline_epochs: int = 30,
-                    tsne: bool = True, tsne_column: str | Sequence[str] | None = None, id_column: str = "id",
-                    seed: int = 0, out_dir: str | os.PathLike | None = None, progress: bool = False,
-                    read: dict | None = None) -> dict:
-    """Grading tables on held-out ids: AUC (bootstrap 95% CI), macro-F1, MAE, accuracy, confusion.
+@dataclasses.dataclass(frozen=True)
+class Baselines:
+    """The reference rows of :func:`evaluate_grader` and their inputs.
 
-    Evaluates on ``ids`` if given, else on the labelled ids the grader was not trained on (its
-    ``metadata_["train_ids"]``). Rows: the latent grader with its own and each of ``calibrations``
-    (same hyperplane, e.g. ``["poly:1:0,2,3", "poly:3:0,2,3"]``); with ``data_dir`` (``DIR/images/<id>.png``)
-    the same probe fitted on the raw pixels and a supervised CNN (class-balanced when the grader is),
-    both on the grader's training ids; with ``run`` too (the DAE run folder), the same probe on the
-    latents of a randomly initialised encoder of that architecture. ``protocol`` (``"papers"`` or
-    ``"all"``, :func:`latentmed.latent.evaluation.protocol_view`) makes ``rows``; the other protocol's
-    rows are in ``rows_all`` / ``rows_papers``. With ``out_dir``: ``table.md`` (both tables),
-    ``table.json``, confusion and calibration plots, and a t-SNE picture of z_sem coloured by each of
-    ``tsne_column`` (one column, a comma-separated list or a sequence; default: the graded column).
-    ``read``: further :func:`latentmed.data.open_images` arguments for ``data_dir`` (axis, window, ...).
-    Returns the JSON dict.
+    ``data_dir`` (``DIR/images/<id>.png``): the same probe on the raw pixels and a supervised CNN
+    (``arch``, ``epochs``; class-balanced when the grader is), both fitted on the grader's training
+    ids; with ``run`` (the DAE run folder) too, the same probe on the latents of a randomly
+    initialised encoder of that architecture. ``read``: further :func:`latentmed.data.open_images`
+    arguments (axis, window, ...); ``progress``: show the CNN's progress bar.
     """
-    from latentmed.latent.evaluation import PROTOCOLS, grading_metrics, tsne_embedding
 
-    expect(protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
-    grader, lat = _grader(grader), _latents(latents)
-    meta = getattr(grader, "metadata_", {}) or {}
-    column = column or meta.get("column")
-    expect(column is not None, "which label column? pass column= (--column).")
-    grader.check_latents(lat.z_sem, lat.model_id, source="latents")
-    train_ids = set(meta.get("train_ids", []))
-    z_all, y_all, ids_all = join_labels(lat, labels, column, None, id_column)
+    data_dir: str | os.PathLike
+    run: str | os.PathLike | None = None
+    arch: str = "small"
+    epochs: int = 30
+    read: dict | None = None
+    progress: bool = False
+
+
+@dataclasses.dataclass
+class _Split:
+    """Every labelled latent (``*_all``), the held-out part that is scored, and the grader's training ids."""
+
+    z_all: np.ndarray
+    ids_all: np.ndarray
+    z: np.ndarray
+    y: np.ndarray
+    ids: np.ndarray
+    train_ids: list[str]
+
+
+def _split(grader, lat: Latents, labels, column: str, ids, id_column: str) -> _Split:
+    """Held-out ``ids`` if given, else the labelled ids the grader was not trained on."""
+    train_ids = sorted((getattr(grader, "metadata_", {}) or {}).get("train_ids", []))
+    z_all, _, ids_all = join_labels(lat, labels, column, None, id_column)
     if ids is None:
-        held = ~np.isin(ids_all, list(train_ids))
+        held = ~np.isin(ids_all, train_ids)
         expect(held.any(), "every labelled id was used to fit the grader; nothing is held out. Fit with "
                            "--holdout 0.3 (holdout=0.3) or pass the test ids.")
         ids = ids_all[held]
     z, y, ids = join_labels(lat, labels, column, ids, id_column)
-    y = y.astype(int)
-    z = z.astype(np.float64)
-    # (method, detection score, predicted grades) of every row
+    return _Split(z_all, ids_all, z.astype(np.float64), y.astype(int), ids, train_ids)
+
+
+def evaluate_grader(grader, latents, labels, column: str | None = None, *, ids: Sequence[str] | None = None,
+                    calibrations: Sequence[str] | None = None, f1_grades: Sequence[int] | None = None,
+                    protocol: str = "papers", baselines: Baselines | None = None,
+                    tsne: bool | str | Sequence[str] = False, id_column: str = "id", seed: int = 0) -> GradingResult:
+    """Grading tables on held-out ids: AUC (bootstrap 95% CI), macro-F1, MAE, accuracy, confusion.
+
+    Evaluates on ``ids`` if given, else on the labelled ids the grader was not trained on (its
+    ``metadata_["train_ids"]``). Rows: the latent grader with its own and each of ``calibrations``
+    (same hyperplane, e.g. ``["poly:1:0,2,3", "poly:3:0,2,3"]``), then the reference rows of
+    ``baselines`` (:class:`Baselines`). One table per protocol (``"papers"`` or ``"all"``,
+    :func:`latentmed.latent.evaluation.protocol_view`); ``protocol`` is the one shown first (and the one
+    ``f1_grades`` applies to). ``tsne``: a t-SNE of every labelled latent, coloured by the graded column
+    (True), by the given column(s) (a comma-separated string or a sequence), or none (False, the default:
+    it is only for pictures). Returns a :class:`GradingResult`; :func:`latentmed.latent.report.write_grading`
+    writes its tables and figures. Twelve parameters: the inputs (grader, latents, labels, column, ids,
+    id_column) and one per option of ``latentmed grade evaluate`` (the reference rows' options are
+    grouped in :class:`Baselines`).
+    """
+    from latentmed.latent.evaluation import PROTOCOLS, grading_metrics
     from latentmed.latent.grader import calibration_name
 
-    methods = [(f"latent {g.classifier} + {calibration_name(g)}", grader.signed_distance(z), g.predict(z))
-               for g in [grader] + [grader.recalibrate(**parse_calibration(c)) for c in (calibrations or [])
-                                    if calibration_name(grader) != c]]
-    if data_dir is not None:
-        expect(train_ids, "the baselines need the grader's training ids (fit with latentmed >= this version).")
-        methods += _baseline_methods(grader, lat, labels, column, sorted(train_ids), ids, data_dir, run, id_column,
-                                     baseline_arch, baseline_epochs, seed, progress, read=read)
-
-    def table(proto: str) -> list[dict]:
-        return [grading_metrics(y, score, pred, negative=grader.negative_, positive=grader.positive_,
-                                f1_grades=f1_grades if proto == protocol else None, scale=grader.classes_,
-                                protocol=proto, method=name, seed=seed) for name, score, pred in methods]
-
-    other = "all" if protocol == "papers" else "papers"
-    rows, rows_other = table(protocol), table(other)
-    report = {"column": column, "n_test": int(len(ids)), "n_train": len(train_ids), "model_id": grader.model_id,
-              "negative": list(grader.negative_), "positive": list(grader.positive_), "protocol": protocol,
-              "class_weight": grader.class_weight, "healthy_below": grader.healthy_below, "rows": rows,
-              f"rows_{other}": rows_other, "files": []}
-    if run is not None:
+    expect(protocol in PROTOCOLS, f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
+    grader, lat = _grader(grader), _latents(latents)
+    column = column or (getattr(grader, "metadata_", {}) or {}).get("column")
+    expect(column is not None, "which label column? pass column= (--column).")
+    grader.check_latents(lat.z_sem, lat.model_id, source="latents")
+    split = _split(grader, lat, labels, column, ids, id_column)
+    variants = [grader] + [grader.recalibrate(**parse_calibration(c)) for c in (calibrations or [])
+                           if calibration_name(grader) != c]
+    distance = grader.signed_distance(split.z)
+    # (method, detection score, predicted grades) of every row
+    methods = [(f"latent {g.classifier} + {calibration_name(g)}", distance, g.predict(split.z)) for g in variants]
+    if baselines is not None:
+        methods += _baseline_methods(grader, lat, labels, column, split, baselines, id_column, seed)
+    tables = {p: [grading_metrics(split.y, score, pred, negative=grader.negative_, positive=grader.positive_,
+                                  f1_grades=f1_grades if p == protocol else None, scale=grader.classes_,
+                                  protocol=p, method=name, seed=seed) for name, score, pred in methods]
+              for p in (protocol, *[p for p in PROTOCOLS if p != protocol])}
+    xs = np.linspace(distance.min() - 0.1 * np.ptp(distance), distance.max() + 0.1 * np.ptp(distance), 200)
+    result = GradingResult(
+        column=column, protocol=protocol, tables=tables, negative=list(grader.negative_),
+        positive=list(grader.positive_), n_train=len(split.train_ids), ids=split.ids, grades=split.y,
+        distance=distance, curve_distance=xs, curves={calibration_name(g): g.calibrate(xs) for g in variants},
+        model_id=grader.model_id, class_weight=grader.class_weight, healthy_below=grader.healthy_below)
+    if baselines is not None and baselines.run is not None:
         from latentmed.dae import load_dae
 
-        report["encoder"] = load_dae(run).config.encoder_head()
-    if out_dir is not None:
-        from latentmed.io import write_json, write_text
-        from latentmed.viz.latent import save_calibration, save_confusion, save_scatter
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        files = report["files"]
-        for k, r in enumerate(rows):
-            files.append(str(save_confusion(r["confusion"], r["scale"], out_dir / f"confusion_{k}.png", r["method"])))
-        variants = [grader.recalibrate(**parse_calibration(c)) for c in (calibrations or [])
-                    if calibration_name(grader) != c]
-        curves = {calibration_name(g): g.calibrate for g in [grader, *variants]}
-        files.append(str(save_calibration(grader.signed_distance(z), y, curves, out_dir / "calibration.png")))
-        if tsne and len(z_all) >= 5:
-            cols = [tsne_column] if isinstance(tsne_column, str) else list(tsne_column or [])
-            cols = [c.strip() for spec in cols for c in spec.split(",") if c.strip()] or [column]
-            df = read_labels(labels, id_column=id_column)
-            missing = [c for c in cols if c not in df.columns]
-            expect(not missing, f"t-SNE column(s) {missing} not in the labels; columns are {list(df.columns)}.")
-            match = match_ids(ids_all.tolist(), df.index.tolist())
-            emb = tsne_embedding(z_all, random_state=seed)
-            for col in cols:
-                colour = np.asarray([df.at[match[i], col] for i in ids_all])
-                if np.issubdtype(colour.dtype, np.floating) and np.allclose(colour, np.round(colour)):
-                    colour = colour.astype(int)
-                files.append(str(save_scatter(emb, colour, out_dir / f"tsne_{col}.png",
-                                              f"t-SNE of z_sem ({len(z_all)} samples), coloured by {col}", col)))
-        write_text(out_dir / "table.md", grading_markdown(report, f"Grading of {column!r} on {len(ids)} held-out samples"))
-        write_json(out_dir / "table.json", report)
-        files += [str(out_dir / "table.md"), str(out_dir / "table.json")]
-    return report
+        result.encoder = load_dae(baselines.run).config.encoder_head()
+    if tsne is not False and len(split.z_all) >= 5:
+        result.tsne_ids = split.ids_all
+        result.tsne, result.tsne_colours = _tsne(split, labels, column if tsne is True else tsne, id_column, seed)
+    return result
 
 
-def grading_markdown(report: dict, title: str, heading: str = "##", confusion: bool = True) -> str:
-    """Both tables of :func:`evaluate_grader`'s report, the chosen protocol first (``confusion``: with matrices)."""
-    from latentmed.latent.evaluation import markdown_table
+def _tsne(split: _Split, labels, columns: str | Sequence[str], id_column: str,
+          seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """t-SNE of every labelled latent and its colour by each of ``columns`` (comma-separated names allowed)."""
+    from latentmed.latent.evaluation import tsne_embedding
 
-    names = {"papers": "papers' protocol: AUC G0 vs G2+G3, macro-F1 over G0, G2, G3, predictions below G2 "
-                       "counted healthy, G1 left out",
-             "all": "all grades G0-G3, predictions as they are"}
-    if report["positive"] != [2, 3] or report["negative"] != [0]:
-        names["papers"] = (f"papers' protocol: AUC {report['negative']} vs {report['positive']}, macro-F1 over those "
-                           f"grades, predictions below {min(report['positive'])} counted healthy")
-    first = report["protocol"]
-    second = "all" if first == "papers" else "papers"
-    encoder = f"Semantic encoder of the DAE: {report['encoder']}.\n\n" if report.get("encoder") else ""
-    return (encoder + markdown_table(report["rows"], f"{title} ({names[first]})", heading, confusion) + "\n"
-            + markdown_table(report[f"rows_{second}"], f"{title} ({names[second]})", heading, confusion))
+    cols = [columns] if isinstance(columns, str) else list(columns)
+    cols = [c.strip() for spec in cols for c in spec.split(",") if c.strip()]
+    df = read_labels(labels, id_column=id_column)
+    missing = [c for c in cols if c not in df.columns]
+    expect(not missing, f"t-SNE column(s) {missing} not in the labels; columns are {list(df.columns)}.")
+    match = match_ids(split.ids_all.tolist(), df.index.tolist())
+    colours = {}
+    for col in cols:
+        colour = np.asarray([df.at[match[i], col] for i in split.ids_all])
+        if np.issubdtype(colour.dtype, np.floating) and np.allclose(colour, np.round(colour)):
+            colour = colour.astype(int)
+        colours[col] = colour
+    return tsne_embedding(split.z_all, random_state=seed), colours
 
 
-def _baseline_methods(grader, lat, labels, column, train_ids, test_ids, data_dir, run, id_column, arch, epochs,
-                      seed, progress, read=None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _baseline_methods(grader, lat, labels, column: str, split: _Split, baselines: Baselines, id_column: str,
+                      seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Reference rows: the same probe on raw pixels and on a random encoder's latents, and a supervised CNN."""
     from sklearn.base import clone
 
@@ -240,10 +244,12 @@ def _baseline_methods(grader, lat, labels, column, train_ids, test_ids, data_dir
     from latentmed.latent.counterfactual import load_images_by_id
     from latentmed.latent.grader import calibration_name
 
-    _, y_tr, tr_ids = join_labels(lat, labels, column, train_ids, id_column)
+    expect(split.train_ids, "the baselines need the grader's training ids (fit with latentmed >= this version).")
+    _, y_tr, tr_ids = join_labels(lat, labels, column, split.train_ids, id_column)
     y_tr = y_tr.astype(int)
-    x_tr = load_images_by_id(data_dir, tr_ids, read=read)  # read: open_images options (axis, window, ...)
-    x_te = load_images_by_id(data_dir, test_ids, size=x_tr.shape[-1], read=read)
+    b = baselines
+    x_tr = load_images_by_id(b.data_dir, tr_ids, read=b.read)  # read: open_images options (axis, window, ...)
+    x_te = load_images_by_id(b.data_dir, split.ids, size=x_tr.shape[-1], read=b.read)
     out = []
 
     def probe_on(name: str, f_tr: np.ndarray, f_te: np.ndarray) -> None:
@@ -251,24 +257,24 @@ def _baseline_methods(grader, lat, labels, column, train_ids, test_ids, data_dir
         out.append((f"{name}: {g.classifier} + {calibration_name(g)}", g.signed_distance(f_te), g.predict(f_te)))
 
     probe_on("raw pixels", x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1))
-    if run is not None:
+    if b.run is not None:
         import torch
 
         from latentmed.dae import DiffusionAutoencoder, load_dae
 
-        config = load_dae(run).config
+        config = load_dae(b.run).config
         torch.manual_seed(seed)
         random_dae = DiffusionAutoencoder(config).eval()
         enc = [np.concatenate([random_dae.encode(torch.as_tensor(x[i:i + 64])).numpy() for i in range(0, len(x), 64)])
                for x in (x_tr, x_te)]
         probe_on("random encoder", enc[0].astype(np.float64), enc[1].astype(np.float64))
     balanced = grader.class_weight == "balanced"
-    pred = train_cnn_baseline(x_tr, y_tr, x_te, positive=grader.positive_, arch=arch, scale=grader.classes_,
-                              epochs=epochs, balanced=balanced, seed=seed, progress=progress)
+    pred = train_cnn_baseline(x_tr, y_tr, x_te, positive=grader.positive_, arch=b.arch, scale=grader.classes_,
+                              epochs=b.epochs, balanced=balanced, seed=seed, progress=b.progress)
     predicted = pred.predicted
     if grader.healthy_below is not None:
         predicted = np.where(predicted < grader.healthy_below, grader.classes_.min(), predicted)
-    out.append((f"CNN ({arch}, supervised{', balanced' if balanced else ''})", pred.detection_score, predicted))
+    out.append((f"CNN ({b.arch}, supervised{', balanced' if balanced else ''})", pred.detection_score, predicted))
     return out
 
 

@@ -73,9 +73,12 @@ def save_confusion(matrix, scale: Sequence[int], path: str | os.PathLike, title:
     return save_figure(fig, path, dpi=110, tight=True)
 
 
-def save_calibration(distances, grades, curves: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+def save_calibration(distances, grades, curves: Mapping[str, Callable[[np.ndarray], np.ndarray] | tuple],
                      path: str | os.PathLike) -> Path:
-    """Signed distance of each sample against its true grade, with calibration curves ``{name: g = p(d)}``."""
+    """Signed distance of each sample against its true grade, with calibration curves.
+
+    ``curves``: ``{name: g = p(d)}`` as a function, or as sampled points ``(d_values, g_values)``.
+    """
     plt = pyplot()
     d = np.asarray(distances, dtype=np.float64)
     g = np.asarray(grades)
@@ -84,7 +87,7 @@ def save_calibration(distances, grades, curves: Mapping[str, Callable[[np.ndarra
     ax.scatter(d, g + rng.uniform(-0.12, 0.12, len(g)), s=8, alpha=0.5, color="gray", label="samples")
     xs = np.linspace(d.min() - 0.1 * np.ptp(d), d.max() + 0.1 * np.ptp(d), 200)
     for name, curve in curves.items():
-        ax.plot(xs, curve(xs), label=name)
+        ax.plot(*((xs, curve(xs)) if callable(curve) else curve), label=name)
     ax.axvline(0.0, color="k", lw=0.5, ls="--")
     ax.set_xlabel("signed distance to the hyperplane")
     ax.set_ylabel("grade")
