@@ -28,4 +28,4 @@ def demo(out: Path = typer.Option(Path("latentmed-demo"), "--out", help="Output 
     settings = QUICK if quick else FULL
     if steps is not None:
         settings = dataclasses.replace(settings, dae_steps=steps)
-    run_demo(out, seed=seed, settings=settings)  # prints where the report was written
+    run_demo(out, quick=quick, seed=seed, settings=settings)  # prints where the report was written
