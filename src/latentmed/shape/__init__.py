@@ -1,6 +1,9 @@
 """3D shape refinement of vertebra masks: LSD-EBM (Wang et al., DGM4MICCAI 2024) with VAE and LEBM baselines.
 
-- :mod:`latentmed.shape.models`: :class:`ShapeVAE`, :class:`ShapeLEBM`, :class:`LSDEBM` and their configs;
+- :mod:`latentmed.shape.models`: :class:`ShapeVAE`, :class:`ShapeLEBM`, :class:`LSDEBM` by name (the classes live
+  in :mod:`~latentmed.shape.baselines` and :mod:`~latentmed.shape.lsd_ebm`, shared pieces in
+  :mod:`~latentmed.shape.base`, configs and the LSD-EBM reference recipe in :mod:`~latentmed.shape.configs`);
+- :mod:`latentmed.shape.controls`: does LSD-EBM's chain do anything (energy off, round trip, direction, t sweep);
 - :mod:`latentmed.shape.objectives`: their training losses ``(model, batch, step) -> loss[B]``;
 - :mod:`latentmed.shape.volumes`: NIfTI masks, isotropic resampling, cube crops, augmentation,
   thick-slice simulation;
