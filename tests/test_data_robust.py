@@ -81,7 +81,7 @@ def test_data_config_section_carries_window_axis_and_slices(tmp_path):
 
     cfg = load_config(DAERunConfig, None, ["data.window=bone", "data.axis=2", "data.slices=1:3", "data.nan_to=0"])
     assert cfg.data.read_options() == {"axis": "2", "window": "bone", "slices": "1:3", "nan_to": "0",
-                                       "skip_bad": False}
+                                       "skip_bad": False, "allow_gaps": False}
     cfg2 = load_config(DAERunConfig, None, ["data.window=400,1800"])
     assert cfg2.data.window == "400,1800"
     path = _save_nifti(tmp_path / "v.nii.gz", np.full((4, 5, 6), 3000, np.int16))
@@ -217,14 +217,17 @@ def test_dicom_series_with_unreadable_file_is_named_or_skipped_with_notice(tmp_p
         open_images(folder, axis=0)
     _one_line_naming(err.value, folder / "im2.dcm")
     notes, report = _notes()
-    ds = open_images(folder, axis=0, skip_bad=True, report=report)
-    assert len(ds) == 4
+    with pytest.raises(LatentmedError, match="a gap of 4 mm between im1.dcm and im3.dcm .*--allow-gaps"):
+        open_images(folder, axis=0, skip_bad=True, report=report)  # the gap the skipped file leaves: an error
     assert any(n.startswith("skipped 1 unreadable DICOM file") and "im2.dcm" in n for n in notes)
-    assert any("uneven slice spacing" in n for n in notes)  # the gap it leaves is announced too
+    notes.clear()
+    ds = open_images(folder, axis=0, skip_bad=True, allow_gaps=True, report=report)
+    assert len(ds) == 4
+    assert any("uneven slice spacing" in n and "gaps allowed" in n for n in notes)  # allowed, and announced
     (folder / "im2.dcm").write_bytes(b"not dicom at all")  # no marker: a stray file, announced as ignored
     (folder / "im2.dcm").rename(folder / "im2")
     notes.clear()
-    assert len(open_images(folder, axis=0, report=report)) == 4
+    assert len(open_images(folder, axis=0, allow_gaps=True, report=report)) == 4
     assert any(n.startswith("ignored 1 file") and "im2" in n for n in notes)
 
 

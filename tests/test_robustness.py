@@ -204,3 +204,80 @@ def test_sigterm_writes_a_checkpoint_exits_cleanly_and_resumes_on_the_same_curve
     a, b = (pd.read_csv(tmp_path / x / "log.csv") for x in "ab")
     assert list(a["step"]) == list(range(1, end + 1))
     np.testing.assert_array_equal(a["loss"].to_numpy(), b["loss"].to_numpy())
+
+
+# ------------------------------------------------------------------ DICOM series with damaged files
+def _ct5n(tmp_path) -> Path:
+    """pydicom's five-slice CT series (2.5 mm apart) copied as ``*.dcm``; skipped where not shipped."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    src = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests" / "98892001" / "CT5N"
+    if not src.is_dir():
+        pytest.skip("pydicom's CT5N sample series is not installed")
+    out = tmp_path / "ct5"
+    out.mkdir()
+    for f in sorted(src.iterdir()):
+        shutil.copy(f, out / f"{f.name}.dcm")
+    return out
+
+
+def _truncate(path: Path, keep: float) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def test_truncated_slice_in_a_series_is_an_error_not_a_gap_with_a_note(tmp_path, run):
+    from latentmed.data import open_images
+
+    folder = _ct5n(tmp_path)
+    assert len(open_images(folder, axis=2, window="bone")) == 16  # the sound series: 16 x 16 x 5
+    _truncate(folder / "2693.dcm", 0.5)  # the middle slice, cut in its header
+    notes: list[str] = []
+    with pytest.raises(LatentmedError, match="2693.dcm: damaged DICOM file: a CT Image Storage file without "
+                                             "Rows/Columns"):
+        open_images(folder, axis=2, report=notes.append)
+    assert not any("without an image" in n for n in notes), notes
+    with pytest.raises(LatentmedError, match=r"a gap of 5 mm between 3023.dcm and 2392.dcm where slices lie 2.5 mm "
+                                             r"apart .*--allow-gaps"):
+        open_images(folder, axis=2, skip_bad=True, report=notes.append)
+    assert any(n.startswith("skipped 1 unreadable DICOM file") and "2693.dcm" in n for n in notes), notes
+    data = open_images(folder, axis=2, skip_bad=True, allow_gaps=True, report=notes.append)
+    assert len(data) == 16 and any("gaps allowed" in n for n in notes)
+    encode = ["dae", "encode", str(run), "--data", str(folder), "--axis", "2", "--out", str(tmp_path / "z.npz")]
+    assert "2693.dcm: damaged DICOM file" in _one_line(runner.invoke(app, encode), 2)
+    assert "a gap of 5 mm between 3023.dcm and 2392.dcm" in _one_line(runner.invoke(app, [*encode, "--skip-bad"]), 2)
+    result = runner.invoke(app, [*encode, "--skip-bad", "--allow-gaps"])
+    assert result.exit_code == 0 and np.load(tmp_path / "z.npz")["z_sem"].shape[0] == 16, result.output
+
+
+def test_missing_slice_is_an_error_naming_the_neighbours(tmp_path):
+    from latentmed.data import open_images
+
+    folder = _ct5n(tmp_path)
+    (folder / "3023.dcm").unlink()
+    with pytest.raises(LatentmedError, match="a gap of 5 mm between 3353.dcm and 2693.dcm"):
+        open_images(folder, axis=2)
+    assert len(open_images(folder, axis=2, allow_gaps=True)) == 16
+
+
+def test_skip_bad_skips_a_pixel_truncated_copy_before_grouping(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    from latentmed.data import open_images
+
+    ct = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    (tmp_path / "a_CT_small.dcm").write_bytes(ct)
+    (tmp_path / "b_trunc.dcm").write_bytes(ct[: len(ct) * 3 // 4])  # header whole, pixel data cut
+    (tmp_path / "c_empty.dcm").write_bytes(b"")
+    (tmp_path / "d_random.dcm").write_bytes(np.random.default_rng(0).bytes(500))
+    with pytest.raises(LatentmedError, match=r"b_trunc.dcm: pixel data hold \d+ bytes where Rows x Columns x frames "
+                                             r"need 32768 \(a truncated file\)"):
+        open_images(tmp_path)
+    notes: list[str] = []
+    data = open_images(tmp_path, skip_bad=True, report=notes.append)
+    assert data.ids == ["a_CT_small"]
+    skipped = next(n for n in notes if n.startswith("skipped 3 unreadable DICOM file"))
+    assert all(name in skipped for name in ("b_trunc.dcm", "c_empty.dcm", "d_random.dcm")), skipped

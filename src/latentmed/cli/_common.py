@@ -127,11 +127,13 @@ DATA_OPTION_HELP = {
     "slices": "Volumes: slice indices and ranges, e.g. 64 or 10,20,30:40 (30..39).",
     "nan_to": "Volumes: replace NaN/inf voxels by this number or 'min'.",
     "skip_bad": "Skip unreadable images, NIfTI volumes and DICOM files (each skip is announced).",
+    "allow_gaps": "DICOM series: read a series with a missing slice position as is (default: an error naming "
+                  "the neighbouring files).",
 }
 
 
 def data_options(fn: F) -> F:
-    """Add the shared data-selection options (--axis, --window, --slices, --nan-to, --skip-bad) to a command.
+    """Add the shared data-selection options (--axis, --window, --slices, --nan-to, --skip-bad, --allow-gaps).
 
     The command declares a ``read`` parameter; it receives the given options as a dict of
     :func:`latentmed.data.open_images` keyword arguments (options left unset are absent).
@@ -152,6 +154,8 @@ def data_options(fn: F) -> F:
                                               show_default="NaN is an error")),
         inspect.Parameter("skip_bad", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                           default=typer.Option(False, "--skip-bad", help=DATA_OPTION_HELP["skip_bad"])),
+        inspect.Parameter("allow_gaps", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--allow-gaps", help=DATA_OPTION_HELP["allow_gaps"])),
     ]
     names = [p.name for p in extra]
     sig = inspect.signature(fn, eval_str=True)

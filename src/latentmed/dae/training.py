@@ -41,11 +41,12 @@ class DataConfig:
     slices: str = ""  # volumes: "64" or "10,20,30:40"; "" = all
     nan_to: str = ""  # NaN/inf voxels: "" = error, a number, or "min"
     skip_bad: bool = False
+    allow_gaps: bool = False  # DICOM series: read one with a missing slice position as is
 
     def read_options(self) -> dict:
         """The reading options as :func:`latentmed.data.open_images` keyword arguments."""
         return {"axis": self.axis, "window": self.window or None, "slices": self.slices or None,
-                "nan_to": self.nan_to or None, "skip_bad": self.skip_bad}
+                "nan_to": self.nan_to or None, "skip_bad": self.skip_bad, "allow_gaps": self.allow_gaps}
 
 
 @dataclass

@@ -276,7 +276,7 @@ class ImageDataset(Dataset):
 
 # --------------------------------------------------------------------------------------------- entry
 
-def _open_source(path: Path, *, size, split, value_range, nan_to, skip_bad, report, vol_kwargs):
+def _open_source(path: Path, *, size, split, value_range, nan_to, skip_bad, report, vol_kwargs, allow_gaps=False):
     """The source for ``path`` and a description (messages name it; it also keys the cache)."""
     desc = str(path)
     if path.is_dir():
@@ -299,7 +299,7 @@ def _open_source(path: Path, *, size, split, value_range, nan_to, skip_bad, repo
             vols = [Volume.nifti(f, file_stem(f.relative_to(path).as_posix()), nan_to) for f in niftis]
             return SRC.VolumeSource(vols, **vol_kwargs), desc
         if dicoms:
-            return SRC.VolumeSource(dicom_volumes(dicoms, skip_bad, report, nan_to), **vol_kwargs), desc
+            return SRC.VolumeSource(dicom_volumes(dicoms, skip_bad, report, nan_to, allow_gaps), **vol_kwargs), desc
         if images:
             files, eight_bit, shapes = SRC.scan_images(images, skip_bad, need_sizes=size is None, report=report)
             if not files:
@@ -328,7 +328,7 @@ def _open_source(path: Path, *, size, split, value_range, nan_to, skip_bad, repo
 
 def open_images(source, *, size=None, channels: int = 1, axis="sagittal", slices=None, centroids=None,
                 window=None, crop=None, cache=None, skip_bad: bool = False, transform: Callable | None = None,
-                split: str | None = None, labels=None, value_range=None, nan_to=None,
+                split: str | None = None, labels=None, value_range=None, nan_to=None, allow_gaps: bool = False,
                 report: Callable[[str], None] | None = None) -> ImageDataset:
     """Open 2D images from a folder, a manifest, an array file, NIfTI, DICOM or tar shards as an :class:`ImageDataset`.
 
@@ -354,6 +354,8 @@ def open_images(source, *, size=None, channels: int = 1, axis="sagittal", slices
         cache: ``.npy`` path of a preprocessed cache (built on first use, checked afterwards).
         skip_bad: skip unreadable files (images, NIfTI volumes, DICOM files) instead of raising;
             each skip is announced. Volumes are then read once when opened.
+        allow_gaps: DICOM series: read a series with a missing slice position as is (announced);
+            by default such a gap is an error naming the neighbouring files.
         report: called with each notice (skipped files, resizes, channel conversions, volumes cut
             into slices), once per kind; default: :class:`~latentmed.data.DataNotice` warnings.
         transform: callable on the ``[C, H, W]`` tensor in [-1, 1] (e.g. augmentation), applied on access.
@@ -377,7 +379,7 @@ def open_images(source, *, size=None, channels: int = 1, axis="sagittal", slices
         vol_kwargs = dict(axis=axis, slices=slices, centroids=centroids, window=window, crop=crop,
                           value_range=value_range, skip_bad=skip_bad and path.is_dir())
         src, desc = _open_source(path, size=size, split=split, value_range=value_range, nan_to=nan_to,
-                                 skip_bad=skip_bad, report=report, vol_kwargs=vol_kwargs)
+                                 skip_bad=skip_bad, report=report, vol_kwargs=vol_kwargs, allow_gaps=allow_gaps)
         if isinstance(src, SRC.VolumeSource):
             src.report = report
             desc += (f" axis={axis} window={window} crop={crop} centroids={centroids is not None} slices={slices}"

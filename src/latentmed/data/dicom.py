@@ -60,17 +60,22 @@ class DicomHeader:
 
     @classmethod
     def read(cls, path: Path) -> "DicomHeader":
+        """The header of ``path``, its pixel data checked complete (not decoded): a truncated image is an error."""
         with reading(path, "DICOM header"):
-            ds = _dcmread(path, stop_before_pixels=True)
+            ds = _dcmread(path)
             rows, cols = _number(ds, "Rows", None, path), _number(ds, "Columns", None, path)
+            sop = _sop_class(ds)
             if rows is None or cols is None:
-                kind = str(ds.get("Modality", "") or ds.get("SOPClassUID", "") or "")
-                if not kind and not str(getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", "") or ""):
+                if "Image Storage" in sop or str(ds.get("Modality", "") or "") in IMAGE_MODALITIES:
+                    raise LatentmedError(f"{path}: damaged DICOM file: a {sop or ds.get('Modality')} file without "
+                                         f"Rows/Columns (truncated?); {BAD_HINT}.")
+                if not sop and not ds.get("Modality", ""):
                     raise LatentmedError(f"{path}: damaged DICOM file (no image size, no SOP class); {BAD_HINT}.")
-                raise NoImageError(f"{path}: DICOM file without an image (no Rows/Columns; modality {kind}); "
+                raise NoImageError(f"{path}: DICOM file without an image ({sop or ds.get('Modality')}); "
                                    "expected an image such as CT, MR or X-ray.")
             samples = int(_number(ds, "SamplesPerPixel", 1, path))
             frames = int(_number(ds, "NumberOfFrames", 1, path) or 1)
+            _check_pixel_data(ds, path)
             ori = _number(ds, "ImageOrientationPatient", None, path, 6)
             pos = _number(ds, "ImagePositionPatient", None, path, 3)
             if ori is not None:
@@ -82,6 +87,50 @@ class DicomHeader:
                        shape=(int(rows), int(cols), samples), frames=frames,
                        orientation=tuple(round(v, 3) for v in ori) if ori is not None else None,
                        position=pos, instance=float(_number(ds, "InstanceNumber", 0, path) or 0))
+
+
+IMAGE_MODALITIES = {"CT", "MR", "CR", "DX", "DR", "MG", "US", "PT", "NM", "XA", "RF", "OT", "SC", "IO", "PX", "OP"}
+
+
+def _sop_class(ds) -> str:
+    """The SOP class name (``"CT Image Storage"``, ``"RT Structure Set Storage"``, ``"Media Storage Directory
+    Storage"`` for a DICOMDIR), or ``""`` when the file names none."""
+    uid = ds.get("SOPClassUID", "") or getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", "") or ""
+    return str(getattr(uid, "name", uid)) if uid else ""
+
+
+def _check_pixel_data(ds, path: Path) -> None:
+    """Refuse pixel data that cannot be whole: absent, shorter than Rows x Columns x frames needs
+    (uncompressed), or broken fragments (compressed). Checked without decoding."""
+    _check_size_claim(ds, path)
+    data = ds.get("PixelData", None)
+    if data is None:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            return
+        raise LatentmedError(f"{path}: DICOM image without pixel data (a truncated file?); {BAD_HINT}.")
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is not None and getattr(ts, "is_encapsulated", False):
+        from pydicom.encaps import parse_fragments
+
+        try:
+            n, _ = parse_fragments(data)
+        except Exception as exc:
+            raise LatentmedError(f"{path}: damaged compressed pixel data ({type(exc).__name__}: {one_line(exc, 120)}); "
+                                 f"{BAD_HINT}.") from exc
+        if n < 1:
+            raise LatentmedError(f"{path}: compressed pixel data without fragments (a truncated file?); {BAD_HINT}.")
+        return
+    try:
+        from pydicom.pixels.utils import get_expected_length  # pydicom >= 3
+    except ImportError:  # pragma: no cover - pydicom 2.4
+        from pydicom.pixel_data_handlers.util import get_expected_length
+    try:
+        need = int(get_expected_length(ds, "bytes"))
+    except Exception:  # fields it needs are missing or odd: decoding will say what is wrong
+        return
+    if len(data) < need:
+        raise LatentmedError(f"{path}: pixel data hold {len(data)} bytes where Rows x Columns x frames need {need} "
+                             f"(a truncated file); {BAD_HINT}.")
 
 
 @dataclass
@@ -104,14 +153,15 @@ def _dcmread(path: Path, stop_before_pixels: bool = False):
 
 
 def group_dicom_series(files: Sequence[Path], skip_bad: bool = False,
-                       report: Callable[[str], None] | None = None) -> list[DicomSeries]:
+                       report: Callable[[str], None] | None = None, allow_gaps: bool = False) -> list[DicomSeries]:
     """Group DICOM files into volumes, slices sorted along the normal.
 
     A volume is one ``SeriesInstanceUID`` with one orientation and one image size; a series whose
     files differ in those is split (and the split announced), a multi-frame file is a volume of its
-    own. Unreadable files are an error, or with ``skip_bad`` skipped and announced; files without
-    an image (DICOMDIR, RTSTRUCT) are left out and announced; uneven slice spacing (a missing
-    slice?) is announced.
+    own. Unreadable files, truncated images included (checked before grouping), are an error, or
+    with ``skip_bad`` skipped and announced; files without an image (DICOMDIR, RTSTRUCT, by their
+    SOP class) are left out and announced. A missing slice position (a step over 1.5 times the
+    median spacing) is an error naming the neighbours unless ``allow_gaps`` (then announced).
     """
     headers, bad, no_image = [], [], []
     for f in files:
@@ -144,7 +194,7 @@ def group_dicom_series(files: Sequence[Path], skip_bad: bool = False,
                            f"multi-frame files; read as {n} separate volumes.")
     volumes = []
     for key, items in groups.items():
-        items = _sort_slices(items, report)
+        items = _sort_slices(items, report, allow_gaps)
         paths = tuple(h.path for h in items)
         if len(paths) == 1:
             name = file_stem(paths[0].name)
@@ -172,8 +222,8 @@ def _unique_names(volumes: list[DicomSeries]) -> list[DicomSeries]:
     return volumes
 
 
-def _sort_slices(items: list[DicomHeader], report) -> list[DicomHeader]:
-    """Sort slices along the normal (position), else by InstanceNumber; refuse repeated positions."""
+def _sort_slices(items: list[DicomHeader], report, allow_gaps: bool = False) -> list[DicomHeader]:
+    """Sort slices along the normal (position), else by InstanceNumber; refuse repeated positions and gaps."""
     if len(items) == 1:
         return items
     if all(h.position is not None and h.orientation is not None for h in items):
@@ -187,9 +237,16 @@ def _sort_slices(items: list[DicomHeader], report) -> list[DicomHeader]:
             raise LatentmedError(f"DICOM series in {where}: {keyed[i][1].path.name} and {keyed[i + 1][1].path.name} "
                                  "lie at the same slice position (two acquisitions in one series?); put them in "
                                  "separate folders.")
+        typical = float(np.median(steps)) if len(steps) else 0.0
+        if len(steps) > 1 and steps.max() > 1.5 * typical and not allow_gaps:
+            i = int(np.argmax(steps))
+            raise LatentmedError(f"DICOM series in {where}: a gap of {steps[i]:.3g} mm between {keyed[i][1].path.name} "
+                                 f"and {keyed[i + 1][1].path.name} where slices lie {typical:.3g} mm apart (a missing "
+                                 "file?); add the missing slice, or pass allow_gaps=True (CLI: --allow-gaps) to read "
+                                 "the series with the gap.")
         if len(steps) > 1 and steps.max() > 1.5 * steps.min():
-            notify(report, f"DICOM series in {where}: uneven slice spacing ({steps.min():.3g} to {steps.max():.3g} mm; "
-                           "a slice missing?); read as is.")
+            notify(report, f"DICOM series in {where}: uneven slice spacing ({steps.min():.3g} to {steps.max():.3g} mm"
+                           + ("; gaps allowed" if allow_gaps else "") + "); read as is.")
         return [h for _, h in keyed]
     return sorted(items, key=lambda h: (h.instance, h.path.name))
 
@@ -200,13 +257,7 @@ def load_dicom_series(files: Sequence[Path]) -> tuple[np.ndarray, np.ndarray | N
     for f in files:
         with reading(f, "DICOM file"):
             ds = _dcmread(f)
-            samples = int(_number(ds, "SamplesPerPixel", 1, f))
-            sizes = {k: _number(ds, k, None, f, binary=True) for k in PIXEL_FIELDS}  # before the decoder trips
-            n_pixels = float(sizes["Rows"] or 0) * float(sizes["Columns"] or 0) * float(sizes["NumberOfFrames"] or 1)
-            if n_pixels * samples > MAX_PIXELS:
-                raise LatentmedError(f"{f}: the header claims {sizes['Rows']:g} x {sizes['Columns']:g} pixels x "
-                                     f"{sizes['NumberOfFrames'] or 1:g} frame(s), more than {MAX_PIXELS:.0e} values "
-                                     f"(a corrupted header?); {BAD_HINT}.")
+            samples = _check_size_claim(ds, f)
             arr = _pixels(ds, f)
             if arr.ndim - (1 if samples > 1 else 0) == 2:  # one frame
                 arr = arr[None]
@@ -231,6 +282,18 @@ def load_dicom_series(files: Sequence[Path]) -> tuple[np.ndarray, np.ndarray | N
 MAX_PIXELS = 2.0 ** 31  # values in one DICOM file beyond which a header is taken to be corrupt
 PIXEL_FIELDS = ("Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
                 "NumberOfFrames", "PlanarConfiguration")
+
+
+def _check_size_claim(ds, f: Path) -> int:
+    """Samples per pixel, after refusing a header whose image size fields are text or claim a huge image."""
+    samples = int(_number(ds, "SamplesPerPixel", 1, f))
+    sizes = {k: _number(ds, k, None, f, binary=True) for k in PIXEL_FIELDS}  # before the decoder trips
+    n_pixels = float(sizes["Rows"] or 0) * float(sizes["Columns"] or 0) * float(sizes["NumberOfFrames"] or 1)
+    if n_pixels * samples > MAX_PIXELS:
+        raise LatentmedError(f"{f}: the header claims {sizes['Rows']:g} x {sizes['Columns']:g} pixels x "
+                             f"{sizes['NumberOfFrames'] or 1:g} frame(s), more than {MAX_PIXELS:.0e} values "
+                             f"(a corrupted header?); {BAD_HINT}.")
+    return samples
 
 
 def _pixels(ds, f: Path) -> np.ndarray:

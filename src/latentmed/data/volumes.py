@@ -104,10 +104,10 @@ class Volume:
 
 
 def dicom_volumes(files: Sequence[Path], skip_bad: bool = False, report: Callable[[str], None] | None = None,
-                  nan_to=None) -> list[Volume]:
+                  nan_to=None, allow_gaps: bool = False) -> list[Volume]:
     """DICOM files grouped into volumes (:func:`latentmed.data.dicom.group_dicom_series`)."""
     return [Volume(path=s.path, name=s.name, kind="dicom", files=s.files, nan_to=nan_to)
-            for s in group_dicom_series(files, skip_bad=skip_bad, report=report)]
+            for s in group_dicom_series(files, skip_bad=skip_bad, report=report, allow_gaps=allow_gaps)]
 
 
 __all__ = ["Volume", "dicom_volumes", "parse_nan_to", "replace_nonfinite"]
