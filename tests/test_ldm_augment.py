@@ -178,3 +178,35 @@ def test_ratios_give_the_asked_counts_and_folds_are_stratified_partitions():
     assert len(val) == 4 and not set(fit) & set(val) and y[val, 0].sum() == 2
     with pytest.raises(LatentmedError, match="ratios must be integers >= 1"):
         AugmentProtocol(ratios=(0,))
+
+
+def test_variation_is_zero_for_a_copy_and_grows_with_a_known_perturbation(tmp_path):
+    from latentmed.ldm.variation import (classifier_features, label_agreement, measure_variation,
+                                         save_variation_plot, source_variation)
+    from latentmed.train.classifier import fit_classifier
+
+    x, y = _halves(12, size=16)
+    src = np.array([0, 3, 5, 5, 11])
+    copy = source_variation(x[src], src, x)
+    assert np.allclose(copy["variation"], 0) and (copy["d_nearest_real"] > 0).all()
+    noise = torch.randn(x[src].shape, generator=torch.Generator().manual_seed(0))
+    small, large = (source_variation(x[src] + s * noise, src, x)["variation"] for s in (0.1, 0.4))
+    np.testing.assert_allclose(large, 4 * small, rtol=1e-6)  # RMS distance: linear in the perturbation
+    d = torch.cdist(x.flatten(1).double(), x.flatten(1).double()).fill_diagonal_(float("inf")).min(1).values
+    np.testing.assert_allclose(copy["d_nearest_real"], d.numpy()[src] / 16, rtol=1e-6)  # RMS of 256 pixels
+    gate = fit_classifier(x, y, epochs=30, seed=0)
+    feat = source_variation(x[src] + 0.4 * noise, src, x, classifier_features(gate))
+    assert (feat["variation"] > 0).all() and np.isfinite(feat["variation"]).all()
+    assert label_agreement(np.array([[0.9, 0.2], [0.4, 0.6]]), np.array([[1, 0], [1, 1]])).tolist() == [1.0, 0.5]
+    res = measure_variation("copies", x[src], y[src], src, x, gate)
+    assert res.summary()["pixel_variation_median"] == 0 and res.agreement.shape == (5,)
+    assert save_variation_plot({"copies": res, "noisy": measure_variation("noisy", x[src] + 0.4 * noise, y[src],
+                                                                          src, x, gate)}, tmp_path / "v.png").is_file()
+    with pytest.raises(LatentmedError, match="one source index per synthetic image"):
+        source_variation(x[:3], src, x)
+    from latentmed.ldm.model import tiny_ldm
+    from latentmed.ldm.variation import ldm_variation
+
+    interp = ldm_variation(tiny_ldm(image_size=16), x.clamp(-1, 1), y, gate, "interpolation", n=6, steps=1)
+    assert interp.name == "interpolation" and interp.pixels["variation"].shape == (6,)
+    assert (interp.pixels["variation"] > 0).all()  # an untrained run does not copy its source

@@ -174,8 +174,9 @@ def classical_generator(max_rotation: float = 8.0, max_shift: float = 0.05, scal
 def label_readback(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
     """Fraction of inherited labels a classifier trained on real images reads back (threshold 0.5), averaged
     over labels: the gate that synthetic images carry their labels (passed at >= 0.9)."""
-    pred = predict(model, x) > 0.5
-    return float(np.mean(pred == np.asarray(y).astype(bool)))
+    from latentmed.ldm.variation import label_agreement
+
+    return float(np.mean(label_agreement(predict(model, x), y)))
 
 
 
