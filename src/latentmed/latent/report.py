@@ -141,7 +141,7 @@ def write_counterfactual_html(cf, path: str | os.PathLike, run: RunInfo | None =
                               text: Sequence[str] = ()) -> Path:
     """``report.html`` of ``latentmed counterfactual``: one slider viewer per image, what was run."""
     slope = np.asarray(cf.follow_slope(), dtype=np.float64)
-    intro = [f"Counterfactuals of {len(cf.ids)} image(s): z_sem moved along the `{cf.direction or 'normal'}` "
+    intro = [f"Counterfactuals of {len(cf.ids)} image(s): z_sem moved along the {cf.direction or 'normal'} "
              "direction to each target grade's distance and decoded with the image's own x_T."]
     if np.isfinite(slope).any():
         intro.append(f"Follow slope {np.nanmean(slope):.2f}: the grade the grader reads back moves that many grades "
