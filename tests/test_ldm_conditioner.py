@@ -115,3 +115,53 @@ def test_pca_conditioner_whitened_standardised_and_saved(tmp_path):
     torch.testing.assert_close(again(pool[:5]), c(pool[:5]))
     with pytest.raises(LatentmedError, match="n_components"):
         PCAConditioner.fit(pool[:4], width=16, n_components=8, image_size=16)
+
+
+# ---- issue 28: DINO preprocessing as DINO expects ---------------------------------------------------------------
+def _smooth_image(h=48, w=64):
+    """An 8-bit RGB gradient [1, 3, h, w] in [0, 1] (PIL's uint8 rounding then costs at most ~1 grey level)."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    return (torch.stack([yy, xx, (yy + xx) / 2])[None] * 255).round() / 255
+
+
+@pytest.mark.parametrize("kind", ["dinov2", "dinov2_with_registers", "vit"])
+def test_from_pretrained_uses_the_folders_image_processor(tmp_path, kind):
+    import numpy as np
+    import transformers
+
+    common = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, patch_size=8)
+    torch.manual_seed(0)
+    if kind == "vit":
+        model = transformers.ViTModel(transformers.ViTConfig(image_size=32, **common), add_pooling_layer=False)
+        proc = transformers.ViTImageProcessor(size={"height": 32, "width": 32}, resample=2,
+                                              image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3])
+        expected = dict(image_size=32, resize=None, resample="bilinear")
+    else:
+        config = (transformers.Dinov2Config if kind == "dinov2" else transformers.Dinov2WithRegistersConfig)(
+            image_size=518, **common)
+        model = getattr(transformers, "Dinov2Model" if kind == "dinov2" else "Dinov2WithRegistersModel")(config)
+        proc = transformers.BitImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32},
+                                              do_center_crop=True, resample=3, image_mean=[0.485, 0.456, 0.406],
+                                              image_std=[0.229, 0.224, 0.225], do_convert_rgb=False)
+        expected = dict(image_size=32, resize=40, resample="bicubic")
+    model.save_pretrained(tmp_path / "m")
+    bare = DinoConditioner.from_pretrained(tmp_path / "m")  # no processor: the model's documented defaults
+    assert (bare.image_size, bare.resize) == ((32, None) if kind == "vit" else (224, 256))
+    proc.save_pretrained(tmp_path / "m")
+    cond = DinoConditioner.from_pretrained(tmp_path / "m")
+    assert {k: getattr(cond, k) for k in expected} == expected
+    torch.testing.assert_close(cond.mean.flatten(), torch.tensor(proc.image_mean))
+    img = _smooth_image()  # 48 x 64: the shortest edge is resized, then the centre is cropped
+    ref = proc(images=[(img[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)],
+               return_tensors="pt").pixel_values
+    ours = cond.preprocess(img * 2 - 1)
+    assert ours.shape == ref.shape == (1, 3, 32, 32)
+    assert (ours - ref).abs().max() < 0.03  # within PIL's 8-bit rounding and kernel differences
+    with torch.no_grad():
+        tokens = model.eval()(pixel_values=ref).last_hidden_state[:, : cond.num_global]
+    torch.testing.assert_close(cond(img * 2 - 1), tokens, atol=0.05, rtol=0)
+    # saved with a run, the conditioner keeps its preprocessing
+    cond.save_pretrained(tmp_path / "saved")
+    again = load_conditioner(tmp_path / "saved")
+    assert (again.image_size, again.resize, again.resample) == (cond.image_size, cond.resize, cond.resample)
+    torch.testing.assert_close(again(img * 2 - 1), cond(img * 2 - 1))

@@ -10,7 +10,13 @@ Supported backbones (``transformers``, always loaded from a LOCAL directory, nev
 Token selection: ``global`` (default) keeps CLS (+ registers, + the ViT pooler output when
 the checkpoint has trained pooler weights); ``all`` adds the patch tokens (the paper's
 ablation: the UNet can then copy the image). Images in [-1, 1] (1 or 3 channels) are
-mapped to 3 channels, resized to the ViT's input size and normalised with its mean/std.
+mapped to 3 channels and preprocessed as the backbone expects (:func:`vit_preprocessing`): the
+folder's image processor (``preprocessor_config.json``: resize, centre crop, resampling,
+mean/std) or the model's documented defaults: DINOv2 (``BitImageProcessor`` of
+``facebook/dinov2-*``) resizes the shortest edge to 256 (bicubic) and centre-crops 224; DINO v1
+(``ViTImageProcessor``) resizes to its ``config.image_size`` (224) directly (bilinear); both with
+ImageNet's mean/std. For DINOv2 not ``config.image_size`` (518: the size of its position-embedding
+grid, which it interpolates, not its input).
 
 A randomly initialised ViT (``tiny*``) is NOT DINO: its tokens carry label information but
 hardly vary between images (mean pairwise CLS cosine ~0.998 on chest2d); :attr:`label` says
@@ -46,6 +52,11 @@ TOKEN_STATS = "token_stats.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _BACKBONES = {"vit": "ViTModel", "dinov2": "Dinov2Model", "dinov2_with_registers": "Dinov2WithRegistersModel"}
+#: documented preprocessing when a folder has no preprocessor_config.json (see the module docstring)
+_DEFAULT_PREPROCESSING = {"vit": {"image_size": None, "resize": None, "resample": "bilinear"},  # config.image_size
+                          "dinov2": {"image_size": 224, "resize": 256, "resample": "bicubic"},
+                          "dinov2_with_registers": {"image_size": 224, "resize": 256, "resample": "bicubic"}}
+_PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 WEIGHTS_HELP = ("Download the weights once on a machine with internet, e.g. "
                 "`huggingface-cli download facebook/dino-vitb16 --local-dir DIR` (DINO v1) or "
                 "`huggingface-cli download facebook/dinov2-with-registers-base --local-dir DIR` (DINOv2 reg4), "
@@ -66,6 +77,40 @@ def _backbone_class(model_type: str):
         raise LatentmedError(f"unsupported ViT model_type {model_type!r}; expected one of {', '.join(_BACKBONES)} "
                              "(DINO v1 ViT, DINOv2, DINOv2 with registers).")
     return getattr(transformers, _BACKBONES[model_type])
+
+
+def vit_preprocessing(directory: str | os.PathLike, model_type: str) -> dict:
+    """``image_size`` (input side), ``resize`` (shortest edge before the centre crop, or ``None``: resize to
+    ``image_size`` directly), ``resample``, ``mean``, ``std`` from ``DIR/preprocessor_config.json``
+    (transformers' ``size``: ``{"shortest_edge"}``, ``{"height", "width"}`` or an int; ``crop_size``;
+    ``do_center_crop``; ``resample`` as PIL codes), else the documented defaults of ``model_type``."""
+    out = {**_DEFAULT_PREPROCESSING[model_type], "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    path = Path(directory) / "preprocessor_config.json"
+    if not path.is_file():
+        return out
+    p = read_json(path)
+
+    def side(v):
+        if isinstance(v, dict):
+            sides = {v[k] for k in ("height", "width", "shortest_edge") if k in v}
+            expect(len(sides) == 1, f"{path}: size {v} is not square; latentmed feeds square ViT inputs.")
+            return int(sides.pop())
+        return int(v)
+
+    size = p.get("size")
+    if size is None:  # no resize given: keep the defaults, take the normalisation
+        return {**out, "mean": tuple(p.get("image_mean", IMAGENET_MEAN)), "std": tuple(p.get("image_std", IMAGENET_STD))}
+    shortest = isinstance(size, dict) and "shortest_edge" in size
+    crop = side(p["crop_size"]) if p.get("do_center_crop", False) and p.get("crop_size") is not None else None
+    resample = p.get("resample", 3 if shortest else 2)
+    expect(resample in _PIL_RESAMPLE, f"{path}: resample={resample!r}; expected a PIL code in {sorted(_PIL_RESAMPLE)}.")
+    if p.get("do_resize", True) and (shortest or crop is not None):
+        out.update(image_size=crop or side(size), resize=side(size))
+    else:
+        out.update(image_size=crop or side(size), resize=None)
+    out.update(resample=_PIL_RESAMPLE[resample], mean=tuple(p.get("image_mean", IMAGENET_MEAN)),
+               std=tuple(p.get("image_std", IMAGENET_STD)))
+    return out
 
 
 class TokenStandardisation:
@@ -126,12 +171,15 @@ class TokenStandardisation:
 class DinoConditioner(TokenStandardisation, nn.Module):
     """Frozen ViT -> conditioning tokens ``[B, N, D]`` for cross-attention.
 
-    ``mean``/``std`` are the ViT's normalisation (ImageNet's by default, or the local
-    ``preprocessor_config.json``); ``image_size`` is the ViT input side.
+    ``mean``/``std`` are the ViT's normalisation; ``image_size`` is the ViT input side; ``resize``
+    (shortest edge, resampled with ``resample``) is applied before a centre crop to ``image_size``
+    (``None``: resize to ``image_size`` directly). :meth:`from_pretrained` takes them from
+    :func:`vit_preprocessing`.
     """
 
     def __init__(self, backbone: nn.Module, tokens: str = "global", image_size: int | None = None,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, use_pooler: bool = False, source: str = "random"):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, use_pooler: bool = False, source: str = "random",
+                 resize: int | None = None, resample: str = "bicubic"):
         super().__init__()
         expect(tokens in TOKEN_MODES, f"tokens must be one of {TOKEN_MODES}, got {tokens!r}.")
         self.backbone = backbone.eval().requires_grad_(False)
@@ -139,6 +187,11 @@ class DinoConditioner(TokenStandardisation, nn.Module):
         self.model_type = cfg.model_type
         self.tokens = tokens
         self.image_size = int(image_size or cfg.image_size)
+        expect(resize is None or int(resize) >= self.image_size,
+               f"resize={resize} (shortest edge) is smaller than the centre crop {self.image_size}.")
+        expect(resample in _PIL_RESAMPLE.values(), f"resample={resample!r}: expected one of {list(_PIL_RESAMPLE.values())}.")
+        self.resize = None if resize is None else int(resize)
+        self.resample = resample
         self.patch_size = int(cfg.patch_size)
         self.num_registers = int(getattr(cfg, "num_register_tokens", 0) or 0)
         self.use_pooler = bool(use_pooler and getattr(backbone, "pooler", None) is not None
@@ -167,14 +220,12 @@ class DinoConditioner(TokenStandardisation, nn.Module):
         except OSError as exc:
             raise LatentmedError(f"cannot load ViT weights from {d.resolve()}: {exc}. {WEIGHTS_HELP}") from exc
         has_pooler = model_type == "vit" and not any(k.startswith("pooler") for k in info["missing_keys"])
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-        pre = d / "preprocessor_config.json"
-        if pre.is_file():
-            p = read_json(pre)
-            mean, std = tuple(p.get("image_mean", mean)), tuple(p.get("image_std", std))
-        mean, std = tuple(meta.get("mean", mean)), tuple(meta.get("std", std))
-        cond = cls(backbone, tokens=tokens or meta.get("tokens", "global"),
-                   image_size=meta.get("image_size"), mean=mean, std=std,
+        # a saved conditioner keeps its own preprocessing (older ones: a direct bicubic resize to image_size)
+        pre = ({k: meta.get(k, dflt) for k, dflt in (("image_size", None), ("resize", None), ("resample", "bicubic"),
+                                                       ("mean", IMAGENET_MEAN), ("std", IMAGENET_STD))}
+               if meta else vit_preprocessing(d, model_type))
+        cond = cls(backbone, tokens=tokens or meta.get("tokens", "global"), image_size=pre["image_size"],
+                   mean=tuple(pre["mean"]), std=tuple(pre["std"]), resize=pre["resize"], resample=pre["resample"],
                    use_pooler=meta.get("use_pooler", has_pooler), source=meta.get("source", str(d)))
         if tokens is None or tokens == meta.get("tokens", "global"):
             cond._load_stats(d)
@@ -214,7 +265,7 @@ class DinoConditioner(TokenStandardisation, nn.Module):
     def describe(self) -> dict:
         """JSON-able description (stored as ``RUN/conditioner/conditioner.json``)."""
         return {"model_type": self.model_type, "tokens": self.tokens, "image_size": self.image_size,
-                "patch_size": self.patch_size, "num_registers": self.num_registers, "use_pooler": self.use_pooler,
+                "resize": self.resize, "resample": self.resample, "patch_size": self.patch_size, "num_registers": self.num_registers, "use_pooler": self.use_pooler,
                 "num_tokens": self.num_tokens, "width": self.width, "mean": self.mean.flatten().tolist(),
                 "std": self.std.flatten().tolist(), "source": self.source, "id": self.conditioner_id,
                 "kind": "vit", "random_init": self.random_init, "standardised": self.standardised,
@@ -254,7 +305,8 @@ class DinoConditioner(TokenStandardisation, nn.Module):
     @property
     def conditioner_id(self) -> str:
         """Short hash of weights + token selection (cache keys)."""
-        h = hashlib.sha1(json.dumps([self.model_type, self.tokens, self.image_size, self.use_pooler]).encode())
+        prep = [] if self.resize is None and self.resample == "bicubic" else [self.resize, self.resample]
+        h = hashlib.sha1(json.dumps([self.model_type, self.tokens, self.image_size, self.use_pooler] + prep).encode())
         for k, v in sorted(self.backbone.state_dict().items())[:4]:
             h.update(k.encode())
             h.update(v.detach().float().cpu().numpy().tobytes()[:4096])
@@ -263,15 +315,21 @@ class DinoConditioner(TokenStandardisation, nn.Module):
 
     # ---- computation ----------------------------------------------------------------------------------------
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] images ``[B, 1|3, H, W]`` -> normalised ``[B, 3, S, S]`` ViT input."""
+        """[-1, 1] images ``[B, 1|3, H, W]`` -> normalised ``[B, 3, S, S]`` ViT input (resize, centre crop)."""
         expect(x.ndim == 4 and x.shape[1] in (1, 3),
                f"conditioner input must be [B, 1 or 3, H, W] in [-1, 1], got shape {tuple(x.shape)}.")
         x = (x.float().clamp(-1, 1) + 1) / 2
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False,
-                              antialias=True).clamp(0, 1)
+        S = self.image_size
+        h, w = x.shape[-2:]
+        # transformers' get_resize_output_image_size (shortest edge) and center_crop arithmetic
+        size = (S, S) if self.resize is None else \
+            ((self.resize, int(self.resize * w / h)) if h <= w else (int(self.resize * h / w), self.resize))
+        if (h, w) != size:
+            x = _resize(x, size, self.resample)
+        top, left = (size[0] - S) // 2, (size[1] - S) // 2
+        x = x[..., top:top + S, left:left + S]
         return (x - self.mean) / self.std
 
     @torch.no_grad()
@@ -287,6 +345,13 @@ class DinoConditioner(TokenStandardisation, nn.Module):
 
     def train(self, mode: bool = True) -> "DinoConditioner":  # stays frozen in eval mode
         return super().train(False)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resample ``x`` in [0, 1] to ``size`` (antialiased, like PIL) and clip to [0, 1] as 8-bit images are."""
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True).clamp(0, 1)
 
 
 class PCAConditioner(TokenStandardisation, nn.Module):
