@@ -119,6 +119,9 @@ def test_bad_inputs(dataset, tmp_path):
     res = runner.invoke(grade_cli.app, ["fit", "--latents", str(d / "latents.npz"), "--labels", str(d / "labels.csv"),
                                         "--column", "genant", "--calibration", "cubic", "--out", str(tmp_path / "g")])
     assert res.exit_code == 2 and "not understood" in res.output
+    res = runner.invoke(grade_cli.app, ["evaluate", str(tmp_path / "g"), "--latents", str(d / "latents.npz"), "--labels",
+                                        str(d / "labels.csv"), "--run", "run", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "pass --data DIR too" in res.output
 
 
 def test_papers_protocol_hand_computed():

@@ -117,6 +117,9 @@ def evaluate(
     from latentmed.latent.workflow import Baselines, evaluate_grader
 
     cal = [c.strip() for c in calibrations.split(";") if c.strip()] if calibrations else None
+    if run is not None and data is None:
+        raise LatentmedError(f"--run {run} adds the untrained-encoder reference row, which needs the images: "
+                             "pass --data DIR too (DIR/images/<id>.png).")
     baselines = None if data is None else Baselines(data, run, baseline_arch, baseline_epochs, progress=True,
                                                     read={**(read or {}), "report": print_notice})
     result = evaluate_grader(grader, latents, labels, column, calibrations=cal, protocol=protocol,
