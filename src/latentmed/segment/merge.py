@@ -174,7 +174,8 @@ def merge_attention(attention: torch.Tensor, threshold: float | Sequence[float] 
     reference takes the iteration count from the threshold list, ``segmentor.py:121``).
     ``mode`` and ``kl_fp16``: see the module docstring. ``refine=True`` runs scikit-learn KMeans
     on the ``N`` maps initialised from the proposals and returns the cluster means.
-    ``num_segments=K`` then merges the closest proposals until at most K remain.
+    ``num_segments=K`` then merges the closest proposals until at most K remain. (The keywords are
+    :class:`~latentmed.segment.diffseg.DiffSegConfig`'s merge fields, one each.)
     """
     if num_segments is not None and int(num_segments) < 1:
         raise LatentmedError(f"num_segments={num_segments}: expected a positive number of segments (or None).")

@@ -328,7 +328,7 @@ def score_fixed_k(segmenter: Segmenter, data: str | os.PathLike, truth: str | os
     Rows: DiffSeg conditioned on the image's tokens; DiffSeg with the empty (null) context ("vanilla");
     DiffSeg on an untrained UNet of the same architecture (own tokens); DiffSeg with the merge's own
     segment count (no agglomeration to K: what the papers score); KMeans on intensity; KMeans on
-    intensity + x, y; the image-blind grid.
+    intensity + x, y (``xy_weight``); the image-blind grid. ``untrained_seed`` seeds the untrained UNet.
     """
     from latentmed.segment.baselines import grid_baseline, grid_shape, kmeans_baseline
 
