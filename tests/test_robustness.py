@@ -281,3 +281,29 @@ def test_skip_bad_skips_a_pixel_truncated_copy_before_grouping(tmp_path):
     assert data.ids == ["a_CT_small"]
     skipped = next(n for n in notes if n.startswith("skipped 3 unreadable DICOM file"))
     assert all(name in skipped for name in ("b_trunc.dcm", "c_empty.dcm", "d_random.dcm")), skipped
+
+
+# ------------------------------------------------------------------ smaller notices
+def test_grader_class_weight_keyed_by_grades_is_explained_as_the_probes_sides():
+    from latentmed.latent.grader import HyperplaneGrader
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2, 3], 10)
+    X = rng.normal(size=(40, 4)) + y[:, None]
+    with pytest.raises(LatentmedError, match=r"class_weight keys \[2\] are not sides of the probe: .* 0 = negative "
+                                             r"grades \[0\] and 1 = positive grades \[1, 2, 3\]"):
+        HyperplaneGrader(class_weight={0: 1, 2: 10}).fit(X, y)
+    heavy = HyperplaneGrader(class_weight={0: 1, 1: 10}).fit(X, y)
+    assert heavy.probe_.class_weight == {0: 1, 1: 10}
+
+
+def test_batch_larger_than_the_data_is_announced(images, tmp_path):
+    result = runner.invoke(app, _train_args(images, tmp_path / "r", "--batch-size", 20, "--steps", 1))
+    assert result.exit_code == 0, result.output
+    assert "Note: batch size 20 is larger than the 8 training image(s)" in result.output
+
+
+def test_invalid_image_size_suggests_the_nearest_valid_one(images, tmp_path):
+    argv = ["dae", "train", "--data", str(images), "--out", str(tmp_path / "r"), "--preset", "tiny", "--size", 7]
+    line = _one_line(runner.invoke(app, list(map(str, argv))), 2)
+    assert "image_size 7 must be divisible by 4" in line and "(8 or 4, e.g. --size 8)" in line, line

@@ -56,8 +56,11 @@ class DAEConfig(UNetConfig):
             raise LatentmedError(f"dims must be 2 or 3, got {self.dims}.")
         factor = 2 ** (len(self.channel_mult) - 1)
         if self.image_size % factor:
+            near = sorted({s for s in (self.image_size // factor * factor, -(-self.image_size // factor) * factor)
+                           if s > 0}, key=lambda s: (abs(s - self.image_size), s))
             raise LatentmedError(f"image_size {self.image_size} must be divisible by {factor} for channel_mult "
-                                 f"{self.channel_mult}; resize the images or use fewer levels.")
+                                 f"{self.channel_mult}; resize the images to the nearest valid size "
+                                 f"({' or '.join(map(str, near))}, e.g. --size {near[0]}) or use fewer levels.")
 
     def encoder_head(self) -> str:
         """The semantic encoder's head in words (for ``latentmed info`` and reports)."""

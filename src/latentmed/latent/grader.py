@@ -58,6 +58,19 @@ def calibration_name(grader: "HyperplaneGrader") -> str:
     return f"means:{g}" if grader.calibration == "means" else f"poly:{grader.degree}:{g}"
 
 
+def _check_side_weights(class_weight, negative: tuple, positive: tuple) -> None:
+    """A dict ``class_weight`` of the grader weighs the probe's two sides, keyed 0 (negative) and 1 (positive)."""
+    if not isinstance(class_weight, dict):
+        return  # None, "balanced", or an error of LinearProbe's
+    keys = [k.item() if hasattr(k, "item") else k for k in class_weight]
+    bad = [k for k in keys if k not in (0, 1)]
+    if bad:
+        raise LatentmedError(f"class_weight keys {bad} are not sides of the probe: the grader's class_weight weighs "
+                             f"its two sides, 0 = negative grades {[int(g) for g in negative]} and 1 = positive grades "
+                             f"{[int(g) for g in positive]}, not single grades; use e.g. class_weight={{0: 1, 1: 10}} or "
+                             "'balanced' (per-grade weights: pass sample_weight to fit).")
+
+
 class HyperplaneGrader(ClassifierMixin, BaseEstimator):
     """Ordinal grader: linear probe on latents + calibration of the signed hyperplane distance.
 
@@ -139,6 +152,7 @@ class HyperplaneGrader(ClassifierMixin, BaseEstimator):
                 f"Choose --negative/--positive among the present grades.")
         used = is_neg | is_pos
         sw = None if sample_weight is None else sample_weight[used]
+        _check_side_weights(self.class_weight, negative, positive)
         probe = LinearProbe(classifier=self.classifier, C=self.C, standardize=self.standardize,
                             class_weight=self.class_weight, max_iter=self.max_iter, random_state=self.random_state)
         probe.fit(X[used], is_pos[used].astype(int), sample_weight=sw)
