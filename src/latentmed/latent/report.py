@@ -58,14 +58,14 @@ def save_grading_figures(result: GradingResult, out_dir: str | os.PathLike) -> l
 def write_grading(result: GradingResult, out_dir: str | os.PathLike, title: str | None = None) -> list[str]:
     """Figures, ``table.md`` (both tables), ``table.json`` and ``table.html`` into ``out_dir``; their paths.
 
-    The paths are also appended to ``result.files``.
+    ``result.files`` becomes that list (the HTML embeds the figures from it).
     """
     from latentmed.io import write_json, write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = title or f"Grading of {result.column!r} on {len(result.ids)} held-out samples"
-    result.files += save_grading_figures(result, out_dir)
+    result.files = save_grading_figures(result, out_dir)
     write_text(out_dir / "table.md", grading_markdown(result, title))
     write_json(out_dir / "table.json", result.to_dict())
     write_html_report(out_dir / "table.html", title, [grading_section(result, "Grading")],
