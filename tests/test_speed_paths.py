@@ -118,14 +118,21 @@ def test_compiled_training_and_sampling_match_eager(tmp_path, eager_compile):
     assert torch.allclose(out, ref, atol=1e-5) and set(dae.state_dict()) == keys
 
 
-def test_compile_falls_back_with_a_clear_warning(monkeypatch):
+def test_compile_falls_back_with_a_clear_warning(monkeypatch, tmp_path):
     monkeypatch.setattr(accel, "compiler_available", lambda device_type="cpu": (False, "no C++ compiler"))
     net = torch.nn.Linear(2, 2)
     with pytest.warns(UserWarning, match="no C.. compiler; running uncompiled"):
         assert accel.compile_module(net) is net
+    monkeypatch.undo()
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no C++ compiler on PATH: the check says so, without a warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert accel.compiler_available("cpu")[0] in (True, False)
+        available, why = accel.compiler_available("cpu")
+    assert not available and "no C++ compiler" in why
+    (tmp_path / "g++").write_text("#!/bin/sh\n")
+    (tmp_path / "g++").chmod(0o755)
+    assert accel.compiler_available("cpu") == (True, "")
 
 
 def test_reference_differences_quote_the_true_parameter_count():
@@ -146,3 +153,34 @@ def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch):
     # DAE runs default to auto, also when a YAML train section leaves the key out; other trainings to fp32
     assert DAERunConfig().train.mixed_precision == "auto" and TrainConfig().mixed_precision == "no"
     assert from_dict(DAERunConfig, {"train": {"steps": 5}}).train.mixed_precision == "auto"
+
+
+def test_precision_lives_with_the_model_and_auto_means_the_same_everywhere(tmp_path, monkeypatch):
+    from latentmed.dae import DAERunConfig, LatentDDIM, LatentDDIMConfig
+
+    assert DAERunConfig().dae_config().precision == "auto"  # the run's train.mixed_precision goes into the model
+    dae = micro_dae()
+    dae.config.precision = "auto"
+    dae.save_pretrained(tmp_path / "dae")
+    loaded = DiffusionAutoencoder.from_pretrained(tmp_path / "dae").eval()
+    assert loaded.config.precision == "auto"  # saved with the model, not read back from a training config
+    z, x_T = loaded.encode(images()), torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    latent = LatentDDIM(LatentDDIMConfig(z_dim=16, hidden=8, num_layers=1, precision="auto"))
+    with torch.no_grad():  # wake the zero-initialised output layer
+        for p in latent.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+
+    def outputs():
+        return loaded.decode(z, x_T, steps=3), latent.sample(4, steps=3, generator=torch.Generator().manual_seed(0))
+
+    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: False)  # auto = fp32 in training and in both models
+    assert accel.check_precision("auto", "cpu") == "no"
+    rec32, lat32 = outputs()
+    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: True)  # auto = bf16 in training and in both models
+    assert accel.check_precision("auto", "cpu") == "bf16"
+    rec16, lat16 = outputs()
+    assert not torch.equal(rec16, rec32) and not torch.equal(lat16, lat32)  # both switched to bf16
+    assert (rec16 - rec32).abs().mean() < 0.03 and rec16.dtype == lat16.dtype == torch.float32
+    with pytest.raises(LatentmedError, match="precision must be one of"):
+        LatentDDIMConfig(precision="half")

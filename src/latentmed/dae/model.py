@@ -19,7 +19,7 @@ from latentmed.diffusion import (Denoiser, check_prediction, ddim_invert, ddim_s
 from latentmed.errors import LatentmedError
 from latentmed.nn import DiffAEUNet, EncoderConfig, SemanticEncoder, UNetConfig
 from latentmed.pretrained import PretrainedMixin
-from latentmed.train.accel import amp_autocast, check_precision, compile_module
+from latentmed.train.accel import amp_autocast, check_precision, compile_module, precision_name, resolve_precision
 
 
 #: Flat encoder keys of configs written before the encoder section (``enc_pool`` -> ``encoder.pool``); still read.
@@ -42,14 +42,19 @@ class DAEConfig(UNetConfig):
 
     The fields of :class:`~latentmed.nn.UNetConfig` describe the conditional decoder (and the image,
     ``z_dim`` and width the encoder shares); ``encoder`` holds the semantic encoder's own settings.
+    ``precision``: the autocast of encoding and decoding (``no | bf16 | auto``; a DAE run saves its
+    ``train.mixed_precision`` here, so that inference runs as training did, as EDM keeps it on the
+    network wrapper).
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     schedule: str = "linear"
     prediction: str = "eps"
     clip_x0: bool = True
+    precision: str = "no"
 
     def __post_init__(self) -> None:
+        precision_name(self.precision, "precision")
         get_schedule(self.schedule)
         check_prediction(self.prediction)
         if self.dims not in (2, 3):
@@ -143,22 +148,25 @@ class DiffusionAutoencoder(nn.Module, PretrainedMixin):
             raise LatentmedError(f"{name}: contains NaN or infinite values.")
         return x.to(self.device, torch.float32)
 
-    def set_inference(self, precision: str = "no", compile: bool = False) -> "DiffusionAutoencoder":
+    def set_inference(self, precision: str | None = None, compile: bool = False) -> "DiffusionAutoencoder":
         """Speed settings of ``encode``, ``encode_stochastic`` and ``decode``; returns ``self``.
 
-        ``precision="bf16"`` autocasts the encoder and the decoder UNet to bfloat16 (CPU or GPU;
-        ``"auto"``: bf16 on CPUs with native bf16); their outputs come back as float32, so the DDIM
-        updates stay in fp32. ``compile=True`` runs the UNet through ``torch.compile`` (falls back
-        with a warning where it cannot). Not saved with the model; :func:`~latentmed.dae.load_dae`
-        applies the run's ``train.mixed_precision`` and ``train.compile``.
+        ``precision`` (default: ``config.precision``, saved with the model) ``"bf16"`` autocasts the
+        encoder and the decoder UNet to bfloat16 (CPU or GPU; ``"auto"``: bf16 on CPUs with native
+        bf16, resolved on the device of each call, as in training); their outputs come back as
+        float32, so the DDIM updates stay in fp32. ``compile=True`` runs the UNet through
+        ``torch.compile`` (falls back with a warning where it cannot); :func:`~latentmed.dae.load_dae`
+        applies the run's ``train.compile``.
         """
-        self.inference_precision = check_precision(precision, self.device.type, "precision")
+        precision = self.config.precision if precision is None else precision
+        check_precision(precision, self.device.type, "precision")  # fp16 here: an error now, not at first use
+        self.inference_precision = precision
         # a compiled *function*, not a module attribute, so the state dict keeps its keys
         self._compiled_unet = compile_module(self.unet.forward, self.device.type) if compile else None
         return self
 
     def _amp(self):
-        return amp_autocast(self.device.type, self.inference_precision)
+        return amp_autocast(self.device.type, resolve_precision(self.inference_precision, self.device.type))
 
     def _net(self, x: torch.Tensor, t: torch.Tensor, z_sem: torch.Tensor) -> torch.Tensor:
         with self._amp():

@@ -24,7 +24,6 @@ from latentmed.dae.presets import preset_config
 from latentmed.errors import LatentmedError
 from latentmed.runtime import seed_everything
 from latentmed.train import RunResult, TrainConfig, batch_images, train
-from latentmed.train.accel import resolve_precision
 from latentmed.train.runlock import check_run_dir
 from latentmed.viz import save_image_grid
 
@@ -95,15 +94,15 @@ class DAERunConfig(RunConfig):
         overrides.setdefault("in_channels", self.data.channels)
         overrides["schedule"] = self.objective.resolved_schedule
         overrides["prediction"] = self.objective.resolved_prediction
+        overrides["precision"] = self.train.mixed_precision  # the model keeps it: inference runs as training did
         return preset_config(self.preset, **overrides)
 
 
 def load_dae(run_or_model_dir: str | Path, device: str = "cpu") -> DiffusionAutoencoder:
     """The EMA DAE of a run folder (``RUN/model``) or of a ``save_pretrained`` folder.
 
-    A run trained with ``train.mixed_precision=bf16`` (or ``auto``, resolved on this device) also
-    encodes, inverts and decodes in bf16, and one trained with ``train.compile`` compiles its UNet
-    for sampling (``set_inference``).
+    The model's saved ``precision`` (the run's ``train.mixed_precision``) sets its autocast; a run
+    trained with ``train.compile`` also compiles its UNet for sampling (``set_inference``).
     """
     path = Path(run_or_model_dir)
     if not path.exists():
@@ -116,9 +115,8 @@ def load_dae(run_or_model_dir: str | Path, device: str = "cpu") -> DiffusionAuto
         raise LatentmedError(f"{run_or_model_dir}: no trained DAE found (expected RUN/model/config.json). "
                              "Is training finished? Run `latentmed dae train` (it resumes) first.")
     dae = DiffusionAutoencoder.from_pretrained(path, device=device).eval()
-    if run_cfg is not None:
-        precision = resolve_precision(run_cfg.train.mixed_precision, dae.device.type)
-        dae.set_inference("bf16" if precision == "bf16" else "no", run_cfg.train.compile)
+    if run_cfg is not None and run_cfg.train.compile:
+        dae.set_inference(compile=True)
     return dae
 
 
@@ -170,7 +168,8 @@ def train_dae(cfg: DAERunConfig, run_dir: str | Path, dataset=None, *, labels: s
     x0 = batch_images(first)
     dae_cfg = cfg.dae_config(image_size=x0.shape[-1])
     if (run_dir / RUN_CONFIG_NAME).is_file():
-        if load_run_config(run_dir, DAERunConfig).dae_config(image_size=x0.shape[-1]) != dae_cfg:
+        saved = load_run_config(run_dir, DAERunConfig).dae_config(image_size=x0.shape[-1])
+        if dataclasses.replace(saved, precision=dae_cfg.precision) != dae_cfg:  # precision may change on resume
             raise LatentmedError(f"{run_dir}: already holds a run with another model configuration. Use a new --out "
                                  "folder, or the same config to resume.")
     seed_everything(cfg.train.seed)  # same seed, same initial weights
@@ -214,14 +213,12 @@ def train_latent_ddim(dae: DiffusionAutoencoder, dataset, cfg: DAERunConfig, out
     lcfg = cfg.latent
     seed_everything(cfg.train.seed)
     model = LatentDDIM(LatentDDIMConfig(z_dim=z.shape[1], hidden=lcfg.hidden, num_layers=lcfg.num_layers,
-                                        schedule=lcfg.schedule, prediction=lcfg.prediction))
+                                        schedule=lcfg.schedule, prediction=lcfg.prediction,
+                                        precision=cfg.train.mixed_precision))
     model.set_normalisation(z)
     zn = model.normalise(z)
-    # "auto" (bf16 on CPU) was measured for the DAE, not for this MLP: it stays fp32 unless asked
-    precision = "no" if cfg.train.mixed_precision == "auto" else cfg.train.mixed_precision
     tcfg = dataclasses.replace(cfg.train, steps=lcfg.steps, batch_size=min(lcfg.batch_size, len(zn)), lr=lcfg.lr,
-                               preview_every=0, checkpoint_every=max(lcfg.steps // 2, 1), warmup_steps=0,
-                               mixed_precision=precision)
+                               preview_every=0, checkpoint_every=max(lcfg.steps // 2, 1), warmup_steps=0)
     result = train(model, latent_loss(model.config.schedule, model.config.prediction), _TensorDataset(zn), tcfg,
                    out_dir, desc="train latent DDIM")
     return result.ema_model

@@ -7,6 +7,7 @@ DDIM updates, the losses): only the network calls are autocast.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import warnings
@@ -19,6 +20,7 @@ from latentmed.errors import LatentmedError
 PRECISIONS = ("no", "bf16", "fp16", "auto")
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (``avx512_bf16`` or AMX; read from /proc/cpuinfo)."""
     try:
@@ -37,10 +39,16 @@ def resolve_precision(precision: str, device_type: str) -> str:
     return "bf16" if device_type == "cpu" and cpu_has_native_bf16() else "no"
 
 
-def check_precision(precision: str, device_type: str, where: str = "train.mixed_precision") -> str:
-    """Validate ``precision`` for ``device_type`` and resolve ``auto``; fp16 needs a GPU (loss scaling)."""
+def precision_name(precision: str, where: str = "train.mixed_precision") -> str:
+    """The one validation of a precision setting (configs call it when built): one of :data:`PRECISIONS`."""
     if precision not in PRECISIONS:
         raise LatentmedError(f"{where} must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+    return precision
+
+
+def check_precision(precision: str, device_type: str, where: str = "train.mixed_precision") -> str:
+    """``precision`` resolved for ``device_type`` (``auto`` by :func:`resolve_precision`); fp16 needs a GPU."""
+    precision_name(precision, where)
     if precision == "fp16" and device_type != "cuda":
         raise LatentmedError(f"{where}=fp16 needs a GPU (loss scaling); on {device_type} use bf16 or no.")
     return resolve_precision(precision, device_type)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from latentmed.errors import LatentmedError
+from latentmed.train.accel import precision_name
 
 
 @dataclass
@@ -38,9 +39,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
-            raise LatentmedError(f"train.mixed_precision must be 'no', 'bf16', 'fp16' or 'auto', got "
-                                 f"{self.mixed_precision!r}.")
+        precision_name(self.mixed_precision)
         for name in ("steps", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise LatentmedError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
