@@ -223,7 +223,9 @@ def test_round_trip_of_an_identity_chain_is_the_ceiling_and_direction_has_known_
     truth = (torch.rand(4, 16, 16, 16, generator=g) > 0.6).numpy()
     coarse = truth.copy()
     coarse[:, ::3] = False
-    result, _ = evaluate({"L": m}, coarse, truth, [str(i) for i in range(4)], controls=True, sweep_points=2)
+    vae = ShapeVAE(VAEConfig(**TINY)).eval()
+    result, _ = evaluate({"L": m, "V": vae}, coarse, truth, [str(i) for i in range(4)], controls=True, sweep_points=2)
+    assert "V sampled" in result.scores and "V energy off" not in result.scores and "V" not in result.directions
     ceiling = score_cases(truth, refine_cubes(m, truth, steps=0)[0])["dice"]
     assert np.array_equal(result.scores["L round trip"]["dice"], ceiling)
     assert {"L energy off", "L t=0", "L t=3"} <= set(result.scores)

@@ -272,6 +272,7 @@ def evaluate(models: dict[str, torch.nn.Module | None], coarse: np.ndarray, trut
     its direction control (:mod:`latentmed.shape.controls`); for each VAE the row ``sampled`` (decoding
     a posterior sample, as the reference's VAE does).
     """
+    from latentmed.shape.baselines import ShapeVAE
     from latentmed.shape.controls import chain_direction, energy_off, sweep_steps
 
     expect(coarse.shape == truth.shape, f"coarse {coarse.shape} and truth {truth.shape} differ in shape.")
@@ -299,6 +300,6 @@ def evaluate(models: dict[str, torch.nn.Module | None], coarse: np.ndarray, trut
             for t in sweep_steps(model.config.num_steps, sweep_points):
                 add(f"{method} t={t}", *refine_cubes(model, coarse, steps=t, recipe=recipe, **kw))
             result.directions[method] = chain_direction(model, coarse, truth, steps=steps, recipe=recipe, **kw)
-        elif type(model).__name__ == "ShapeVAE":
+        elif isinstance(model, ShapeVAE):
             add(f"{method} sampled", *refine_cubes(model, coarse, recipe="reference", **kw))
     return result, outputs
