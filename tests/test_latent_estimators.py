@@ -192,6 +192,12 @@ def test_standardisation_matches_sklearn_pipeline_and_reports_input_space():
     ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.3)).fit(z, yb)
     np.testing.assert_allclose(ours.decision_function(z), ref.decision_function(z), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(ours.predict_proba(z), ref.predict_proba(z), atol=1e-6)
+    # one signed distance: the probe's and a grader's equal the margin over ||w|| of the input-space coefficients
+    w = ref[-1].coef_[0] / ref[0].scale_
+    margin_over_norm = ref.decision_function(z) / np.linalg.norm(w)
+    np.testing.assert_allclose(ours.signed_distance(z), margin_over_norm, rtol=1e-6, atol=1e-6)
+    grader = HyperplaneGrader(negative=(0,), positive=(2, 3), classifier="logreg", C=0.3).fit(z, y)
+    np.testing.assert_allclose(grader.signed_distance(z), signed_distance(z, grader.coef_[0], grader.intercept_[0]))
     # torch linear layer with cross-entropy reaches the same optimum as sklearn's logistic regression
     lin = LinearProbe("linear", C=0.3, random_state=0).fit(z, yb)
     ref_margin = ours.decision_function(z)

@@ -39,6 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from latentmed.errors import LatentmedError, expect
+from latentmed.latent.probe import signed_distance
 
 
 def _unit(normal) -> np.ndarray:
@@ -46,12 +47,6 @@ def _unit(normal) -> np.ndarray:
     norm = np.linalg.norm(n)
     expect(norm > 0, "the hyperplane normal is zero; the probe did not separate the classes.")
     return n / norm
-
-
-def signed_distance(z, normal, offset: float) -> np.ndarray:
-    """``(n.w + b) / ||n||`` for each row of ``z`` (``normal`` need not be unit; ``offset`` is ``b``)."""
-    n = np.asarray(normal, dtype=np.float64).reshape(-1)
-    return (np.asarray(z, dtype=np.float64) @ n + float(offset)) / np.linalg.norm(n)
 
 
 def _step(normal, direction) -> np.ndarray:

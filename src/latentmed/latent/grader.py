@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from latentmed.errors import LatentmedError, expect
-from latentmed.latent.probe import LinearProbe, _check_sample_weight
+from latentmed.latent.probe import LinearProbe, _check_sample_weight, signed_distance
 
 CALIBRATIONS = ("means", "poly")
 
@@ -232,10 +232,9 @@ class HyperplaneGrader(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------- prediction
     def signed_distance(self, X) -> np.ndarray:
-        """``(n.w + b) / ||n||`` for each row of ``X`` (input space)."""
+        """``(n.w + b) / ||n||`` per row of ``X`` (input space), by :func:`~latentmed.latent.probe.signed_distance`."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return X @ self.normal_ + self.offset_
+        return signed_distance(validate_data(self, X, reset=False, dtype=np.float64), self.normal_, self.offset_)
 
     def calibrate(self, distance) -> np.ndarray:
         """Distance -> continuous grade, ``p(distance)``."""

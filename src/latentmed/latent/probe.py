@@ -19,6 +19,18 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from latentmed.errors import LatentmedError
 
+
+def signed_distance(z, normal, offset: float) -> np.ndarray:
+    """Signed distance of each row of ``z`` to the hyperplane ``n.w + b = 0``: ``(n.w + b) / ||n||``.
+
+    ``normal`` (``n``) need not be unit; ``offset`` is ``b`` in the same units. The one definition
+    for probes, graders and counterfactuals (the public counterfactual notebooks divide ``n`` but not
+    ``b``: DESIGN.md, "Facts checked"). A zero normal (a probe that separated nothing) gives ``b``.
+    """
+    n = np.asarray(normal, dtype=np.float64).reshape(-1)
+    norm = float(np.linalg.norm(n))
+    return (np.asarray(z, dtype=np.float64) @ n + float(offset)) / (norm if norm > 0 else 1.0)
+
 CLASSIFIERS = ("svm", "logreg", "linear")
 
 
@@ -218,8 +230,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     def signed_distance(self, X) -> np.ndarray:
         """Euclidean signed distance to the hyperplane, ``(w.z + b) / ||w||``, in the input space."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return X @ self.normal_ + self.offset_
+        return signed_distance(validate_data(self, X, reset=False, dtype=np.float64), self.normal_, self.offset_)
 
     def predict(self, X) -> np.ndarray:
         positive = self.decision_function(X) > 0
