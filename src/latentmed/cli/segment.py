@@ -58,7 +58,7 @@ def _load(run: Path, context: Optional[Path], recipe: str, threshold, iterations
 _RECIPE = typer.Option("latentmed", "--recipe", help="Settings to start from: latentmed (threshold 0.05) or reference "
                        "(google/diffseg's benchmark: t=300, threshold 1.1, 3 iterations, 16x16 anchors, reference "
                        "merge with fp16 KL, no refinement). Options given explicitly override the recipe.")
-_CONTEXT = typer.Option(None, "--context", help="The empty context as a .safetensors tensor [tokens, D] (default: "
+_CONTEXT = typer.Option(None, "--context", help="The empty context as a .safetensors tensor of tokens x D (default: "
                         "the folder's CLIP text encoding of the empty prompt; zero tokens without a text encoder).")
 _TIMESTEP = typer.Option(None, "--timestep", "-t", min=0, max=999, show_default="300",
                          help="Noise timestep of the single UNet pass, in [0, 1000).")
