@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pytest
@@ -200,6 +201,8 @@ def test_variation_is_zero_for_a_copy_and_grows_with_a_known_perturbation(tmp_pa
     assert label_agreement(np.array([[0.9, 0.2], [0.4, 0.6]]), np.array([[1, 0], [1, 1]])).tolist() == [1.0, 0.5]
     res = measure_variation("copies", x[src], y[src], src, x, gate)
     assert res.summary()["pixel_variation_median"] == 0 and res.agreement.shape == (5,)
+    back = type(res).from_dict(json.loads(json.dumps(res.to_dict())))
+    assert back.summary() == res.summary() and np.array_equal(back.features["variation"], res.features["variation"])
     assert save_variation_plot({"copies": res, "noisy": measure_variation("noisy", x[src] + 0.4 * noise, y[src],
                                                                           src, x, gate)}, tmp_path / "v.png").is_file()
     with pytest.raises(LatentmedError, match="one source index per synthetic image"):

@@ -48,10 +48,17 @@ def augment(x: torch.Tensor, seed: int, shear: float = 0.05, translate: float = 
     ``x + a (x - G_1 * x)``, a ~ U(0, ``sharpen``)), ``RandAffine`` with shear U(-s, s) on both axes and
     translation U(-t, t) of the side, and ``RandZoom`` by U(``scale``) (isotropic, size kept; MONAI's
     RandAffine scales each axis independently), borders replicated."""
+    from monai.data import get_track_meta, set_track_meta
+
     t = _augment_compose(float(shear), float(translate), int(x.shape[-1]), tuple(map(float, scale)), float(sharpen))
     t.set_random_state(seed=int(seed))
-    out = t(x.float())
-    return (out.as_tensor() if hasattr(out, "as_tensor") else torch.as_tensor(out)).clamp(-1, 1)
+    track = get_track_meta()
+    set_track_meta(False)  # plain tensors: MONAI's metadata tracking doubled the cost per image
+    try:
+        out = t(x.float())
+    finally:
+        set_track_meta(track)
+    return torch.as_tensor(out).clamp(-1, 1)
 
 
 def random_augment(x: torch.Tensor) -> torch.Tensor:

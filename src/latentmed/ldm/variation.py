@@ -95,6 +95,16 @@ class VariationResult:
                for k, v in d.items()}
         return {**out, "agreement_mean": float(self.agreement.mean()), "n": int(len(self.agreement))}
 
+    def to_dict(self) -> dict:
+        """JSON-able: the summary and the per-image arrays as lists (:meth:`from_dict` reads it back)."""
+        return {"name": self.name, "summary": self.summary(), "agreement": self.agreement.tolist(),
+                **{space: {k: v.tolist() for k, v in getattr(self, space).items()} for space in ("pixels", "features")}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VariationResult":
+        arrays = {space: {k: np.asarray(v) for k, v in d[space].items()} for space in ("pixels", "features")}
+        return cls(d["name"], arrays["pixels"], arrays["features"], np.asarray(d["agreement"]))
+
 
 def measure_variation(name: str, synthetic: torch.Tensor, y_syn: np.ndarray, sources: np.ndarray,
                       real: torch.Tensor, gate: nn.Module) -> VariationResult:
