@@ -144,3 +144,12 @@ def test_context_file_and_missing_parts_are_one_line_errors(sd_folder, tmp_path)
     res = _invoke(["zero-shot", sd_folder / "sd", "--data", sd_folder / "data", "--out", tmp_path / "o",
                    "--context", tmp_path / "missing.safetensors"])
     assert res.exit_code == 2 and "--context" in res.output
+    from diffusers import UNet2DConditionModel  # an SDXL-style UNet wants conditioning DiffSeg does not give
+
+    UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
+                         down_block_types=("CrossAttnDownBlock2D",) * 2, up_block_types=("CrossAttnUpBlock2D",) * 2,
+                         cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4, addition_embed_type="text_time",
+                         addition_time_embed_dim=8, projection_class_embeddings_input_dim=64
+                         ).save_pretrained(tmp_path / "xl" / "unet")
+    res = _invoke(["zero-shot", tmp_path / "xl", "--data", sd_folder / "data", "--out", tmp_path / "o"])
+    assert res.exit_code == 2 and "addition_embed_type='text_time'" in res.output

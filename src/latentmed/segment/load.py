@@ -96,6 +96,10 @@ def _diffusers_segmenter(run: Path, config: DiffSegConfig, context: torch.Tensor
     from latentmed.diffusion import LinearBetaSchedule, TabulatedSchedule
 
     unet = _from_pretrained(UNet2DConditionModel, run / "unet", "unet")
+    if getattr(unet.config, "addition_embed_type", None) is not None:
+        raise LatentmedError(f"{run}/unet needs extra conditioning (addition_embed_type="
+                             f"{unet.config.addition_embed_type!r}, e.g. SDXL's pooled text and size embeddings), "
+                             "which DiffSeg does not supply; use a Stable Diffusion 1.x/2.x-style folder.")
     vae = _from_pretrained(AutoencoderKL, run / "vae", "vae") if (run / "vae").is_dir() else None
     if vae is None and unet.config.in_channels not in (1, 3):
         raise LatentmedError(f"{run}: unet/ takes {unet.config.in_channels}-channel latents but there is no vae/ "
