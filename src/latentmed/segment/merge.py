@@ -17,7 +17,8 @@ Two rules for the later iterations (``mode``):
 
 ``kl_fp16=True`` computes iteration 1's KL in half precision as the reference does
 (``segmentor.py:98``, ``tf.cast(..., tf.float16)``): logs, differences and products rounded to
-float16, sums accumulated in float32 and rounded to float16 (TF's GPU reduction of half values);
+float16, sums accumulated in float32 and rounded to float16 (our reading of TF's reductions of
+half values, which accumulate in float; not checked against TensorFlow here);
 later iterations stay in float64 as there. ``refine=True`` is the reference's optional KMeans
 (``segmentor.py:128-137``; its benchmark runs with it off).
 
