@@ -36,7 +36,8 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     r = run(cli.app, ["train", tmp_path / "train", "--vae", tmp_path / "vae", "--conditioner", "tiny",
                       "--out", tmp_path / "run", "--size", 32, "--channels", "16,32", "--steps", 2,
                       "--embeddings", tmp_path / "emb.safetensors", "--heldout", tmp_path / "val",
-                      "--fid-every", 2, "--set", "eval.images=4", "--set", "eval.steps=1", *fast])
+                      "--fid-every", 2, "--set", "eval.images=4", "--set", "eval.steps=1", *fast,
+                      "--recipe", "paper", "--set", "train.warmup_steps=5"])
     assert r.exit_code == 0, r.output
     ldm = load_ldm(tmp_path / "run")
     assert ldm.config.extra["best_step"] == 2 and np.isfinite(ldm.config.extra["best_fid"])
@@ -47,6 +48,9 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     saved = load_run_config(tmp_path / "run")  # one config.yaml per run folder, options included; its kind found
     assert isinstance(saved, LDMRunConfig)
     assert saved.train.eval_every == 2 and saved.eval.images == 4 and saved.model.block_out_channels == (16, 32)
+    # the paper recipe under the explicit --set: lr 1e-4, augmentation, discrete times; warm-up from --set
+    assert (saved.train.lr, saved.train.warmup_steps, saved.data.augment, saved.objective.time_sampling) == \
+        (1e-4, 5, True, "discrete")
     assert load_run_config(tmp_path / "vae", VAERunConfig).data.size == 32
     # the test set never reaches checkpoint selection: evaluating on the selection folder is refused
     r = run(cli.app, ["augment-eval", tmp_path / "run", "--data", tmp_path / "train", "--test", tmp_path / "val",

@@ -88,13 +88,18 @@ def train_cmd(
     config: Path = typer.Option(None, "--config", help="YAML run config (sections: model, objective, train, data, "
                                 "eval). Options given here beat it."),
     overrides: list[str] = typer.Option(None, "--set", help="KEY=VALUE overrides, e.g. train.grad_accum=4."),
+    recipe: str = typer.Option(None, "--recipe", help="Named settings: paper (constant lr 1e-4 after 1000 warm-up "
+                               "steps, augmentation, discrete times). Beats --config; --set and options beat it."),
 ) -> None:
     """Train the token-conditioned UNet in the VAE's latent space.
 
-    Example: latentmed ldm train data/chest --vae runs/vae --conditioner tiny --out runs/ldm --steps 2000
+    Example: latentmed ldm train data/chest --vae runs/vae --conditioner tiny --out runs/ldm --recipe paper
     """
     from latentmed.config import merge_config
-    from latentmed.ldm.training import LDMRunConfig, train_ldm
+    from latentmed.ldm.training import LDMRunConfig, ldm_recipe, train_ldm
+
+    if recipe:
+        overrides = [f"{k}={v}" for k, v in ldm_recipe(recipe).items()] + list(overrides or [])
 
     options = given_options(ctx, {"channels": "model.block_out_channels", "prediction": "objective.prediction",
                                   "cond_dropout": "objective.cond_dropout", "steps": "train.steps",
