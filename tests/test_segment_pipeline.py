@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -209,6 +210,14 @@ def test_score_fixed_k_rows(chest_run, tmp_path):
 
     seg = load_segmenter(chest_run / "run", DiffSegConfig(grid=4, threshold=0.05))
     assert seg.null_tokens == seg.condition(torch.zeros(1, 1, 32, 32)).shape[1]
+    # a run trained on UNet input 1000 t - 1 noises timestep k at alphas_cumprod[k]; older runs (no offset) at k / T
+    assert seg.diffseg.indexing == "diffusers" and seg.diffseg.noise_time(300) == pytest.approx(0.301)
+    old = tmp_path / "old_run"
+    shutil.copytree(chest_run / "run", old)
+    meta = json.loads((old / "ldm.json").read_text())
+    meta.pop("timestep_offset", None)
+    (old / "ldm.json").write_text(json.dumps(meta))
+    assert load_segmenter(old).diffseg.noise_time(300) == pytest.approx(0.3)
     res = score_fixed_k(seg, chest_run / "data", chest_run / "data", k=4)
     rows = res.to_dict()["rows"]
     assert list(rows)[:4] == ["DiffSeg (own tokens)", "DiffSeg (empty context, vanilla)", "DiffSeg (untrained UNet)",

@@ -75,7 +75,8 @@ def diffseg_config(recipe: str = "latentmed", **given) -> DiffSegConfig:
                              "benchmark: t=300, threshold 1.1, 3 iterations, 16x16 anchors, no refinement).")
     unknown = set(given) - set(DiffSegConfig.__dataclass_fields__)
     if unknown:
-        raise LatentmedError(f"unknown DiffSeg settings {sorted(unknown)}; expected {sorted(DiffSegConfig.__dataclass_fields__)}.")
+        raise LatentmedError(f"unknown DiffSeg settings {sorted(unknown)}; "
+                             f"expected {sorted(DiffSegConfig.__dataclass_fields__)}.")
     return DiffSegConfig(**{**RECIPES[recipe], **{k: v for k, v in given.items() if v is not None}})
 
 
@@ -85,13 +86,13 @@ class DiffSeg:
 
     - ``unet``: the denoiser (must have self-attention blocks).
     - ``schedule``: a :mod:`latentmed.diffusion` schedule (or name); used only with ``config.noised``
-      (``z_t = alpha(t) z_0 + sigma(t) eps`` with ``t = timestep / num_train_timesteps``).
+      (``z_t = alpha(t) z_0 + sigma(t) eps`` with ``t`` from :meth:`noise_time`).
     - ``encode``: images ``[B, C, H, W]`` in [-1, 1] -> latents ``z_0``; ``None`` = pixel space.
       :meth:`from_vae` builds it from an ``AutoencoderKL`` and its scaling factor.
     - ``indexing``: what the integer ``timestep`` k means. Both feed the UNet the time input k;
-      ``latentmed`` (our latent diffusion runs, trained on ``1000 t``) noises at ``t = k / T``,
-      ``diffusers`` (Stable Diffusion and any diffusers folder) at ``alphas_cumprod[k]``, i.e.
-      ``schedule.time_of_step(k) = (k + 1) / T`` of a :class:`~latentmed.diffusion.TabulatedSchedule`.
+      ``diffusers`` (Stable Diffusion, any diffusers folder, and DiNO-Diffusion runs trained on
+      ``1000 t - 1``) noises at ``alphas_cumprod[k]``, i.e. ``t = (k + 1) / T``; ``latentmed`` (runs
+      trained on ``1000 t`` before ``timestep_offset`` existed) at ``t = k / T``.
     """
 
     unet: torch.nn.Module
@@ -105,17 +106,14 @@ class DiffSeg:
         from latentmed.diffusion import get_schedule
 
         self.schedule = get_schedule(self.schedule)
-        if self.indexing not in INDEXINGS or (self.indexing == "diffusers" and not hasattr(self.schedule, "time_of_step")):
-            raise LatentmedError(f"indexing={self.indexing!r}: expected one of {INDEXINGS} ('diffusers' needs a "
-                                 f"discrete schedule, e.g. TabulatedSchedule.from_diffusers; got {self.schedule!r}).")
+        if self.indexing not in INDEXINGS:
+            raise LatentmedError(f"indexing={self.indexing!r}: expected one of {INDEXINGS}.")
         self_attention_modules(self.unet)  # clear error now for a UNet without self-attention
         check_timestep(self.config.timestep, self.config.num_train_timesteps)
 
     def noise_time(self, timestep: int) -> float:
         """The continuous ``t`` of the integer ``timestep`` under :attr:`indexing` (used by ``noised``)."""
-        if self.indexing == "diffusers":
-            return float(self.schedule.time_of_step(timestep))
-        return timestep / self.config.num_train_timesteps
+        return (timestep + (1 if self.indexing == "diffusers" else 0)) / self.config.num_train_timesteps
 
     @classmethod
     def from_vae(cls, unet, vae=None, *, scaling_factor: float | None = None, **kwargs) -> "DiffSeg":

@@ -80,8 +80,10 @@ def load_segmenter(run: str | os.PathLike, config: DiffSegConfig | None = None,
         from latentmed.ldm.model import load_ldm, vae_downsample_factor
 
         ldm = load_ldm(run)
+        # UNet input k; runs trained on 1000 t - 1 noise k at t = (k + 1) / T (diffusers' index), older ones at k / T
+        indexing = "diffusers" if float(getattr(ldm.config, "timestep_offset", 0.0)) == 1.0 else "latentmed"
         ds = DiffSeg(ldm.unet, schedule=ldm.schedule, encode=ldm.encode_images, config=config,
-                     latent_factor=vae_downsample_factor(ldm.vae))
+                     latent_factor=vae_downsample_factor(ldm.vae), indexing=indexing)
         return Segmenter(ds, ldm.condition, source=f"ldm:{run}", null_tokens=ldm.conditioner.num_tokens,
                          context=ctx)  # images at their native size (the run checks it)
     if (run / "unet").is_dir():
