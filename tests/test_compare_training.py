@@ -41,4 +41,13 @@ def test_train_and_evaluate_two_phase(compare, tmp_path):
                                                               progress=False),
                                      eval_steps=[2])
     assert [r["mode"] for r in res["rows"]] == ["stochastic", "inversion"]
-    assert (tmp_path / "run" / "model" / "config.json").is_file()
+    # the inversion row is the PSNR of the saved model's reconstructions, 10 log10(2^2 / MSE) on [-1, 1]
+    import torch
+
+    from latentmed.dae import load_dae
+
+    dae = load_dae(tmp_path / "run")
+    assert dae.model_id == res["model_id"]
+    rec = dae.reconstruct(x[6:], steps=2, inversion=True)
+    psnr = (10 * torch.log10(4.0 / (rec - x[6:]).pow(2).flatten(1).mean(1))).mean()
+    assert res["rows"][1]["psnr"] == pytest.approx(float(psnr), abs=1e-3)

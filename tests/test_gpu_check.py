@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,6 +23,13 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
     assert len(result["train"]) == 2 and all(r["images_per_s"] > 0 and r["gflop_per_image"] > 0
                                              for r in result["train"])
     assert [r["steps"] for r in result["decode"]] == [2, 3] and all(r["images_per_s"] > 0 for r in result["decode"])
+    # the figures are of the model it names: its parameter count, and throughput = batch / step time
+    from latentmed.dae import DiffusionAutoencoder, preset_config
+
+    n_params = DiffusionAutoencoder(preset_config("tiny", image_size=16)).num_parameters()["total"]
+    for r in result["train"]:
+        assert r["params"] == n_params and r["images_per_s"] == pytest.approx(r["batch"] / r["s_per_step"], rel=0.05)
+    assert result["train"][0]["gflop_per_image"] == result["train"][1]["gflop_per_image"]  # same model, same count
     assert result["lsd_ebm"]["s_per_sample"] > 0 and result["ldm"]["images_per_s"] > 0
     assert not (tmp_path / "check.json.tmp").exists()
 
