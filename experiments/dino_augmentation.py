@@ -4,7 +4,8 @@ The paper's diffusion model saw 868k unlabelled images disjoint from the classif
 (issue 16), four disjoint phantom draws (own seeds, ``--variant`` ``varied`` by default):
 
 - ``data/unlabelled`` (``--n-unlabelled``, seed 10): trains the VAE, fits the conditioner
-  (PCA tokens, or the pool standardisation of a ViT's tokens) and trains the diffusion model;
+  (PCA tokens with ``--pca-components`` components, or the pool standardisation of a ViT's
+  tokens) and trains the diffusion model;
 - ``data/unlabelled_val`` (``--n-val``, seed 11): the pool's validation split, used only for
   reconstruction-FID checkpoint selection;
 - ``data/labelled`` (``--n-labelled``, seed 1): the classifier's pool, from which the nested
@@ -13,11 +14,17 @@ The paper's diffusion model saw 868k unlabelled images disjoint from the classif
   training or selection used it).
 
 phantoms -> conditioner -> VAE -> token cache -> conditioned UNet (FID selection on the pool's
-validation split) -> reconstruction / interpolation grids -> augmentation table -> memorisation.
-Stages are resumable (``--stage data|conditioner|vae|ldm|grids|eval``).
+validation split; ``--recipe paper``: lr 1e-4 after 1000 warm-up steps, augmentation, discrete
+times) -> grids -> rows (``seeds``: real only, classical, oracle, reconstruction, interpolation,
+shuffled-token null, each at every ``--ratios``, over ``--folds``-fold CV or ``--seeds`` subsets,
+the small CNN or ``--arch densenet121 --early-stopping``) -> ``variation`` (distance of each
+synthetic image to its source vs the source's nearest other real, label agreement) -> ``compare``
+(agreement vs variation of several runs, e.g. the PCA bottleneck sweep). Stages are resumable
+(``--stage data|conditioner|vae|ldm|grids|seeds|variation|eval|compare``).
 
     OMP_NUM_THREADS=1 python experiments/dino_augmentation.py --out runs/dino_aug --conditioner pca
     OMP_NUM_THREADS=1 python experiments/dino_augmentation.py --out runs/dino_aug_vit --conditioner tiny  # random ViT
+    # the full protocol and sweep of issue 29: experiments/dino_diffusion.md
 """
 
 from __future__ import annotations
@@ -45,34 +52,49 @@ def main(argv=None) -> None:
     p.add_argument("--conditioner", default="pca",
                    help="pca (fitted on the unlabelled pool), a local ViT folder, or tiny / tiny-vit (RANDOM ViTs)")
     p.add_argument("--pca-width", type=int, default=64)
+    p.add_argument("--pca-components", type=int, default=None,
+                   help="PCA bottleneck: principal components behind the --pca-width token (default: the width)")
+    p.add_argument("--recipe", default="", help="LDM training recipe: '' (issue 16's: lr 5e-4, warm-up 50) or paper")
+    p.add_argument("--vae-from", type=Path, default=None, help="reuse this VAE run (stage vae skipped), e.g. to "
+                   "sweep the conditioner with one VAE")
     p.add_argument("--no-standardise", action="store_true", help="keep a ViT's raw tokens (no pool standardisation)")
-    p.add_argument("--subsets", default="50,200")
-    p.add_argument("--ratios", default="1,5")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--strategy", default="reconstruction")
+    p.add_argument("--subsets", "--seed-subsets", dest="subsets", default="10,20,50", help="real n (nested)")
+    p.add_argument("--ratios", "--seed-ratio", dest="ratios", default="5",
+                   help="extra images per real image, e.g. 1,5,10,50 (the paper)")
+    p.add_argument("--folds", type=int, default=0, help="k-fold CV of each subset (the paper: 5); 0: --seeds subsets")
+    p.add_argument("--seeds", type=int, default=5, help="subset seeds when --folds 0 (issue 16)")
+    p.add_argument("--arch", default="small", help="classifier: small (CPU CNN) or densenet121 (MONAI)")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="classifier: LR on plateau + early stopping on a validation split (--epochs = maximum)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--min-steps", type=int, default=150)
+    p.add_argument("--strategy", default="reconstruction", help="stage eval: reconstruction | interpolation")
     p.add_argument("--sample-steps", type=int, default=20)
+    p.add_argument("--tag", default="", help="stage seeds writes OUT/seeds<TAG>/ (several row sets per run)")
+    p.add_argument("--variation-n", type=int, default=200, help="stage variation: real images (one synthetic each)")
+    p.add_argument("--compare", default="", help="stage compare: comma-separated run folders with variation/")
     p.add_argument("--stage", default="all",
-                   help="all (= data conditioner vae ldm grids seeds) | data | conditioner | vae | ldm | grids | eval "
-                        "(the older k-fold table) | seeds (issue 16 rows)")
-    p.add_argument("--seed-subsets", default="10,20,50", help="issue 16 protocol (stage seeds): real n")
-    p.add_argument("--seeds", type=int, default=5, help="issue 16 protocol: subset seeds")
-    p.add_argument("--seed-ratio", type=int, default=5, help="issue 16 protocol: extra images per real image")
+                   help="all (= data conditioner vae ldm grids seeds variation) | data | conditioner | vae | ldm | "
+                        "grids | seeds (the rows) | variation | eval (the CLI's k-fold table) | compare")
     a = p.parse_args(argv)
 
     import torch
 
     from latentmed.data.phantoms.chest2d import LABELS, generate_chest2d
     from latentmed.ldm import PCAConditioner, load_conditioner, load_ldm
-    from latentmed.ldm.augment import augment_eval
+    from latentmed.ldm.augment import SynthesisSpec, augment_eval, write_augment_report
     from latentmed.ldm.data import open_ldm_images
     from latentmed.ldm.training import (FIDSelectionConfig, LDMDataConfig, LDMRunConfig, LDMTrainConfig, LDMUNetConfig,
-                                        VAEModelConfig, VAEObjectiveConfig, VAERunConfig, VAETrainConfig, embed_dataset,
-                                        save_embeddings, train_ldm, train_vae)
+                                        VAEModelConfig, VAEObjectiveConfig, VAERunConfig, VAETrainConfig, apply_recipe,
+                                        embed_dataset, save_embeddings, train_ldm, train_vae)
     from latentmed.ldm.synthesis import interpolation_grid, reconstruction_grid
 
     out = a.out
     d = regime_dirs(out)
-    stages = {"data", "conditioner", "vae", "ldm", "grids", "seeds"} if a.stage == "all" else {a.stage}
+    stages = {"data", "conditioner", "vae", "ldm", "grids", "seeds", "variation"} if a.stage == "all" else {a.stage}
+    if a.vae_from is not None:
+        stages.discard("vae")
+    vae_dir = a.vae_from or out / "vae_run"
     times = {}
     t0 = time.time()
     if "data" in stages:
@@ -86,7 +108,8 @@ def main(argv=None) -> None:
         pool = open_ldm_images(d["unlabelled"], size=a.size)
         images = pool.stack()
         if a.conditioner == "pca":
-            cond = PCAConditioner.fit(images, width=a.pca_width, image_size=min(a.size, 32))
+            cond = PCAConditioner.fit(images, width=a.pca_width, n_components=a.pca_components,
+                                      image_size=min(a.size, 32))
         else:
             cond = load_conditioner(a.conditioner)
             if not a.no_standardise:
@@ -100,7 +123,7 @@ def main(argv=None) -> None:
             objective=VAEObjectiveConfig(kl_weight=1e-6),
             train=VAETrainConfig(steps=a.vae_steps, batch_size=16, lr=1e-3, ema_decay=0.99, checkpoint_every=200,
                                  log_every=50),
-            data=LDMDataConfig(path=str(d["unlabelled"]), size=a.size)), out / "vae_run")
+            data=LDMDataConfig(path=str(d["unlabelled"]), size=a.size)), vae_dir)
         times["vae"] = time.time() - t
     if "ldm" in stages:
         t = time.time()
@@ -108,13 +131,16 @@ def main(argv=None) -> None:
         ds = open_ldm_images(d["unlabelled"], size=a.size)
         emb = out / "embeddings.safetensors"
         save_embeddings(emb, embed_dataset(cond, ds), cond, ds.ids)
-        train_ldm(LDMRunConfig(
+        cfg = LDMRunConfig(
             model=LDMUNetConfig(block_out_channels=tuple(int(c) for c in a.unet_channels.split(","))),
             train=LDMTrainConfig(steps=a.ldm_steps, batch_size=32, lr=5e-4, ema_decay=0.995, warmup_steps=50,
                                  checkpoint_every=500, log_every=50, eval_every=max(1, a.ldm_steps // 3)),
             data=LDMDataConfig(path=str(d["unlabelled"]), size=a.size),
-            eval=FIDSelectionConfig(heldout=str(d["unlabelled_val"]), images=64, steps=10)),
-            out / "ldm", vae=out / "vae_run", conditioner=cond, embeddings=emb)
+            eval=FIDSelectionConfig(heldout=str(d["unlabelled_val"]), images=64, steps=10))
+        if a.recipe:
+            cfg = apply_recipe(cfg, a.recipe)
+        # with augmentation the cached tokens are the un-augmented image's (train_ldm's docstring)
+        train_ldm(cfg, out / "ldm", vae=vae_dir, conditioner=cond, embeddings=emb)
         times["ldm"] = time.time() - t
     train_dir, test_dir = d["labelled"], d["test"]
     if "grids" in stages:
@@ -126,43 +152,69 @@ def main(argv=None) -> None:
         times["grids"] = time.time() - t
     if "eval" in stages:
         t = time.time()
-        summary = augment_eval(load_ldm(out / "ldm"), train_dir, test_dir, LABELS, out / "report",
-                               subsets=[int(s) for s in a.subsets.split(",")],
-                               ratios=[int(r) for r in a.ratios.split(",")], folds=a.folds, strategy=a.strategy,
-                               steps=a.sample_steps, progress=print)
+        res = augment_eval(load_ldm(out / "ldm"), train_dir, test_dir, LABELS,
+                           protocol(a, folds=a.folds or 5, syn_only=True), classifier=classifier(a),
+                           synthesis=SynthesisSpec(a.strategy, a.sample_steps), progress=print)
+        write_augment_report(res, out / "report")
         times["eval"] = time.time() - t
         print((out / "report" / "table.md").read_text())
-        print(json.dumps(summary["memorisation"], indent=1))
     if "seeds" in stages:
         t = time.time()
-        run_seeds(a, out, d)
+        run_rows(a, out, d)
         times["seeds"] = time.time() - t
+    if "variation" in stages:
+        t = time.time()
+        run_variation(a, out, d)
+        times["variation"] = time.time() - t
+    if "compare" in stages:
+        compare_variation([Path(r) for r in a.compare.split(",") if r], out)
     print("seconds:", {k: round(v, 1) for k, v in times.items()}, "threads:", torch.get_num_threads())
 
 
-def run_seeds(a, out: Path, d: dict[str, Path]) -> dict:
-    """Issue 16's augmentation rows over subset seeds: real only; classical augmentation; oracle (fresh
-    phantoms with the source's labels, the ceiling); reconstruction and interpolation from the run's
-    conditioner; shuffled tokens (the null); the label read-back gate; memorisation against the pool."""
+def protocol(a, **changes):
+    """The rows' protocol from the options (``changes`` override fields)."""
+    from dataclasses import replace
+
+    from latentmed.ldm.augment import AugmentProtocol
+
+    p = AugmentProtocol(subsets=[int(s) for s in a.subsets.split(",")], ratios=[int(r) for r in a.ratios.split(",")],
+                        folds=a.folds, seeds=a.seeds)
+    return replace(p, **changes)
+
+
+def classifier(a):
+    from latentmed.ldm.augment import ClassifierSpec
+
+    return ClassifierSpec(arch=a.arch, size=a.size, epochs=a.epochs, min_steps=a.min_steps,
+                          early_stopping=a.early_stopping)
+
+
+def load_split(a, d: dict[str, Path], key: str):
+    """``(images, labels)`` of one of the four draws at the model size."""
+    from latentmed.data.phantoms.chest2d import LABELS
+    from latentmed.ldm.data import folder_labels, open_ldm_images
+
+    ds = open_ldm_images(d[key], size=a.size)
+    return ds.stack(), folder_labels(d[key], ds.ids, LABELS)
+
+
+def run_rows(a, out: Path, d: dict[str, Path]) -> dict:
+    """The augmentation rows (issue 16, at the paper's protocol with issue 29's options): real only; classical
+    augmentation; oracle (fresh phantoms with the source's labels, the ceiling); reconstruction and
+    interpolation from the run's conditioner; shuffled tokens (the null); each at every ratio; the label
+    read-back gate; memorisation against the unlabelled pool."""
     import numpy as np
     import torch.nn.functional as F
 
     from chest2d_headroom import render_set
-    from latentmed.data.phantoms.chest2d import LABELS
     from latentmed.io import write_json, write_text
     from latentmed.ldm import load_ldm
-    from latentmed.ldm.augment import (augment_seeds, check_test_unseen, classical_generator, ldm_generator,
-                                       memorisation_check, seeds_table, shuffled_token_generator)
-    from latentmed.ldm.data import folder_labels, open_ldm_images
+    from latentmed.ldm.augment import (augment_rows, augment_table, check_test_unseen, classical_generator,
+                                       ldm_generator, memorisation_check, shuffled_token_generator)
 
     ldm = load_ldm(out / "ldm")
     check_test_unseen(ldm, d["test"])
-
-    def load(key):
-        ds = open_ldm_images(d[key], size=a.size)
-        return ds.stack(), folder_labels(d[key], ds.ids, LABELS)
-
-    (x_pool, y_pool), (x_test, y_test) = load("labelled"), load("test")
+    (x_pool, y_pool), (x_test, y_test) = load_split(a, d, "labelled"), load_split(a, d, "test")
 
     def oracle(x, y, n, seed):
         ys = np.asarray(y)[np.arange(n) % len(y)]
@@ -174,17 +226,63 @@ def run_seeds(a, out: Path, d: dict[str, Path]) -> dict:
             f"reconstruction [{name}]": ldm_generator(ldm, "reconstruction", a.sample_steps),
             f"interpolation [{name}]": ldm_generator(ldm, "interpolation", a.sample_steps),
             f"shuffled tokens (null) [{name}]": shuffled_token_generator(ldm, a.sample_steps)}
-    res = augment_seeds(x_pool, y_pool, x_test, y_test, gens, subsets=[int(s) for s in a.seed_subsets.split(",")],
-                        seeds=a.seeds, ratio=a.seed_ratio, progress=lambda m: print(m, flush=True))
-    syn = res.pop("kept")[f"reconstruction [{name}]"][0]
-    pool = open_ldm_images(d["unlabelled"], size=a.size).stack()
-    mem = memorisation_check(syn, pool, x_test)
-    res["memorisation_vs_unlabelled_pool"] = {k: v for k, v in mem.items() if not isinstance(v, list)}
-    res["conditioner"] = name
-    write_json(out / "seeds" / "results.json", res)
-    write_text(out / "seeds" / "table.md", f"Conditioner: {name}\n\n" + seeds_table(res))
-    print((out / "seeds" / "table.md").read_text())
-    return res
+    res = augment_rows(x_pool, y_pool, x_test, y_test, gens, protocol(a), classifier(a),
+                       progress=lambda m: print(m, flush=True))
+    pool, _ = load_split(a, d, "unlabelled")
+    mem = memorisation_check(res.kept[f"reconstruction [{name}]"][0], pool, x_test)
+    res.extra["memorisation_vs_unlabelled_pool"] = {k: v for k, v in mem.items() if not isinstance(v, list)}
+    res.extra["conditioner"] = name
+    rows = out / f"seeds{a.tag}"
+    write_json(rows / "results.json", res.to_dict())
+    write_text(rows / "table.md", f"Conditioner: {name}\n\n" + augment_table(res))
+    print((rows / "table.md").read_text())
+    return res.to_dict()
+
+
+def run_variation(a, out: Path, d: dict[str, Path]) -> dict:
+    """Per synthetic image: distance to its own source vs the source's nearest other real image (pixels and
+    the gate's features) and the labels the gate reads back, for reconstruction and interpolation from
+    ``--variation-n`` labelled images; ``variation/variation.json`` and the agreement-vs-variation plot."""
+    from latentmed.io import write_json
+    from latentmed.ldm import load_ldm
+    from latentmed.ldm.synthesis import nested_subsets
+    from latentmed.ldm.augment import split_xy
+    from latentmed.ldm.variation import ldm_variation, save_variation_plot
+
+    ldm = load_ldm(out / "ldm")
+    (x_pool, y_pool), clf = load_split(a, d, "labelled"), classifier(a)
+    gate = clf.fit(x_pool, y_pool, split_xy(x_pool, y_pool, clf), seed=0)  # the rows' gate
+    idx = nested_subsets(y_pool, [a.variation_n], 0)[a.variation_n]
+    results = {s: ldm_variation(ldm, x_pool[idx], y_pool[idx], gate, s, steps=a.sample_steps)
+               for s in ("reconstruction", "interpolation")}
+    summary = {"conditioner": ldm.conditioner.label, **{s: r.to_dict() for s, r in results.items()}}
+    write_json(out / "variation" / "variation.json", summary)
+    for space in ("features", "pixels"):
+        save_variation_plot(results, out / "variation" / f"agreement_vs_variation_{space}.png", space=space)
+    print({s: r.summary() for s, r in results.items()})
+    return summary
+
+
+def compare_variation(runs: list[Path], out: Path) -> None:
+    """One agreement-vs-variation plot per feature space over several runs' ``variation/variation.json``
+    (reconstructions; names: the conditioners), and a Markdown table of the medians."""
+    from latentmed.io import read_json, write_text
+    from latentmed.ldm.variation import VariationResult, save_variation_plot
+
+    res = {}
+    for run in runs:
+        v = read_json(run / "variation" / "variation.json")
+        res[f"{v['conditioner']} ({run.name})"] = VariationResult.from_dict(v["reconstruction"])
+    for space in ("features", "pixels"):
+        save_variation_plot(res, out / f"compare_variation_{space}.png", space=space)
+    md = ["| conditioner | feature variation (median) | pixel variation (median) | labels read back |",
+          "|---|---|---|---|"]
+    for k, r in res.items():
+        m = r.summary()
+        md.append(f"| {k} | {m['feature_variation_median']:.3f} | {m['pixel_variation_median']:.3f} | "
+                  f"{m['agreement_mean']:.3f} |")
+    write_text(out / "compare_variation.md", "\n".join(md) + "\n")
+    print("\n".join(md))
 
 
 def regime_dirs(out: Path) -> dict[str, Path]:
