@@ -54,6 +54,8 @@ def main(argv=None) -> None:
     p.add_argument("--pca-width", type=int, default=64)
     p.add_argument("--pca-components", type=int, default=None,
                    help="PCA bottleneck: principal components behind the --pca-width token (default: the width)")
+    p.add_argument("--pca-tokens", type=int, default=1, help="PCA tokens of width --pca-width (the bottleneck "
+                   "is --pca-components; more tokens spread it over more cross-attention keys)")
     p.add_argument("--recipe", default="", help="LDM training recipe: '' (issue 16's: lr 5e-4, warm-up 50) or paper")
     p.add_argument("--vae-from", type=Path, default=None, help="reuse this VAE run (stage vae skipped), e.g. to "
                    "sweep the conditioner with one VAE")
@@ -108,8 +110,8 @@ def main(argv=None) -> None:
         pool = open_ldm_images(d["unlabelled"], size=a.size)
         images = pool.stack()
         if a.conditioner == "pca":
-            cond = PCAConditioner.fit(images, width=a.pca_width, n_components=a.pca_components,
-                                      image_size=min(a.size, 32))
+            cond = PCAConditioner.fit(images, width=a.pca_width, num_tokens=a.pca_tokens,
+                                      n_components=a.pca_components, image_size=min(a.size, 32))
         else:
             cond = load_conditioner(a.conditioner)
             if not a.no_standardise:

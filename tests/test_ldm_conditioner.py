@@ -165,3 +165,15 @@ def test_from_pretrained_uses_the_folders_image_processor(tmp_path, kind):
     again = load_conditioner(tmp_path / "saved")
     assert (again.image_size, again.resize, again.resample) == (cond.image_size, cond.resize, cond.resample)
     torch.testing.assert_close(again(img * 2 - 1), cond(img * 2 - 1))
+
+
+@pytest.mark.parametrize("k", [4, 8, 16, 64])
+def test_pca_bottleneck_tokens_carry_exactly_k_dimensions(k):
+    """Issue 29's sweep: a PCA conditioner with k components gives a 64-wide token whose pool spread has rank k."""
+    from latentmed.ldm import PCAConditioner
+
+    pool = torch.rand(120, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    cond = PCAConditioner.fit(pool, width=64, n_components=k, image_size=16)
+    tok = cond(pool).flatten(1).double()
+    assert tok.shape == (120, 64) and f"pca{k}-" in cond.label
+    assert int(torch.linalg.matrix_rank(tok - tok.mean(0), rtol=1e-6)) == k
