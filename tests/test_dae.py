@@ -31,7 +31,7 @@ def blobs(n=32, size=16, seed=0):
 
 
 def test_resblock_conditioning_formula():
-    """GN -> h(1+t_scale)+t_shift -> h(1+z_scale) -> SiLU -> dropout -> zero conv (DESIGN.md)."""
+    """GN -> h(1+t_scale)+t_shift -> h(1+z_scale) -> SiLU -> dropout -> zero conv (docs/design.md, "DiffAE")."""
     torch.manual_seed(0)
     block = ResBlock(8, 8, dims=2, emb_channels=12, z_channels=5).eval()
     torch.nn.init.normal_(block.out_rest[-1].weight)  # un-zero the output conv to see the path

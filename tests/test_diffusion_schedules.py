@@ -1,4 +1,4 @@
-"""Schedules and parametrizations against the values checked in DESIGN.md."""
+"""Schedules and parametrizations against the values checked in docs/design.md ("Formulas and checked values")."""
 
 import math
 

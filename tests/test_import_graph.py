@@ -1,4 +1,4 @@
-"""Imports flow one way (DESIGN.md, "A layout that shows the architecture").
+"""Imports flow one way (docs/design.md, "Layers").
 
 The test reads every module of ``src/latentmed`` with :mod:`ast` (nothing is imported) and fails on
 an import from a lower layer into a higher one, on an import between two packages of the same

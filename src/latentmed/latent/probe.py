@@ -25,7 +25,7 @@ def signed_distance(z, normal, offset: float) -> np.ndarray:
 
     ``normal`` (``n``) need not be unit; ``offset`` is ``b`` in the same units. The one definition
     for probes, graders and counterfactuals (the public counterfactual notebooks divide ``n`` but not
-    ``b``: DESIGN.md, "Facts checked"). A zero normal (a probe that separated nothing) gives ``b``.
+    ``b``: docs/design.md, "Formulas"). A zero normal (a probe that separated nothing) gives ``b``.
     """
     n = np.asarray(normal, dtype=np.float64).reshape(-1)
     norm = float(np.linalg.norm(n))
