@@ -52,7 +52,7 @@ def error_message(exc: BaseException) -> tuple[str, int]:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return f"{where}{what}; choose a folder you may write to, or fix its permissions.", 1
         return f"{where}{what} ({name}); check the path.", 1
-    return (f"unexpected {name}: {one_line(exc, 300)}. Run with --debug for the traceback, and report it if "
+    return (f"unexpected {name}: {one_line(exc, 300).rstrip('.')}. Run with --debug for the traceback, and report it if "
             "this message does not say what to fix."), 1
 
 

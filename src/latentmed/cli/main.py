@@ -2,7 +2,8 @@
 
 Commands parse arguments and delegate to the library. Every error ends in one line ``Error: ...``
 and a non-zero exit (:func:`latentmed.cli._common.error_message`: 2 for known errors and bad
-options, 1 for anything unexpected, 130 on Ctrl-C); ``--debug`` shows the traceback. The thread policy (:mod:`latentmed.runtime`, ``--threads``) is applied
+options, 1 for anything unexpected, 128 + N when training stops on signal N, 130 on Ctrl-C);
+``--debug`` shows the traceback. The thread policy (:mod:`latentmed.runtime`, ``--threads``) is applied
 before any command loads torch and printed once when the command starts.
 """
 
