@@ -155,7 +155,7 @@ def test_second_training_into_a_busy_run_folder_is_refused_and_a_dead_lock_is_no
     assert result.exit_code == 0, result.output
 
 
-def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous(run, tmp_path, monkeypatch):
+def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous(run, images, tmp_path, monkeypatch):
     import latentmed.train.checkpoint as C
 
     r = _copy(run, tmp_path)
@@ -174,6 +174,9 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous(run, t
     after = C.load_checkpoint(r)
     assert after[2]["step"] == 4 and all((after[0][k] == before[0][k]).all() for k in before[0])
     assert not list(r.glob(".checkpoint.*"))
+    line = _one_line(runner.invoke(app, _train_args(images, r, "--steps", 6)), 2)  # the same through the CLI
+    assert "cannot write a checkpoint, no space left on device; the previous checkpoint" in line, line
+    assert C.load_checkpoint(r)[2]["step"] == 4
 
 
 def test_sigterm_writes_a_checkpoint_exits_cleanly_and_resumes_on_the_same_curve(images, tmp_path):
@@ -263,7 +266,7 @@ def test_missing_slice_is_an_error_naming_the_neighbours(tmp_path):
     assert len(open_images(folder, axis=2, allow_gaps=True)) == 16
 
 
-def test_skip_bad_skips_a_pixel_truncated_copy_before_grouping(tmp_path):
+def test_skip_bad_skips_a_pixel_truncated_copy_before_grouping(tmp_path, run):
     from pydicom.data import get_testdata_file
 
     from latentmed.data import open_images
@@ -281,6 +284,10 @@ def test_skip_bad_skips_a_pixel_truncated_copy_before_grouping(tmp_path):
     assert data.ids == ["a_CT_small"]
     skipped = next(n for n in notes if n.startswith("skipped 3 unreadable DICOM file"))
     assert all(name in skipped for name in ("b_trunc.dcm", "c_empty.dcm", "d_random.dcm")), skipped
+    encode = ["dae", "encode", str(run), "--data", str(tmp_path), "--out", str(tmp_path / "z.npz")]
+    assert "b_trunc.dcm: pixel data hold" in _one_line(runner.invoke(app, encode), 2)
+    result = runner.invoke(app, [*encode, "--skip-bad"])
+    assert result.exit_code == 0 and "Note: skipped 3 unreadable DICOM file(s)" in result.output, result.output
 
 
 # ------------------------------------------------------------------ smaller notices
