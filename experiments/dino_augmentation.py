@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/dino_aug"))
     p.add_argument("--n-unlabelled", type=int, default=4000)
@@ -78,99 +78,116 @@ def main(argv=None) -> None:
     p.add_argument("--stage", default="all",
                    help="all (= data conditioner vae ldm grids seeds variation) | data | conditioner | vae | ldm | "
                         "grids | seeds (the rows) | variation | eval (the CLI's k-fold table) | compare")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def main(argv=None) -> None:
     import torch
 
-    from latentmed.data.phantoms.chest2d import LABELS, generate_chest2d
-    from latentmed.ldm import PCAConditioner, load_conditioner, load_ldm
-    from latentmed.ldm.augment import SynthesisSpec, augment_eval, write_augment_report
+    a = parse_args(argv)
+    out, d = a.out, regime_dirs(a.out)
+    order = ["data", "conditioner", "vae", "ldm", "grids", "seeds", "variation", "eval", "compare"]
+    stages = order[:7] if a.stage == "all" else [a.stage]
+    if a.stage not in order + ["all"]:
+        raise SystemExit(f"unknown --stage {a.stage!r}; expected all or one of {', '.join(order)}")
+    if a.vae_from is not None and "vae" in stages:
+        stages.remove("vae")  # reused
+    times = {}
+    for stage in stages:
+        t = time.time()
+        STAGES[stage](a, out, d)
+        times[stage] = time.time() - t
+    print("seconds:", {k: round(v, 1) for k, v in times.items()}, "threads:", torch.get_num_threads())
+
+
+def vae_dir(a) -> Path:
+    return a.vae_from or a.out / "vae_run"
+
+
+def run_data(a, out: Path, d: dict[str, Path]) -> None:
+    from latentmed.data.phantoms.chest2d import generate_chest2d
+
+    for key, n, seed in (("unlabelled", a.n_unlabelled, 10), ("unlabelled_val", a.n_val, 11),
+                         ("labelled", a.n_labelled, 1), ("test", a.n_test, 2)):
+        if not (d[key] / "labels.csv").is_file():
+            generate_chest2d(d[key], n, a.phantom_size, seed=seed, variant=a.variant)
+
+
+def run_conditioner(a, out: Path, d: dict[str, Path]) -> None:
+    """PCA tokens (``--pca-components`` behind ``--pca-tokens`` tokens of ``--pca-width``) or a ViT, on the pool."""
+    from latentmed.ldm import PCAConditioner, load_conditioner
+
+    images, _ = load_split(a, d, "unlabelled", labels=False)
+    if a.conditioner == "pca":
+        cond = PCAConditioner.fit(images, width=a.pca_width, num_tokens=a.pca_tokens,
+                                  n_components=a.pca_components, image_size=min(a.size, 32))
+    else:
+        cond = load_conditioner(a.conditioner)
+        if not a.no_standardise:
+            cond.fit_standardisation(images)
+    cond.save_pretrained(out / "conditioner")
+
+
+def run_vae(a, out: Path, d: dict[str, Path]) -> None:
+    from latentmed.ldm.training import (LDMDataConfig, VAEModelConfig, VAEObjectiveConfig, VAERunConfig,
+                                        VAETrainConfig, train_vae)
+
+    train_vae(VAERunConfig(
+        model=VAEModelConfig(block_out_channels=tuple(int(c) for c in a.vae_channels.split(","))),
+        objective=VAEObjectiveConfig(kl_weight=1e-6),
+        train=VAETrainConfig(steps=a.vae_steps, batch_size=16, lr=1e-3, ema_decay=0.99, checkpoint_every=200,
+                             log_every=50),
+        data=LDMDataConfig(path=str(d["unlabelled"]), size=a.size)), vae_dir(a))
+
+
+def run_ldm(a, out: Path, d: dict[str, Path]) -> None:
+    """The token cache, then the UNet (issue 16's settings, or ``--recipe``) with FID selection on the val split."""
+    from latentmed.ldm import load_conditioner
     from latentmed.ldm.data import open_ldm_images
-    from latentmed.ldm.training import (FIDSelectionConfig, LDMDataConfig, LDMRunConfig, LDMTrainConfig, LDMUNetConfig,
-                                        VAEModelConfig, VAEObjectiveConfig, VAERunConfig, VAETrainConfig, apply_recipe,
-                                        embed_dataset, save_embeddings, train_ldm, train_vae)
+    from latentmed.ldm.training import (FIDSelectionConfig, LDMDataConfig, LDMRunConfig, LDMTrainConfig,
+                                        LDMUNetConfig, apply_recipe, embed_dataset, save_embeddings, train_ldm)
+
+    cond = load_conditioner(out / "conditioner")
+    ds = open_ldm_images(d["unlabelled"], size=a.size)
+    emb = out / "embeddings.safetensors"
+    save_embeddings(emb, embed_dataset(cond, ds), cond, ds.ids)
+    cfg = LDMRunConfig(
+        model=LDMUNetConfig(block_out_channels=tuple(int(c) for c in a.unet_channels.split(","))),
+        train=LDMTrainConfig(steps=a.ldm_steps, batch_size=32, lr=5e-4, ema_decay=0.995, warmup_steps=50,
+                             checkpoint_every=500, log_every=50, eval_every=max(1, a.ldm_steps // 3)),
+        data=LDMDataConfig(path=str(d["unlabelled"]), size=a.size),
+        eval=FIDSelectionConfig(heldout=str(d["unlabelled_val"]), images=64, steps=10))
+    if a.recipe:
+        cfg = apply_recipe(cfg, a.recipe)
+    # with augmentation the cached tokens are the un-augmented image's (train_ldm's docstring)
+    train_ldm(cfg, out / "ldm", vae=vae_dir(a), conditioner=cond, embeddings=emb)
+
+
+def run_grids(a, out: Path, d: dict[str, Path]) -> None:
+    from latentmed.ldm import load_ldm
     from latentmed.ldm.synthesis import interpolation_grid, reconstruction_grid
 
-    out = a.out
-    d = regime_dirs(out)
-    stages = {"data", "conditioner", "vae", "ldm", "grids", "seeds", "variation"} if a.stage == "all" else {a.stage}
-    if a.vae_from is not None:
-        stages.discard("vae")
-    vae_dir = a.vae_from or out / "vae_run"
-    times = {}
-    t0 = time.time()
-    if "data" in stages:
-        for key, n, seed in (("unlabelled", a.n_unlabelled, 10), ("unlabelled_val", a.n_val, 11),
-                             ("labelled", a.n_labelled, 1), ("test", a.n_test, 2)):
-            if not (d[key] / "labels.csv").is_file():
-                generate_chest2d(d[key], n, a.phantom_size, seed=seed, variant=a.variant)
-        times["data"] = time.time() - t0
-    if "conditioner" in stages:
-        t = time.time()
-        pool = open_ldm_images(d["unlabelled"], size=a.size)
-        images = pool.stack()
-        if a.conditioner == "pca":
-            cond = PCAConditioner.fit(images, width=a.pca_width, num_tokens=a.pca_tokens,
-                                      n_components=a.pca_components, image_size=min(a.size, 32))
-        else:
-            cond = load_conditioner(a.conditioner)
-            if not a.no_standardise:
-                cond.fit_standardisation(images)
-        cond.save_pretrained(out / "conditioner")
-        times["conditioner"] = time.time() - t
-    if "vae" in stages:
-        t = time.time()
-        train_vae(VAERunConfig(
-            model=VAEModelConfig(block_out_channels=tuple(int(c) for c in a.vae_channels.split(","))),
-            objective=VAEObjectiveConfig(kl_weight=1e-6),
-            train=VAETrainConfig(steps=a.vae_steps, batch_size=16, lr=1e-3, ema_decay=0.99, checkpoint_every=200,
-                                 log_every=50),
-            data=LDMDataConfig(path=str(d["unlabelled"]), size=a.size)), vae_dir)
-        times["vae"] = time.time() - t
-    if "ldm" in stages:
-        t = time.time()
-        cond = load_conditioner(out / "conditioner")
-        ds = open_ldm_images(d["unlabelled"], size=a.size)
-        emb = out / "embeddings.safetensors"
-        save_embeddings(emb, embed_dataset(cond, ds), cond, ds.ids)
-        cfg = LDMRunConfig(
-            model=LDMUNetConfig(block_out_channels=tuple(int(c) for c in a.unet_channels.split(","))),
-            train=LDMTrainConfig(steps=a.ldm_steps, batch_size=32, lr=5e-4, ema_decay=0.995, warmup_steps=50,
-                                 checkpoint_every=500, log_every=50, eval_every=max(1, a.ldm_steps // 3)),
-            data=LDMDataConfig(path=str(d["unlabelled"]), size=a.size),
-            eval=FIDSelectionConfig(heldout=str(d["unlabelled_val"]), images=64, steps=10))
-        if a.recipe:
-            cfg = apply_recipe(cfg, a.recipe)
-        # with augmentation the cached tokens are the un-augmented image's (train_ldm's docstring)
-        train_ldm(cfg, out / "ldm", vae=vae_dir, conditioner=cond, embeddings=emb)
-        times["ldm"] = time.time() - t
-    train_dir, test_dir = d["labelled"], d["test"]
-    if "grids" in stages:
-        t = time.time()
-        ldm = load_ldm(out / "ldm")
-        x = open_ldm_images(train_dir, size=a.size).stack(range(12))  # labelled pool: the test set stays unseen
-        reconstruction_grid(ldm, x[:6], out / "grids" / "reconstruction.png", variations=4, steps=a.sample_steps)
-        interpolation_grid(ldm, x[6:9], x[9:12], out / "grids" / "interpolation.png", steps=a.sample_steps)
-        times["grids"] = time.time() - t
-    if "eval" in stages:
-        t = time.time()
-        res = augment_eval(load_ldm(out / "ldm"), train_dir, test_dir, LABELS,
-                           protocol(a, folds=a.folds or 5, syn_only=True), classifier=classifier(a),
-                           synthesis=SynthesisSpec(a.strategy, a.sample_steps), progress=print)
-        write_augment_report(res, out / "report")
-        times["eval"] = time.time() - t
-        print((out / "report" / "table.md").read_text())
-    if "seeds" in stages:
-        t = time.time()
-        run_rows(a, out, d)
-        times["seeds"] = time.time() - t
-    if "variation" in stages:
-        t = time.time()
-        run_variation(a, out, d)
-        times["variation"] = time.time() - t
-    if "compare" in stages:
-        compare_variation([Path(r) for r in a.compare.split(",") if r], out)
-    print("seconds:", {k: round(v, 1) for k, v in times.items()}, "threads:", torch.get_num_threads())
+    ldm = load_ldm(out / "ldm")
+    x = load_split(a, d, "labelled", labels=False)[0][:12]  # labelled pool: the test set stays unseen
+    reconstruction_grid(ldm, x[:6], out / "grids" / "reconstruction.png", variations=4, steps=a.sample_steps)
+    interpolation_grid(ldm, x[6:9], x[9:12], out / "grids" / "interpolation.png", steps=a.sample_steps)
+
+
+def run_eval(a, out: Path, d: dict[str, Path]) -> None:
+    """The CLI's table (``latentmed ldm augment-eval``): real, real+syn, syn-only at each ratio, k folds."""
+    from latentmed.data.phantoms.chest2d import LABELS
+    from latentmed.ldm import load_ldm
+    from latentmed.ldm.augment import SynthesisSpec, augment_eval, write_augment_report
+
+    res = augment_eval(load_ldm(out / "ldm"), d["labelled"], d["test"], LABELS,
+                       protocol(a, folds=a.folds or 5, syn_only=True), classifier=classifier(a),
+                       synthesis=SynthesisSpec(a.strategy, a.sample_steps), progress=print)
+    write_augment_report(res, out / "report")
+    print((out / "report" / "table.md").read_text())
+
+
+def run_compare(a, out: Path, d: dict[str, Path]) -> None:
+    compare_variation([Path(r) for r in a.compare.split(",") if r], out)
 
 
 def protocol(a, **changes):
@@ -191,13 +208,13 @@ def classifier(a):
                           early_stopping=a.early_stopping)
 
 
-def load_split(a, d: dict[str, Path], key: str):
-    """``(images, labels)`` of one of the four draws at the model size."""
+def load_split(a, d: dict[str, Path], key: str, labels: bool = True):
+    """``(images, labels)`` of one of the four draws at the model size (``labels=False``: ``None``)."""
     from latentmed.data.phantoms.chest2d import LABELS
     from latentmed.ldm.data import folder_labels, open_ldm_images
 
     ds = open_ldm_images(d[key], size=a.size)
-    return ds.stack(), folder_labels(d[key], ds.ids, LABELS)
+    return ds.stack(), folder_labels(d[key], ds.ids, LABELS) if labels else None
 
 
 def run_rows(a, out: Path, d: dict[str, Path]) -> dict:
@@ -230,7 +247,7 @@ def run_rows(a, out: Path, d: dict[str, Path]) -> dict:
             f"shuffled tokens (null) [{name}]": shuffled_token_generator(ldm, a.sample_steps)}
     res = augment_rows(x_pool, y_pool, x_test, y_test, gens, protocol(a), classifier(a),
                        progress=lambda m: print(m, flush=True))
-    pool, _ = load_split(a, d, "unlabelled")
+    pool, _ = load_split(a, d, "unlabelled", labels=False)
     mem = memorisation_check(res.kept[f"reconstruction [{name}]"][0], pool, x_test)
     res.extra["memorisation_vs_unlabelled_pool"] = {k: v for k, v in mem.items() if not isinstance(v, list)}
     res.extra["conditioner"] = name
@@ -285,6 +302,10 @@ def compare_variation(runs: list[Path], out: Path) -> None:
                   f"{m['agreement_mean']:.3f} |")
     write_text(out / "compare_variation.md", "\n".join(md) + "\n")
     print("\n".join(md))
+
+
+STAGES = {"data": run_data, "conditioner": run_conditioner, "vae": run_vae, "ldm": run_ldm, "grids": run_grids,
+          "seeds": run_rows, "variation": run_variation, "eval": run_eval, "compare": run_compare}
 
 
 def regime_dirs(out: Path) -> dict[str, Path]:
