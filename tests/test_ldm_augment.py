@@ -213,3 +213,20 @@ def test_variation_is_zero_for_a_copy_and_grows_with_a_known_perturbation(tmp_pa
     interp = ldm_variation(tiny_ldm(image_size=16), x.clamp(-1, 1), y, gate, "interpolation", n=6, steps=1)
     assert interp.name == "interpolation" and interp.pixels["variation"].shape == (6,)
     assert (interp.pixels["variation"] > 0).all()  # an untrained run does not copy its source
+
+
+def test_early_stopping_rows_keep_the_validation_split_from_the_generators():
+    from latentmed.ldm.augment import AugmentProtocol, ClassifierSpec, augment_rows
+
+    x, y = _halves(40, size=16)
+    seen = []
+
+    def spy(xs, ys, n, seed):
+        seen.append(xs.clone())
+        return xs[torch.arange(n) % len(xs)], ys[np.arange(n) % len(ys)]
+
+    res = augment_rows(x[:30], y[:30], x[30:], y[30:], {"copies": spy}, AugmentProtocol(subsets=(20,), ratios=(1, 3),
+                       folds=2), ClassifierSpec(size=16, epochs=2, early_stopping=True), gate=False)
+    assert [len(s) for s in seen] == [8, 8]  # 10 training images per fold, 2 held out for validation
+    assert {r["setting"] for r in res.rows} == {"real", "real+copies 1:1", "real+copies 1:3"}
+    assert all(len(r["aucs"]) == 2 for r in res.rows) and res.gate == {}
