@@ -87,7 +87,8 @@ def main() -> None:
     from latentmed.dae.training import train_latent_ddim
     from latentmed.data import open_images
     from latentmed.data.phantoms.spine2d import generate_spine2d
-    from latentmed.evaluation import evaluate_generation, markdown_table, write_report
+    from latentmed.evaluation import (GenerationSettings, evaluate_generation, grade2_fraction, markdown_table,
+                                      write_report)
     from latentmed.evaluation.generation import COLUMNS, NOTES
     from latentmed.latent.io import load_grader, load_latents
     from latentmed.viz import save_image_grid
@@ -144,18 +145,19 @@ def main() -> None:
         extra[f"{name} @{s or 30}"] = ddims[name].sample(args.n, steps=int(s or 30),
                                                          generator=torch.Generator().manual_seed(args.seed + 1))
     t0 = time.perf_counter()
-    res = evaluate_generation(dae, ddims["demo-1k"], held, train_ds, n=args.n, steps=args.decode_steps,
-                              latent_steps=30, grader=grader, heldout_grades=truth, latents=extra, seed=args.seed,
+    settings = GenerationSettings(n=args.n, steps=args.decode_steps, latent_steps=30, seed=args.seed)
+    res = evaluate_generation(dae, ddims["demo-1k"], held, train_ds, settings, grader=grader, latents=extra,
                               progress=False)
+    res.meta["data G2+ (labels)"] = grade2_fraction(truth)
     records = res.records()
     if args.decoder_checks:
         z_demo = ddims["demo-1k"].sample(args.n, steps=30, generator=torch.Generator().manual_seed(args.seed + 1))
-        r100 = evaluate_generation(dae, None, held, train_ds, n=args.n, steps=100, sources=[], grader=grader,
-                                   latents={"demo-1k @30, decoder 100 steps": z_demo}, seed=args.seed, progress=False)
+        only = dataclasses.replace(settings, sources=())
+        r100 = evaluate_generation(dae, None, held, train_ds, dataclasses.replace(only, steps=100), grader=grader,
+                                   latents={"demo-1k @30, decoder 100 steps": z_demo}, progress=False)
         dae.config.clip_x0 = False
-        rnc = evaluate_generation(dae, None, held, train_ds, n=args.n, steps=args.decode_steps, sources=[],
-                                  grader=grader, latents={"demo-1k @30, no x0 clipping": z_demo}, seed=args.seed,
-                                  progress=False)
+        rnc = evaluate_generation(dae, None, held, train_ds, only, grader=grader,
+                                  latents={"demo-1k @30, no x0 clipping": z_demo}, progress=False)
         dae.config.clip_x0 = True
         records += r100.records() + rnc.records()
         res.images.update({**r100.images, **rnc.images})

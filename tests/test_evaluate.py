@@ -69,7 +69,11 @@ def _micro_grader(dae, x, seed=0):
     return HyperplaneGrader(negative=(0,), positive=(2, 3), random_state=seed).fit(dae.encode(x).double().numpy(), y)
 
 
-def test_generation_rows():
+def test_generation_rows(tmp_path):
+    import json
+    from dataclasses import replace
+
+    from latentmed.evaluation import GenerationSettings, grade2_fraction, write_generation
     from latentmed.evaluation.generation import CEILING, SOURCES, gaussian_latents
     from latentmed.metrics import precision_recall
 
@@ -77,9 +81,8 @@ def test_generation_rows():
     torch.manual_seed(0)
     latent = LatentDDIM(LatentDDIMConfig(z_dim=8, hidden=16, num_layers=2)).eval()
     held, train = images(12), images(10, seed=1)
-    kw = dict(n=6, steps=2, latent_steps=2, k=2, pca_components=5, batch_size=4, progress=False)
-    res = evaluate_generation(dae, latent, held, train, grader=_micro_grader(dae, train),
-                              heldout_grades=np.arange(12) % 4, **kw)
+    s = GenerationSettings(n=6, steps=2, latent_steps=2, k=2, pca_components=5, batch_size=4)
+    res = evaluate_generation(dae, latent, held, train, s, grader=_micro_grader(dae, train), progress=False)
     assert [r["source"] for r in res.records()] == list(SOURCES)
     assert all(x.shape == (6, 1, 16, 16) for x in res.images.values())
     ceiling = res.row(CEILING)
@@ -89,18 +92,25 @@ def test_generation_rows():
     pr = precision_recall(dae.encode(rest), dae.encode(res.images[CEILING]), k=2)
     assert (ceiling["P_z"], ceiling["R_z"]) == (pr["precision"], pr["recall"]) == (ceiling["P_enc"], ceiling["R_enc"])
     assert res.row(SOURCES[1])["P_z"] == ceiling["P_z"]  # the decoder row decodes the ceiling images' z_sem
-    extra = evaluate_generation(dae, latent, held, train, sources=[CEILING], latents={"zeros": torch.zeros(6, 8)}, **kw)
+    extra = evaluate_generation(dae, latent, held, train, replace(s, sources=[CEILING]),
+                                latents={"zeros": torch.zeros(6, 8)}, progress=False)
     assert [r["source"] for r in extra.records()] == [CEILING, "zeros"] and extra.records()[1]["P_z"] == 0.0
     for r in res.records():
         assert all(0 <= r[c] <= 1 for c in ("P_z", "R_z", "P_pix", "R_pix", "G2+", "copy", "far"))
         assert r["fid_pix"] >= 0 and r["nn_ratio"] > 0 and r["grades"].startswith("G0:")
-    assert res.meta["data G2+ (labels)"] == 0.5 and res.meta["n_reference"] == 6
-    again = evaluate_generation(dae, latent, held, train, sources=[SOURCES[2]], **kw)
+    assert grade2_fraction([0, 1, 2, 3, float("nan")]) == 0.5 and res.meta["n_reference"] == 6
+    again = evaluate_generation(dae, latent, held, train, replace(s, sources=[SOURCES[2]]), progress=False)
     assert torch.equal(again.images[SOURCES[2]], res.images[SOURCES[2]])  # same seed, same samples
     with pytest.raises(LatentmedError, match="more held-out images"):
-        evaluate_generation(dae, latent, held[:5], train, **kw)
+        evaluate_generation(dae, latent, held[:5], train, s, progress=False)
     with pytest.raises(LatentmedError, match="unknown source"):
-        evaluate_generation(dae, latent, held, train, sources=["DDPM"], **kw)
+        evaluate_generation(dae, latent, held, train, replace(s, sources=["DDPM"]), progress=False)
+    # the writer writes what the evaluation returned: the JSON rows are the result's, one grid per row
+    write_generation(res, tmp_path, meta={"run": "micro"})
+    saved = json.loads((tmp_path / "generation.json").read_text())
+    assert saved["meta"]["run"] == "micro" and saved["meta"]["n"] == 6
+    assert [r["P_z"] for r in saved["rows"]] == pytest.approx([r["P_z"] for r in res.records()])
+    assert len(list(tmp_path.glob("samples_*.png"))) == len(SOURCES)
     # N(mean, cov) draws have the training latents' moments
     z = torch.randn(500, 3) @ torch.tensor([[2.0, 0, 0], [1, 1, 0], [0, 0, 0.1]]) + 5
     draws = gaussian_latents(z, 20000, torch.Generator().manual_seed(0))

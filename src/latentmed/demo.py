@@ -188,8 +188,8 @@ def _samples(out: Path, s: DemoSettings, dae, dataset, grader, seed: int, skippe
     from latentmed.dae import load_latent_ddim
     from latentmed.data import open_images
     from latentmed.data.phantoms.spine2d import generate_spine2d
-    from latentmed.evaluation import evaluate_generation, write_report
-    from latentmed.evaluation.generation import CEILING, COLUMNS, FLOOR, GAUSSIAN, MODEL, NOTES
+    from latentmed.evaluation import GenerationSettings, evaluate_generation, grade2_fraction, write_generation
+    from latentmed.evaluation.generation import CEILING, FLOOR, GAUSSIAN, MODEL
     from latentmed.viz import save_image_grid
 
     if (out / "samples.json").is_file() and (out / "samples.png").is_file():
@@ -200,13 +200,12 @@ def _samples(out: Path, s: DemoSettings, dae, dataset, grader, seed: int, skippe
     if not (held_dir / "labels.csv").is_file():
         generate_spine2d(held_dir, n=2 * s.n_eval, size=s.size, seed=seed + 1000, grade_weights=s.grade_weights)
     held = open_images(held_dir / "images", size=s.size, labels=held_dir / "labels.csv")
-    res = evaluate_generation(dae, load_latent_ddim(out / "run"), held, dataset, n=s.n_eval, steps=s.decode_steps,
-                              latent_steps=s.decode_steps, grader=grader,
-                              heldout_grades=held.labels["genant"].to_numpy(dtype=float),
-                              sources=(CEILING, MODEL, GAUSSIAN, FLOOR), seed=seed)
+    settings = GenerationSettings(n=s.n_eval, steps=s.decode_steps, latent_steps=s.decode_steps,
+                                  sources=(CEILING, MODEL, GAUSSIAN, FLOOR), seed=seed)
+    res = evaluate_generation(dae, load_latent_ddim(out / "run"), held, dataset, settings, grader=grader)
+    res.meta["data G2+ (labels)"] = grade2_fraction(held.labels["genant"].to_numpy(dtype=float))
     save_image_grid(res.images[MODEL][: s.n_samples], out / "samples.png", nrow=8)
-    write_report(out, "samples", "Samples against held-out images", res.records(), columns=COLUMNS,
-                 meta=res.meta, notes=NOTES)
+    write_generation(res, out, name="samples", title="Samples against held-out images", grids=False)
     return {"rows": res.records(), "meta": res.meta}
 
 

@@ -83,104 +83,163 @@ def _grade_mix(grades: np.ndarray, scale: Sequence[int]) -> tuple[float, str]:
     return float(np.mean(grades >= 2)), " ".join(f"G{g}:{f:.2f}" for g, f in zip(scale, fractions))
 
 
+@dataclass
+class GenerationSettings:
+    """How :func:`evaluate_generation` samples and scores.
+
+    ``n``: samples per row (default: half the held-out images; the other half is the reference);
+    ``steps`` / ``latent_steps``: DDIM steps of the image decoder and of the latent sampler; ``k``:
+    neighbours of the precision/recall manifolds; ``pca_components``: width of the pixel features;
+    ``sources``: which rows (a subset of :data:`SOURCES`, in that order); ``batch_size``; ``seed``.
+    """
+
+    n: int | None = None
+    steps: int = 30
+    latent_steps: int = 50
+    k: int = 3
+    pca_components: int = 64
+    sources: Sequence[str] = SOURCES
+    batch_size: int = 64
+    seed: int = 0
+
+
+def grade2_fraction(grades: Sequence[float]) -> float:
+    """The fraction of labelled images with grade >= 2 (NaN labels left out): the data's ``G2+``."""
+    y = np.asarray(grades, dtype=float)
+    y = y[~np.isnan(y)]
+    return round(float(np.mean(y >= 2)), 4) if len(y) else float("nan")
+
+
 @torch.no_grad()
-def evaluate_generation(dae, latent_ddim, heldout: Any, train: Any, *, n: int | None = None, steps: int = 30,
-                        latent_steps: int = 50, k: int = 3, pca_components: int = 64, grader=None,
-                        heldout_grades: Sequence[float] | None = None, sources: Sequence[str] = SOURCES,
-                        latents: dict[str, Any] | None = None, batch_size: int = 64, seed: int = 0,
-                        progress: bool = True) -> GenerationResult:
-    """Score ``n`` samples of each source against held-out real images (see the module docstring).
+def evaluate_generation(dae, latent_ddim, heldout: Any, train: Any, settings: GenerationSettings | None = None, *,
+                        grader=None, latents: dict[str, Any] | None = None, progress: bool = True
+                        ) -> GenerationResult:
+    """Score samples of each source against held-out real images (see the module docstring).
 
     Args:
         dae, latent_ddim: the run's DAE and latent DDIM (eval mode).
-        heldout: real images the DAE was not trained on (tensor ``[M, C, ...]`` or data set);
-            a seeded random ``M - n`` of them are the reference, the other ``n`` the ceiling row.
+        heldout: real images the DAE was not trained on (tensor ``[M, C, ...]`` or data set); a
+            seeded random ``M - n`` of them are the reference, the other ``n`` the ceiling row.
         train: the DAE's training images (PCA fit, N(mean, cov) of their latents, memorisation).
-        n: samples per row (default ``M // 2``).
-        steps, latent_steps: DDIM steps of the image decoder and of the latent sampler.
+        settings: :class:`GenerationSettings` (defaults if None).
         grader: a fitted :class:`~latentmed.latent.HyperplaneGrader` on this DAE's z_sem, or None.
-        heldout_grades: true grades of ``heldout`` (same order), for the data's G2+ fraction.
-        sources: which rows to compute (a subset of :data:`SOURCES`, in that order).
         latents: extra rows ``{name: z_sem [n, d]}`` decoded and scored like the samples (e.g.
-            another latent sampler), after ``sources``.
+            another latent sampler), after ``settings.sources``.
+
+    Returns the rows (one :class:`MetricRow` per source), the images of each row and the settings
+    used; :func:`write_generation` writes them.
     """
     from tqdm.auto import tqdm
 
-    bad = [s for s in sources if s not in SOURCES]
-    if bad or not (sources or latents):
-        raise LatentmedError(f"unknown source(s) {bad or list(sources)!r}; expected some of {list(SOURCES)}.")
-    x_held = _images_tensor(heldout, None)
-    x_train = _images_tensor(train, None)
+    s = settings or GenerationSettings()
+    bad = [src for src in s.sources if src not in SOURCES]
+    if bad or not (s.sources or latents):
+        raise LatentmedError(f"unknown source(s) {bad or list(s.sources)!r}; expected some of {list(SOURCES)}.")
+    x_held, x_train = _images_tensor(heldout, None), _images_tensor(train, None)
     dae.check_images(x_held[:1], "held-out images")
     dae.check_images(x_train[:1], "training images")
-    m = x_held.shape[0]
-    n = int(n) if n is not None else m // 2
-    if n <= k or m - n <= k:
-        raise LatentmedError(f"{m} held-out images cannot give n={n} ceiling images and {m - n} reference images "
-                             f"with more than k={k} each; pass more held-out images or a smaller n.")
-    gen = torch.Generator().manual_seed(int(seed))
-    perm = torch.randperm(m, generator=gen)
-    ref_idx, ceil_idx = perm[: m - n], perm[m - n:]
-    x_ref, x_ceil = x_held[ref_idx], x_held[ceil_idx]
-
-    def encode(x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([dae.encode(b.to(dae.device)).cpu() for b in x.split(int(batch_size))])
-
-    z_train, z_ref = encode(x_train), encode(x_ref)
-    pca = PixelPCA(pca_components, random_state=seed).fit(x_train)
-    f_ref = pca(x_ref)
+    gen = torch.Generator().manual_seed(int(s.seed))
+    n, x_ref, x_ceil = _split_heldout(x_held, s, gen)
+    refs = _References(dae, x_ref, x_train, s)
     c = dae.config
     x_T = torch.randn((n, c.in_channels, *([c.image_size] * c.dims)), generator=gen)
-    latents_all = {CEILING: encode(x_ceil)}
-    latents_all[DECODER] = latents_all[CEILING]
-    if MODEL in sources:
-        latents_all[MODEL] = latent_ddim.sample(n, steps=int(latent_steps), generator=gen).cpu()
-    if GAUSSIAN in sources:
-        latents_all[GAUSSIAN] = gaussian_latents(z_train, n, gen)
-    if FLOOR in sources:
-        latents_all[FLOOR] = torch.randn(n, z_train.shape[1], generator=gen)
-    for name, z in (latents or {}).items():
-        z = torch.as_tensor(z).float().cpu()
-        if name in SOURCES or z.shape != (n, z_train.shape[1]):
-            raise LatentmedError(f"latents[{name!r}]: expected a new row name and z_sem of shape "
-                                 f"({n}, {z_train.shape[1]}), got shape {tuple(z.shape)}.")
-        latents_all[name] = z
-    scale = [int(g) for g in grader.classes_] if grader is not None else []
-
+    rows_z = _row_latents(latent_ddim, refs, refs.encode(x_ceil), s, latents, n, gen)
     rows, images = [], {}
-    names = [*sources, *(latents or {})]
-    bar = tqdm(total=len(names), desc="generation", disable=not progress)
-    for source in names:
-        z = latents_all[source]
+    for source in tqdm(rows_z, desc="generation", disable=not progress):
+        z = rows_z[source]
         if source == CEILING:
-            x, z_enc = x_ceil, z
+            x = x_ceil
         else:
-            x = torch.cat([dae.decode(zb.to(dae.device), xb.to(dae.device), steps=int(steps)).clamp(-1, 1).cpu()
-                           for zb, xb in zip(z.split(int(batch_size)), x_T.split(int(batch_size)))])
-            z_enc = encode(x)
+            x = torch.cat([dae.decode(zb.to(dae.device), xb.to(dae.device), steps=int(s.steps)).clamp(-1, 1).cpu()
+                           for zb, xb in zip(z.split(int(s.batch_size)), x_T.split(int(s.batch_size)))])
         images[source] = x
-        f_x = pca(x)
-        pr_z, pr_e, pr_p = (precision_recall(a, b, k) for a, b in ((z_ref, z), (z_ref, z_enc), (f_ref, f_x)))
-        metrics = {"P_z": pr_z["precision"], "R_z": pr_z["recall"], "fid_z": frechet_feature_distance(z_ref, z),
+        rows.append(refs.score(source, x, z, z if source == CEILING else refs.encode(x), grader))
+    meta = {"n": n, "n_reference": len(x_ref), "n_train": int(x_train.shape[0]), "k": int(s.k),
+            "decoder steps": int(s.steps), "latent steps": int(s.latent_steps), "seed": int(s.seed),
+            "pixel PCA": f"{refs.pca.pca_.n_components_} components, {refs.pca.explained_variance_ratio:.1%} of the "
+                         "training pixel variance"}
+    return GenerationResult(rows, images, meta)
+
+
+def _split_heldout(x_held: torch.Tensor, s: GenerationSettings, gen: torch.Generator):
+    """``(n, reference, ceiling)``: a seeded random split of the held-out images."""
+    m = x_held.shape[0]
+    n = int(s.n) if s.n is not None else m // 2
+    if n <= s.k or m - n <= s.k:
+        raise LatentmedError(f"{m} held-out images cannot give n={n} ceiling images and {m - n} reference images "
+                             f"with more than k={s.k} each; pass more held-out images or a smaller n.")
+    perm = torch.randperm(m, generator=gen)
+    return n, x_held[perm[: m - n]], x_held[perm[m - n:]]
+
+
+class _References:
+    """What every row is scored against: the reference images, their z_sem and pixel features, the training set."""
+
+    def __init__(self, dae, x_ref: torch.Tensor, x_train: torch.Tensor, s: GenerationSettings):
+        self.dae, self.x_ref, self.x_train, self.s = dae, x_ref, x_train, s
+        self.z_train, self.z_ref = self.encode(x_train), self.encode(x_ref)
+        self.pca = PixelPCA(s.pca_components, random_state=s.seed).fit(x_train)
+        self.f_ref = self.pca(x_ref)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.dae.encode(b.to(self.dae.device)).cpu() for b in x.split(int(self.s.batch_size))])
+
+    def score(self, source: str, x: torch.Tensor, z: torch.Tensor, z_enc: torch.Tensor, grader) -> MetricRow:
+        """One row: precision/recall and FID in the three feature spaces, the grade mix, memorisation."""
+        k, f_x = self.s.k, self.pca(x)
+        pairs = ((self.z_ref, z), (self.z_ref, z_enc), (self.f_ref, f_x))
+        pr_z, pr_e, pr_p = (precision_recall(a, b, k) for a, b in pairs)
+        metrics = {"P_z": pr_z["precision"], "R_z": pr_z["recall"], "fid_z": frechet_feature_distance(self.z_ref, z),
                    "P_enc": pr_e["precision"], "R_enc": pr_e["recall"],
-                   "fid_enc": frechet_feature_distance(z_ref, z_enc),
-                   "P_pix": pr_p["precision"], "R_pix": pr_p["recall"], "fid_pix": frechet_feature_distance(f_ref, f_x)}
+                   "fid_enc": frechet_feature_distance(self.z_ref, z_enc),
+                   "P_pix": pr_p["precision"], "R_pix": pr_p["recall"],
+                   "fid_pix": frechet_feature_distance(self.f_ref, f_x)}
         extra: dict[str, Any] = {}
         if grader is not None:
+            scale = [int(g) for g in grader.classes_]
             metrics["G2+"], extra["grades"] = _grade_mix(np.asarray(grader.predict(z_enc.double().numpy())), scale)
-        mem = memorisation(x.flatten(1), x_ref.flatten(1), x_train.flatten(1))
+        mem = memorisation(x.flatten(1), self.x_ref.flatten(1), self.x_train.flatten(1))
         metrics.update({"nn_ratio": mem["nn_ratio"], "copy": mem["copy_fraction"], "far": mem["far_fraction"]})
-        rows.append(MetricRow({"source": source}, metrics, extra))
-        bar.update(1)
-    bar.close()
-    meta = {"n": n, "n_reference": m - n, "n_train": int(x_train.shape[0]), "k": int(k), "decoder steps": int(steps),
-            "latent steps": int(latent_steps), "seed": int(seed),
-            "pixel PCA": f"{pca.pca_.n_components_} components, {pca.explained_variance_ratio:.1%} of the training "
-                         "pixel variance"}
-    if heldout_grades is not None:
-        y = np.asarray(heldout_grades, dtype=float)
-        if len(y) != m:
-            raise LatentmedError(f"heldout_grades has {len(y)} values for {m} held-out images.")
-        y = y[~np.isnan(y)]
-        meta["data G2+ (labels)"] = round(float(np.mean(y >= 2)), 4) if len(y) else float("nan")
-    return GenerationResult(rows, images, meta)
+        return MetricRow({"source": source}, metrics, extra)
+
+
+def _row_latents(latent_ddim, refs: _References, z_ceil: torch.Tensor, s: GenerationSettings,
+                 latents: dict[str, Any] | None, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """The z_sem of each row, in row order (the draws in a fixed order: same seed, same rows)."""
+    d = refs.z_train.shape[1]
+    made = {CEILING: z_ceil, DECODER: z_ceil}
+    if MODEL in s.sources:
+        made[MODEL] = latent_ddim.sample(n, steps=int(s.latent_steps), generator=gen).cpu()
+    if GAUSSIAN in s.sources:
+        made[GAUSSIAN] = gaussian_latents(refs.z_train, n, gen)
+    if FLOOR in s.sources:
+        made[FLOOR] = torch.randn(n, d, generator=gen)
+    out = {src: made[src] for src in s.sources}
+    for name, z in (latents or {}).items():
+        z = torch.as_tensor(z).float().cpu()
+        if name in SOURCES or z.shape != (n, d):
+            raise LatentmedError(f"latents[{name!r}]: expected a new row name and z_sem of shape ({n}, {d}), got "
+                                 f"shape {tuple(z.shape)}.")
+        out[name] = z
+    return out
+
+
+def write_generation(result: GenerationResult, out, *, name: str = "generation",
+                     title: str = "DAE generation: samples against held-out images", meta: dict | None = None,
+                     grids: bool = True) -> dict:
+    """Write ``OUT/<name>.md`` / ``.json`` (the rows, :data:`NOTES`) and, with ``grids``, one
+    ``samples_<source>.png`` grid per decoded row; returns the report's paths."""
+    from pathlib import Path
+
+    from latentmed.evaluation.report import write_report
+    from latentmed.viz import save_image_grid
+
+    out = Path(out)
+    if grids:
+        for source, images in result.images.items():
+            if images.ndim == 4:
+                save_image_grid(images[:64], out / f"samples_{source.split(' (')[0].replace(' ', '_')}.png", nrow=8)
+    graded = any("G2+" in r.metrics for r in result.rows)
+    columns = [c for c in COLUMNS if graded or c not in ("G2+", "grades")]
+    return write_report(out, name, title, result.records(), columns=columns, meta={**result.meta, **(meta or {})},
+                        notes=NOTES)

@@ -69,9 +69,9 @@ def generation_report(run: str | os.PathLike, data: str | os.PathLike, out: str 
     from latentmed.config import load_run_config
     from latentmed.dae import DAERunConfig, load_dae, load_latent_ddim
     from latentmed.data import open_images
-    from latentmed.evaluation.generation import COLUMNS, NOTES, evaluate_generation
+    from latentmed.evaluation.generation import (GenerationSettings, evaluate_generation, grade2_fraction,
+                                                 write_generation)
     from latentmed.latent.io import load_grader
-    from latentmed.viz import save_image_grid
 
     run, out = Path(run), Path(out)
     dae = load_dae(run, device=device)
@@ -86,24 +86,18 @@ def generation_report(run: str | os.PathLike, data: str | os.PathLike, out: str 
     size, channels = dae.config.image_size, dae.config.in_channels
     held = open_images(data, size=size, channels=channels, labels=labels, **(read or {}))
     train = open_images(train_data, size=size, channels=channels, **train_read)
-    truth = None
+    meta = {"run": str(run), "model_id": dae.model_id, "held-out data": str(data), "training data": str(train_data),
+            "grader": str(grader) if grader else "none"}
     if labels is not None:
         if column not in held.labels.columns:
             raise LatentmedError(f"{labels}: no column {column!r}; columns are {list(held.labels.columns)}. "
                                  "Pass --column.")
-        truth = held.labels[column].to_numpy(dtype=float)
-    g = load_grader(grader) if grader is not None else None
-    result = evaluate_generation(dae, latent, held, train, n=n or None, steps=steps, latent_steps=latent_steps, k=k,
-                                 pca_components=pca, grader=g, heldout_grades=truth, batch_size=batch_size,
-                                 seed=seed)
-    for source, images in result.images.items():
-        if images.ndim == 4:
-            save_image_grid(images[:64], out / f"samples_{source.split(' (')[0].replace(' ', '_')}.png", nrow=8)
-    meta = {"run": str(run), "model_id": dae.model_id, "held-out data": str(data), "training data": str(train_data),
-            **result.meta, "grader": str(grader) if grader else "none"}
-    columns = [c for c in COLUMNS if g is not None or c not in ("G2+", "grades")]
-    return write_report(out, "generation", "DAE generation: samples against held-out images", result.records(),
-                        columns=columns, meta=meta, notes=NOTES)
+        meta["data G2+ (labels)"] = grade2_fraction(held.labels[column].to_numpy(dtype=float))
+    settings = GenerationSettings(n=n or None, steps=steps, latent_steps=latent_steps, k=k, pca_components=pca,
+                                  batch_size=batch_size, seed=seed)
+    result = evaluate_generation(dae, latent, held, train, settings,
+                                 grader=load_grader(grader) if grader is not None else None)
+    return write_generation(result, out, meta=meta)
 
 
 def ppl_report(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *, pairs: int = 4,
