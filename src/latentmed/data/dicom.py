@@ -179,7 +179,8 @@ def group_dicom_series(files: Sequence[Path], skip_bad: bool = False,
         notify(report, f"ignored {len(no_image)} DICOM file(s) without an image (DICOMDIR, RT structure set, "
                        f"report, ...): {', '.join(no_image[:3])}" + (" ..." if len(no_image) > 3 else ""))
     if bad:
-        notify(report, f"skipped {len(bad)} unreadable DICOM file(s): " + "; ".join(one_line(e, 160) for e in bad[:3])
+        notify(report, f"skipped {len(bad)} unreadable DICOM file(s): "
+               + "; ".join(one_line(str(e).replace(f"; {BAD_HINT}.", ""), 160) for e in bad[:3])
                + (" ..." if len(bad) > 3 else ""))
     groups: dict[tuple, list[DicomHeader]] = {}
     for h in headers:
