@@ -33,7 +33,9 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     r = run(cli.app, ["embed", tmp_path / "train", "--conditioner", "tiny", "--size", 32,
                       "--out", tmp_path / "emb.safetensors"])
     assert r.exit_code == 0, r.output
+    (tmp_path / "ldm.yaml").write_text("data: {size: 64}\ntrain: {steps: 7}\n")  # the options below beat it
     r = run(cli.app, ["train", tmp_path / "train", "--vae", tmp_path / "vae", "--conditioner", "tiny",
+                      "--config", tmp_path / "ldm.yaml",
                       "--out", tmp_path / "run", "--size", 32, "--channels", "16,32", "--steps", 2,
                       "--embeddings", tmp_path / "emb.safetensors", "--heldout", tmp_path / "val",
                       "--fid-every", 2, "--set", "eval.images=4", "--set", "eval.steps=1", *fast,
@@ -46,7 +48,7 @@ def test_train_embed_synthesize_evaluate(tmp_path):
     from latentmed.ldm.training import LDMRunConfig, VAERunConfig
 
     saved = load_run_config(tmp_path / "run")  # one config.yaml per run folder, options included; its kind found
-    assert isinstance(saved, LDMRunConfig)
+    assert isinstance(saved, LDMRunConfig) and (saved.data.size, saved.train.steps) == (32, 2)
     assert saved.train.eval_every == 2 and saved.eval.images == 4 and saved.model.block_out_channels == (16, 32)
     # the paper recipe under the explicit --set: lr 1e-4, augmentation, discrete times; warm-up from --set
     assert (saved.train.lr, saved.train.warmup_steps, saved.data.augment, saved.objective.time_sampling) == \
