@@ -179,6 +179,10 @@ def test_ratios_give_the_asked_counts_and_folds_are_stratified_partitions():
     assert len(val) == 4 and not set(fit) & set(val) and y[val, 0].sum() == 2
     with pytest.raises(LatentmedError, match="ratios must be integers >= 1"):
         AugmentProtocol(ratios=(0,))
+    from latentmed.ldm.augment import ClassifierSpec
+
+    with pytest.raises(LatentmedError, match="classifier size 16 is too small"):
+        ClassifierSpec(arch="densenet121", size=16)
 
 
 def test_variation_is_zero_for_a_copy_and_grows_with_a_known_perturbation(tmp_path):

@@ -199,6 +199,8 @@ class ClassifierSpec:
 
     def __post_init__(self) -> None:
         expect(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}.")
+        expect(self.arch != "densenet121" or self.size >= 32, f"DenseNet-121 pools its input by 32: classifier "
+                                                              f"size {self.size} is too small; use 32 or more.")
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
         return x if x.shape[-1] == self.size else F.interpolate(x.float(), size=(self.size,) * 2, mode="area")
