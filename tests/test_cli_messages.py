@@ -85,16 +85,22 @@ def test_device_defaults_to_auto_everywhere():
     assert set(found.values()) == {"auto"}, found
 
 
+def _shown_default(param) -> str:
+    """What ``--help`` shows as an option's default: its text, or its value."""
+    return str(param.default if param.show_default in (None, True) else param.show_default)
+
+
 def test_dae_train_help_shows_defaults():
     from latentmed.dae import DAERunConfig
     from latentmed.dae.presets import preset_config
 
     cmd = dict(_commands())["dae train"]
-    shown = {p.name: str(p.show_default) for p in cmd.params}
+    shown = {p.name: _shown_default(p) for p in cmd.params}
     cfg = DAERunConfig()
     assert shown["preset"].startswith(cfg.preset) and shown["objective"].startswith(cfg.objective.name)
     assert shown["steps"].startswith(str(cfg.train.steps)) and shown["batch_size"].startswith(str(cfg.train.batch_size))
     assert f"{preset_config('tiny').image_size} for tiny" in shown["size"]
+    assert int(shown["latent_steps"]) == cfg.latent.steps  # the second stage, shown with its length
 
 
 def test_ldm_training_help_shows_the_spec_defaults():
@@ -102,7 +108,7 @@ def test_ldm_training_help_shows_the_spec_defaults():
 
     cmds = dict(_commands())
     for path, spec in (("ldm train-vae", VAERunConfig()), ("ldm train", LDMRunConfig())):
-        shown = {p.name: str(p.show_default) for p in cmds[path].params}
+        shown = {p.name: _shown_default(p) for p in cmds[path].params}
         assert int(shown["steps"]) == spec.train.steps and int(shown["batch_size"]) == spec.train.batch_size
         assert float(shown["lr"]) == spec.train.lr, path
 
