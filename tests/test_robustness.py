@@ -135,6 +135,10 @@ def test_out_that_is_a_file_is_refused_before_reading_data(images, tmp_path):
         argv[argv.index("--data") + 1] = str(tmp_path / "no-such-data")  # never read
         line = _one_line(runner.invoke(app, argv), 2)
         assert "is a file, not a folder" in line, line
+    for argv in (["ldm", "train-vae", images, "--out", tmp_path / "f", "--size", 16],  # the other trainers too
+                 ["shape", "train", "--model", "vae", "--data", tmp_path, "--out", tmp_path / "f"]):
+        line = _one_line(runner.invoke(app, list(map(str, argv))), 2)
+        assert f"--out {tmp_path / 'f'}: {tmp_path / 'f'} is a file, not a folder" in line, line
 
 
 # ------------------------------------------------------------------ faults of a shared cluster

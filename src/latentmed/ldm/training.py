@@ -32,6 +32,7 @@ from latentmed.errors import LatentmedError, expect
 from latentmed.io import load_safetensors, save_safetensors
 from latentmed.runtime import seed_everything
 from latentmed.train import RunResult, TrainConfig, train
+from latentmed.train.runlock import check_run_dir
 
 
 @dataclass
@@ -137,6 +138,7 @@ def train_vae(cfg: VAERunConfig, out_dir: str | os.PathLike) -> RunResult:
     from latentmed.ldm.data import open_ldm_images
     from latentmed.ldm.model import build_vae
 
+    check_run_dir(out_dir)  # a file, or a run another process is training: refused before any work
     d, m = cfg.data, cfg.model
     ds = open_ldm_images(_check_data(d), size=d.size, channels=d.channels, augment=d.augment)
     seed_everything(cfg.train.seed)  # same seed, same initial weights
@@ -356,6 +358,7 @@ def train_ldm(cfg: LDMRunConfig, run_dir: str | os.PathLike, *, vae: str | os.Pa
     if cfg.train.eval_every and not cfg.eval.heldout:
         raise LatentmedError(f"train.eval_every={cfg.train.eval_every} selects checkpoints by reconstruction FID on "
                              "held-out images: give --heldout DIR (eval.heldout), or set train.eval_every=0.")
+    check_run_dir(run_dir)  # a file, or a run another process is training: refused before any work
     vae_model = load_vae(vae)
     conditioner = _conditioner(conditioner, tokens)
     d, m, o = cfg.data, cfg.model, cfg.objective

@@ -19,6 +19,7 @@ from latentmed.shape.models import MODELS, MaskNetConfig, model_class
 from latentmed.shape.objectives import ShapeObjectiveConfig
 from latentmed.train.config import TrainConfig
 from latentmed.train.result import RunResult
+from latentmed.train.runlock import check_run_dir
 
 
 @dataclass
@@ -110,6 +111,7 @@ def train_shape_model(kind: str, data_dir: str | Path, out_dir: str | Path,
     from latentmed.shape.volumes import MaskDataset
     from latentmed.train import train
 
+    check_run_dir(out_dir)  # a file, or a run another process is training: refused before any work
     base = run_config or ShapeRunConfig()
     expect(base.kind in ("", kind), f"the run config's kind={base.kind!r} differs from the model to train, {kind!r}; "
                                     "drop kind from the config or train that model.")
