@@ -51,6 +51,9 @@ def _check_html(out, report: str, facts: dict):
     assert all(a["data-labels"] == '["G-1", "G0", "G1", "G2", "G3", "G4"]' for a in sliders)
     text = " ".join(page.text)
     assert "raw pixels" in text and "What was run" in text and "latentmed grade fit" in text
+    oracle = facts["counterfactual_oracle_grade"]  # one measured grade per frame, under each frame
+    assert [len(v) for v in oracle.values()] == [6] * len(sliders)
+    assert text.count("height oracle measures") == 6 * len(sliders)
     # the grading tables' raw-pixel, untrained-encoder and CNN rows (both protocols) are marked as references
     assert sum(t == "tr" and a.get("class") == "reference" for t, a, *_ in page.tags) >= 6
 

@@ -81,7 +81,7 @@ def grading_tables(result: GradingResult) -> list[Table]:
     for proto in (result.protocol, result.other_protocol):
         rows = result.tables[proto]
         grades = ",".join(str(g) for g in rows[0]["f1_grades"]) if rows else ""
-        cells = [[r["method"], f"{r['detection_auc']:.3f} ({r['detection_auc_ci'][0]:.3f}-{r['detection_auc_ci'][1]:.3f})",
+        cells = [[r["method"], "{:.3f} ({:.3f}-{:.3f})".format(r["detection_auc"], *r["detection_auc_ci"]),
                   f"{r['macro_f1']:.3f}", f"{r['mae']:.3f}", f"{r['accuracy']:.3f}", str(r["n"])] for r in rows]
         tables.append(Table(title=f"{len(result.ids)} held-out samples, {names[proto]}",
                             header=["method", "detection AUC (95% CI)", f"macro-F1 (grades {grades})", "MAE",
@@ -104,8 +104,9 @@ def grading_section(result: GradingResult, title: str = "Grading", text: Sequenc
 
 
 def _grade(value) -> str:
+    """``G2`` for whole grades, ``1.75`` otherwise; NaN or negative (an oracle's "unreadable") is no reading."""
     v = float(value)
-    return "no reading" if not np.isfinite(v) else f"G{int(v)}" if v.is_integer() else f"{v:.2f}"
+    return "no reading" if not np.isfinite(v) or v < 0 else f"G{int(v)}" if v.is_integer() else f"{v:.2f}"
 
 
 def counterfactual_viewers(cf, truth: Sequence | None = None, oracle: np.ndarray | None = None) -> list[Viewer]:
@@ -113,7 +114,7 @@ def counterfactual_viewers(cf, truth: Sequence | None = None, oracle: np.ndarray
 
     Under each frame: the distance asked for and the grade the grader reads back from the decoded image
     (re-encoded); with ``oracle`` (``[N, G]``, e.g. the phantom's height oracle), its measured grade too
-    (NaN: no reading). Under the input: its true grade (``truth``, optional), the grader's reading and
+    (NaN or negative: no reading). Under the input: its true grade (``truth``, optional), the grader's reading and
     the reconstruction PSNR. The slider starts at the target nearest the grader's reading of the input.
     """
     targets = np.asarray(cf.target_grades, dtype=np.float64)
