@@ -160,7 +160,9 @@ def run_demo(out: str | Path = "latentmed-demo", quick: bool = False, seed: int 
 
     facts["timings_s"] = times
     path = write_text(out / "report.md", _report(out, s, facts, report, cf, quick))
-    _report_html(out, s, facts, report, cf, quick, truth=[labels[i] for i in cf.ids])
+    oracle = _oracle_grades(cf)
+    facts["counterfactual_oracle_grade"] = {i: row.tolist() for i, row in zip(cf.ids, oracle)}
+    _report_html(out, s, facts, report, cf, quick, truth=[labels[i] for i in cf.ids], oracle=oracle)
     write_text(out / "report.json", json.dumps({"facts": facts, "grading": report.to_dict()}, indent=2, default=str))
     console.print(f"[green]Report written to {path}")
     return path
@@ -324,6 +326,14 @@ def _reproduce(s: DemoSettings, seed: int, ids) -> list[str]:
         f"latentmed counterfactual run grader --data phantom --ids {','.join(ids)} --grades "
         f"{','.join(map(str, GRADES))} --steps {s.decode_steps} --direction {s.direction} --out counterfactuals",
         "```", ""]
+
+
+def _oracle_grades(cf) -> np.ndarray:
+    """``[N, G]`` Genant grade the height oracle measures on each counterfactual (-1: unreadable)."""
+    from latentmed.evaluation.height_oracle import oracle_grade
+
+    c = cf.counterfactuals
+    return oracle_grade(c.reshape(-1, *c.shape[2:])).reshape(c.shape[:2])
 
 
 def _report_html(out: Path, s: DemoSettings, facts: dict, grading, cf, quick: bool, truth=None,
