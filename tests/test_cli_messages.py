@@ -81,7 +81,7 @@ def test_grade_fit_C_must_be_positive(capsys, tmp_path):
 
 def test_device_defaults_to_auto_everywhere():
     found = {path: p.default for path, cmd in _commands() for p in cmd.params if p.name == "device"}
-    assert {"dae encode", "counterfactual", "evaluate recon"} <= set(found)
+    assert {"dae encode", "counterfactual make", "counterfactual evaluate", "evaluate recon"} <= set(found)
     assert set(found.values()) == {"auto"}, found
 
 

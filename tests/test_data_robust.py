@@ -285,7 +285,7 @@ def test_cli_data_options_reach_the_reader(tmp_path):
     assert res.exit_code == 0, res.output
     assert list(np.load(tmp_path / "n.npz")["ids"]) == ["nan_0000", "nan_0001"]
     for cmd in (["dae", "train"], ["dae", "reconstruct"], ["dae", "interpolate"], ["evaluate", "recon"],
-                ["evaluate", "generation"], ["evaluate", "ppl"], ["counterfactual"], ["grade", "evaluate"]):
+                ["evaluate", "generation"], ["evaluate", "ppl"], ["counterfactual", "make"], ["grade", "evaluate"]):
         text = runner.invoke(app, cmd + ["--help"]).output
         assert all(opt in text for opt in ("--axis", "--window", "--slices", "--nan-to", "--skip-bad")), cmd
 

@@ -79,7 +79,7 @@ def _check_links_and_reproduce(out, monkeypatch):
     assert heads[heads.index("## Grading") + 1].startswith("### ")  # tables sit under ## Grading
     block = report.split("## Reproduce with the CLI")[1].split("```bash")[1].split("```")[0]
     commands = [shlex.split(line) for line in block.strip().splitlines()]
-    assert all(c[0] == "latentmed" for c in commands) and len(commands) == 6
+    assert all(c[0] == "latentmed" for c in commands) and len(commands) == 8
     again = out.parent / "again"
     again.mkdir()
     monkeypatch.chdir(again)
@@ -96,6 +96,10 @@ def _check_links_and_reproduce(out, monkeypatch):
     cf_first = json.loads((out / "counterfactuals" / "counterfactuals.json").read_text())
     cf_redo = json.loads((again / "counterfactuals" / "counterfactuals.json").read_text())
     np.testing.assert_allclose(cf_redo["counterfactual_grade"], cf_first["counterfactual_grade"], atol=1e-6)
+    m_first = json.loads((out / "counterfactuals" / "metrics.json").read_text())
+    m_redo = json.loads((again / "counterfactuals" / "metrics.json").read_text())
+    assert m_redo["ids"] == m_first["ids"] and m_redo["oracle_grade"] == m_first["oracle_grade"]
+    assert m_redo["validity"] == m_first["validity"] and m_redo["cnn_validity"] == m_first["cnn_validity"]
 
 
 def test_grading_comment_reads_the_reference_rows():

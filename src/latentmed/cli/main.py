@@ -39,12 +39,12 @@ GROUPS = [
     ("ldm", "ldm"),
     ("data", "data"),
     ("segment", "segment"),
+    ("counterfactual", "counterfactual"),
 ]
 # Top-level commands: (module, function names) registered with ``app.command()``.
 COMMANDS = [
     ("info", ["info", "presets"]),
     ("demo", ["demo"]),
-    ("counterfactual", ["counterfactual"]),
 ]
 
 

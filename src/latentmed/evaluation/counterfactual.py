@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -285,6 +286,68 @@ def evaluate_counterfactuals(dae, grader, images, ids: Sequence[str], targets: S
     return res, metrics
 
 
+def evaluate_counterfactuals_from_run(run, grader, data_dir, ids: Sequence[str] | None = None, *,
+                                      labels=None, column: str = "genant", n: int = 16,
+                                      targets: Sequence[float] = GRADES, steps: int = 30, direction: str = "means",
+                                      heldout_dir=None, cnn_epochs: int = 30, seed: int = 0, device: str = "cpu",
+                                      out_dir=None, judge: Callable | None = None):
+    """``latentmed counterfactual evaluate``: load the DAE of ``run`` and the grader, pick the inputs, measure.
+
+    ``ids``: the inputs (default: ``n`` of the grader's held-out ids, half of the lowest and half of
+    the highest grade in ``labels[column]``). ``labels``: CSV with ``column`` (the inputs' true grades,
+    and the CNN judge's training grades on the grader's training ids; ``cnn_epochs=0`` or no labels:
+    no CNN judge, unless ``judge`` is given). ``heldout_dir``: real images the DAE never saw (realism).
+    With ``out_dir``: ``metrics.md`` and ``metrics.json``. Returns ``(CounterfactualResult, CounterfactualMetrics)``.
+    """
+    from latentmed.dae import load_dae
+    from latentmed.data import open_images
+    from latentmed.data.labels import read_labels
+    from latentmed.io import write_json, write_text
+    from latentmed.latent.counterfactual import load_images_by_id
+    from latentmed.latent.io import load_grader
+
+    grader = grader if hasattr(grader, "normal_") else load_grader(grader)
+    dae = load_dae(run, device=device)
+    truth = None
+    if labels is not None:
+        df = read_labels(labels)
+        expect(column in df.columns, f"{labels}: no column {column!r}; columns are {list(df.columns)}.")
+        truth = {str(k): int(v) for k, v in df[column].dropna().items()}
+    if ids is None:
+        held = [str(i) for i in getattr(grader, "metadata_", {}).get("holdout_ids", [])]
+        expect(held and truth is not None, "no --ids given and the grader has no held-out ids with labels; pass --ids "
+                                           "and --labels, or fit the grader with --holdout.")
+        graded = [i for i in held if i in truth]
+        lo, hi = min(truth[i] for i in graded), max(truth[i] for i in graded)
+        ids = ([i for i in graded if truth[i] == lo][:n - n // 2] + [i for i in graded if truth[i] == hi][:n // 2])
+    ids = [str(i) for i in ids]
+    expect(len(ids) > 0, "no ids to evaluate; pass --ids ID1,ID2.")
+    size, channels = dae.config.image_size, dae.config.in_channels
+    x = load_images_by_id(data_dir, ids, channels=channels, size=size)
+    y = None if truth is None or not all(i in truth for i in ids) else [truth[i] for i in ids]
+    if judge is None and cnn_epochs > 0 and truth is not None:
+        train = [str(i) for i in getattr(grader, "metadata_", {}).get("train_ids", []) if str(i) in truth]
+        expect(len(train) >= 2, "the CNN judge needs the grader's training ids in the labels; pass --cnn-epochs 0 "
+                                "to leave it out.")
+        judge = fit_cnn_judge(load_images_by_id(data_dir, train, channels=channels, size=size),
+                              [truth[i] for i in train], epochs=cnn_epochs, seed=seed)
+    held_x = None
+    if heldout_dir is not None:
+        root = Path(heldout_dir)
+        held_x = open_images(root / "images" if (root / "images").is_dir() else root, size=size,
+                             channels=channels).stack().numpy()
+    res, metrics = evaluate_counterfactuals(dae, grader, x, ids, targets, labels=y, steps=steps, direction=direction,
+                                            heldout=held_x, cnn=judge)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text(out_dir / "metrics.md", counterfactual_markdown(metrics, f"Counterfactuals of {len(ids)} images, "
+                                                                            f"direction {direction}"))
+        write_json(out_dir / "metrics.json", {"ids": ids, "direction": direction, "steps": steps,
+                                              **metrics.summary()})
+    return res, metrics
+
+
 def counterfactual_markdown(m: CounterfactualMetrics, title: str = "Counterfactuals", heading: str = "##") -> str:
     """The metrics as Markdown: one line per figure, validity against the oracle first, then the transition table."""
     def f(x, nd=3):
@@ -304,21 +367,25 @@ def counterfactual_markdown(m: CounterfactualMetrics, title: str = "Counterfactu
              f"- **Proximity**: L1 {f(p['l1_to_reconstruction'])} to the reconstruction, {f(p['l1_to_input'])} to the "
              f"input (image units, [-1, 1]); LPIPS {f(p['lpips_to_reconstruction'])} / {f(p['lpips_to_input'])}"
              f"{' (no LPIPS weights given)' if not math.isfinite(p['lpips_to_input']) else ''}.",
-             f"- **Realism** (pixel-PCA features and the distance off them, against {rc.get('n_real', 'no')} held-out real images): precision "
+             f"- **Realism** (pixel-PCA features and the distance off them, against {rc.get('n_real', 'no')} "
+             "held-out real images): precision "
              f"{f(rc.get('precision'))}, recall {f(rc.get('recall'))}, FID {f(rc.get('fid'), 1)}; the reconstructions "
              f"score {f(rr.get('precision'))} / {f(rr.get('recall'))} / {f(rr.get('fid'), 1)}.",
-             f"- **Composition**: the null edit differs from the reconstruction by L1 {f(c['l1_null_to_reconstruction'], 4)} "
+             "- **Composition**: the null edit differs from the reconstruction by L1 "
+             f"{f(c['l1_null_to_reconstruction'], 4)} "
              f"(0: the edit machinery adds nothing) and from the input by {f(c['l1_null_to_input'])} (one encode-decode "
              "cycle).",
              f"- **Reversibility**: edited to each grade and back, L1 {f(r['l1_return_to_reconstruction'])} to the "
              f"reconstruction ({f(r['l1_return_to_input'])} to the input); the oracle reads the input's grade again on "
              f"{f(r['oracle_return_equals_input'])} of them.", "",
              "Transition curve (oracle along the asked grades):", "",
-             "| asked grade | oracle grade (mean) | height loss (mean) | validity | unreadable |", "|---|---|---|---|---|"]
+             "| asked grade | oracle grade (mean) | height loss (mean) | validity | unreadable |",
+             "|---|---|---|---|---|"]
     lines += [f"| G{t['target']:g} | {f(t['oracle_grade'], 2)} | {f(t['height_loss'])} | {f(t['validity'], 2)} | "
               f"{f(t['unreadable'], 2)} |" for t in m.transition]
     return "\n".join(lines) + "\n"
 
 
 __all__ = ["CounterfactualMetrics", "GRADES", "counterfactual_markdown", "counterfactual_metrics",
-           "evaluate_counterfactuals", "fit_cnn_judge", "l1", "pca_features", "proximity", "realism", "transition_curve", "validity"]
+           "evaluate_counterfactuals", "evaluate_counterfactuals_from_run", "fit_cnn_judge", "l1", "pca_features",
+           "proximity", "realism", "transition_curve", "validity"]
