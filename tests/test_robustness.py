@@ -318,3 +318,19 @@ def test_invalid_image_size_suggests_the_nearest_valid_one(images, tmp_path):
     argv = ["dae", "train", "--data", str(images), "--out", str(tmp_path / "r"), "--preset", "tiny", "--size", 7]
     line = _one_line(runner.invoke(app, list(map(str, argv))), 2)
     assert "image_size 7 must be divisible by 4" in line and "(8 or 4, e.g. --size 8)" in line, line
+
+
+def test_atomic_writes_get_the_usual_file_permissions(tmp_path):
+    """A report written through a temporary file is readable by others as any new file is (umask),
+    not 0600 as mkstemp makes it: clinicians open reports from shared folders."""
+    import os
+    import stat
+
+    from latentmed.io import write_text
+
+    old = os.umask(0o022)
+    try:
+        path = write_text(tmp_path / "report.html", "<p>hi</p>")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
