@@ -253,15 +253,8 @@ def measure_heights(image, value_range: tuple[float, float] = (-1.0, 1.0)) -> He
         reference = float(np.mean(ref))
     else:
         reference = max(heights.values())  # no neighbour in view: the body's own largest height
-    # A line that spans more than 1.3 neighbours (it ran across a disc) or less than 0.3 of one (a dip in
-    # the bone's texture taken for a disc) is a mis-measure: Genant grades end at 60% loss. Genant's other
-    # reference, the body's own largest (posterior, for a wedge) height: a body is never lower than its own
-    # unbroken wall, so a neighbour measured short cannot fake a fracture.
-    if ref:
-        heights = {k: h for k, h in heights.items() if 0.3 * reference <= h <= 1.3 * reference}
-        if not heights:
-            raise LatentmedError("the height oracle measured no plausible height of the centre vertebra (each line "
-                                 "was under 0.3 or over 1.3 of the adjacent vertebrae's height).")
+    # Genant's other reference, the body's own largest (posterior, for a wedge) height: a body is never lower
+    # than its own unbroken wall, so a neighbour measured short (a merged disc) cannot fake a fracture
     reference = max(reference, max(heights.values()))
     loss = float(np.clip(1.0 - min(heights.values()) / reference, 0.0, 1.0))
     return HeightMeasurement(anterior=heights.get("anterior", math.nan), middle=heights.get("middle", math.nan),
