@@ -281,7 +281,8 @@ def main() -> None:
                         pred, sec = refine_cubes(model, coarse, steps=t, batch_size=5, seed=seed)
                         stored[f"{method} noise={noise:g}"] = {**both(pred), "seconds_per_sample": sec}
                         model.config.langevin_noise = trained_noise
-                if getattr(model.config, "inference_T", None) not in (None, model.config.num_steps):
+                inference_T = getattr(model.config, "inference_T", None)
+                if inference_T is not None and inference_T != model.config.num_steps:
                     # the reference evaluates on a 30-step schedule; also refine on the trained one
                     T, kept = model.config.num_steps, model.config.inference_T
                     model.config.inference_T = None
