@@ -2,7 +2,7 @@
 
 - :class:`MaskEncoder3d`: strided 3D convs down to 4^3, then SEPARATE linear heads for the
   mean and the log-variance of q(z|x) (the LSD-EBM reference code uses one linear layer for
-  both, so its "std" is softplus(mean): a bug we do not copy).
+  both, so its log-variance is softplus(mean): a bug only its recipe copies, ``posterior="shared"``).
 - :class:`MaskDecoder3d`: linear to 4^3 features, transposed 3D convs up to the cube,
   Bernoulli logits (one channel).
 - :class:`EnergyMLP`: scalar energy E(z) or E(z, t) with spectral-norm linear layers and a
