@@ -159,7 +159,8 @@ def augment_eval_cmd(
     min_steps: int = typer.Option(150, "--min-steps", help="Minimum classifier optimisation steps.", min=0),
     early_stopping: bool = typer.Option(False, "--early-stopping/--no-early-stopping", help="The paper's recipe: "
                                         "LR on plateau and early stopping on the validation AUC of a split."),
-    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Validation split with --early-stopping."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5,
+                                       help="Validation split with --early-stopping."),
     seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Classifier AUC with k-fold CV on real, real+synthetic and synthetic-only sets; memorisation check.
