@@ -89,8 +89,8 @@ def evaluate(
     n: int = typer.Option(16, "--n", help="Inputs picked when --ids is not given.", min=1),
     grades: str = typer.Option("0,1,2,3", help="Asked grades (validity counts G0..G3)."),
     steps: int = typer.Option(30, help="DDIM steps for inversion and decoding.", min=1),
-    direction: str = typer.Option("means", help="Move z_sem along: means | pattern | normal-std | normal "
-                                                "(see `latentmed counterfactual make --help`)."),
+    direction: str = typer.Option("pattern", help="Move z_sem along: pattern | means | normal-std | normal "
+                                                  "(see `latentmed counterfactual make --help`; the demo uses means)."),
     heldout: Optional[Path] = typer.Option(None, "--heldout", help="Real images the DAE never saw (realism: "
                                                                    "precision/recall and FID of the counterfactuals)."),
     cnn_epochs: int = typer.Option(30, help="Epochs of the CNN judge (0: no CNN judge).", min=0),

@@ -247,7 +247,7 @@ def fit_cnn_judge(images, grades, *, epochs: int = 30, seed: int = 0, arch: str 
 
 
 def evaluate_counterfactuals(dae, grader, images, ids: Sequence[str], targets: Sequence[float] = GRADES, *,
-                             labels: Sequence[int] | None = None, steps: int = 30, direction: str = "means",
+                             labels: Sequence[int] | None = None, steps: int = 30, direction: str = "pattern",
                              heldout=None, cnn: Callable | None = None, lpips: Callable | None = None,
                              reversibility: bool = True, batch_size: int = 16):
     """Make counterfactuals of ``images`` at ``targets`` (plus the null edit and the way back) and measure them.
@@ -291,7 +291,7 @@ def evaluate_counterfactuals(dae, grader, images, ids: Sequence[str], targets: S
 
 def evaluate_counterfactuals_from_run(run, grader, data_dir, ids: Sequence[str] | None = None, *,
                                       labels=None, column: str = "genant", n: int = 16,
-                                      targets: Sequence[float] = GRADES, steps: int = 30, direction: str = "means",
+                                      targets: Sequence[float] = GRADES, steps: int = 30, direction: str = "pattern",
                                       heldout_dir=None, cnn_epochs: int = 30, seed: int = 0, device: str = "cpu",
                                       out_dir=None, judge: Callable | None = None):
     """``latentmed counterfactual evaluate``: load the DAE of ``run`` and the grader, pick the inputs, measure.
