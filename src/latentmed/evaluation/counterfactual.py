@@ -195,7 +195,7 @@ def counterfactual_metrics(originals, reconstructions, counterfactuals, targets:
     if cnn is not None:
         cnn_validity = validity(np.asarray(cnn(cf.reshape(n * g, *cf.shape[2:]))).reshape(n, g), targets)["exact"]
     real = {"counterfactuals": {}, "reconstructions": {}}
-    if heldout is not None:
+    if heldout is not None and n > 3 and len(heldout) > 3:  # k-NN (k = 3) needs more than 3 images per set
         held = np.asarray(heldout, dtype=np.float32)
         on = np.isin(np.asarray(targets, dtype=float), GRADES)
         # one asked grade at a time: N distinct vertebrae each, like the reconstructions (the G edits of one
