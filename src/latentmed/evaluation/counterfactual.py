@@ -201,7 +201,8 @@ def counterfactual_metrics(originals, reconstructions, counterfactuals, targets:
         # one asked grade at a time: N distinct vertebrae each, like the reconstructions (the G edits of one
         # vertebra are near-duplicates whose k-NN balls would shrink to nothing, and recall with them)
         per = [realism(held, cf[:, j], features) for j in np.flatnonzero(on)]
-        real = {"counterfactuals": {k: float(np.mean([r[k] for r in per])) for k in per[0]} if per else {},
+        real = {"counterfactuals": {k: (float(np.mean([r[k] for r in per])) if k not in ("n_real", "n_generated")
+                                        else per[0][k]) for k in per[0]} if per else {},
                 "reconstructions": realism(held, rec, features)}
     composition = {"l1_null_to_reconstruction": nan, "l1_null_to_input": nan, "l1_reconstruction_to_input":
                    float(l1(rec, org).mean())}
