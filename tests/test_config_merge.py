@@ -88,6 +88,31 @@ def test_shape_train_option_beats_yaml(tmp_path, monkeypatch):
     assert (got.kind, got.model["image_size"], got.model["latent_dim"], got.train.steps) == ("vae", 16, 5, 9)
 
 
+def test_a_named_recipe_fills_only_what_the_user_leaves_unset(tmp_path):
+    """``objective.recipe=reference`` sits under YAML, --set and options: a value the user gives wins even when it
+    equals the default (batch 8 here), which a rule based on "still at its default" would overwrite."""
+    from latentmed.shape.configs import REFERENCE_LSDEBM, REFERENCE_TRAIN
+    from latentmed.shape.training import ShapeRunConfig
+
+    path = _yaml(tmp_path, {"train": {"batch_size": 8}, "model": {"langevin_steps": 20}})
+    cfg = merge_config(ShapeRunConfig, path, ["objective.recipe=reference", "train.grad_clip=1.0"],
+                       {"train.lr": 5e-4})
+    assert (cfg.train.batch_size, cfg.train.grad_clip, cfg.train.lr) == (8, 1.0, 5e-4)  # YAML, --set, option
+    assert (cfg.train.ema_decay, cfg.train.energy_lr) == (REFERENCE_TRAIN["ema_decay"], REFERENCE_TRAIN["energy_lr"])
+    assert cfg.model["langevin_steps"] == 20 and cfg.model["langevin_init"] == REFERENCE_LSDEBM["langevin_init"]
+    plain = merge_config(ShapeRunConfig, path)  # no recipe named: defaults below the YAML, nothing of the reference
+    assert "recipe" not in plain.model and plain.train.ema_decay != REFERENCE_TRAIN["ema_decay"]
+
+
+def test_train_shape_model_refuses_a_reference_objective_built_without_its_layer(tmp_path):
+    from latentmed.shape.objectives import ShapeObjectiveConfig
+    from latentmed.shape.training import ShapeRunConfig, train_shape_model
+
+    cfg = ShapeRunConfig(objective=ShapeObjectiveConfig(recipe="reference"))
+    with pytest.raises(LatentmedError, match="lacks the recipe's model keys"):
+        train_shape_model("lsd-ebm", tmp_path / "hq", tmp_path / "run", cfg)
+
+
 def test_load_run_config_finds_the_kind_and_refuses_another(tmp_path):
     from latentmed.dae import DAERunConfig
     from latentmed.ldm.training import LDMRunConfig, VAERunConfig

@@ -61,7 +61,8 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | dict | None = None) -> T:
-    """Load ``cls`` from its defaults, then a YAML file, then ``overrides`` (``"a.b=1"`` strings or a dict)."""
+    """Load ``cls`` from its defaults, then a YAML file, then ``overrides`` (``"a.b=1"`` strings or a dict);
+    a recipe that these name (``cls.recipe_layer``) fills what they leave unset."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -73,12 +74,18 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         _deep_update(data, loaded)
     if overrides:
         _deep_update(data, parse_overrides(overrides) if not isinstance(overrides, dict) else overrides)
+    recipe = getattr(cls, "recipe_layer", None)
+    if recipe is not None:  # a named recipe's values sit under everything the user gave, above the defaults
+        layered = recipe(data)
+        _deep_update(layered, data)
+        data = layered
     return from_dict(cls, data, where=str(path) if path else "config")
 
 
 def merge_config(cls: type[T], path: str | os.PathLike | None = None, sets: list[str] | None = None,
                  options: dict[str, Any] | None = None) -> T:
-    """The one merge rule of every command: explicit CLI ``options`` > ``sets`` > the YAML at ``path`` > defaults.
+    """The one merge rule of every command: explicit CLI ``options`` > ``sets`` > the YAML at ``path`` > the
+    recipe these name (``cls.recipe_layer``, e.g. ``objective.recipe=reference``) > defaults.
 
     ``options``: ``{"train.steps": 7, "data.path": "x"}``, only the options the user gave (``None``
     values count as not given); ``sets``: the ``--set KEY=VALUE`` strings. With a YAML holding
@@ -229,6 +236,13 @@ class RunConfig:
 
     how_to_make: ClassVar[str] = ""
     _kinds: ClassVar[dict[frozenset, type]] = {}
+
+    @classmethod
+    def recipe_layer(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The values of the recipe that the user's ``data`` (YAML, ``--set``, options merged) names, as a
+        nested dict: :func:`load_config` puts them above the defaults and under every value the user gave.
+        None here; a run config with named recipes overrides it."""
+        return {}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -69,7 +69,7 @@ CHOICES = {"schedule": ("linear", "constant", "reference"), "posterior": ("separ
 @dataclass
 class LSDEBMConfig(MaskNetConfig):
     """LSD-EBM (paper: T in {2, 15, 20}, d=100). ``recipe``: ``"ours"`` (the defaults below) or
-    ``"reference"`` (the authors' code, :data:`REFERENCE_LSDEBM`; training fills the keys the run leaves unset).
+    ``"reference"`` (the authors' code, :data:`REFERENCE_LSDEBM`; the run config's recipe layer fills the keys the run leaves unset, ``ShapeRunConfig.recipe_layer``).
 
     - ``num_steps`` = T. ``schedule``: ``"linear"``: DDPM's linear betas 1e-4..0.02 over 1000 steps
       subsampled at ``idx = [0, s, ..., (T-1)s, 999]``, ``s = 1000 // (2(T-1))`` (Gao et al.);
@@ -180,18 +180,6 @@ def sampler_config(config: LSDEBMConfig, recipe: str | None) -> LSDEBMConfig:
 REFERENCE_TRAIN = {"lr": 2e-5, "energy_lr": 2e-5, "batch_size": 4, "grad_clip": 0.0, "ema_decay": 0.0}
 
 
-def reference_run(cfg):
-    """A shape run config with ``objective.recipe=reference``: the model keys the run leaves unset come from
-    :data:`REFERENCE_LSDEBM`, the train keys still at their defaults from :data:`REFERENCE_TRAIN`; keys the
-    run sets are kept."""
-    from dataclasses import replace
-
-    defaults = type(cfg.train)()
-    train = replace(cfg.train, **{k: v for k, v in REFERENCE_TRAIN.items()
-                                  if getattr(cfg.train, k) == getattr(defaults, k)})
-    return replace(cfg, model={**REFERENCE_LSDEBM, **cfg.model}, train=train)
-
-
 __all__ = ["LEBMConfig", "LSDEBMConfig", "MaskNetConfig", "OURS_SAMPLER", "RECIPES", "REFERENCE_LSDEBM",
            "REFERENCE_TRAIN",
-           "VAEConfig", "reference_run", "sampler_config"]
+           "VAEConfig", "sampler_config"]

@@ -89,6 +89,18 @@ class ShapeRunConfig(RunConfig):
     def __post_init__(self) -> None:
         expect(self.kind in ("", *MODELS), f"kind={self.kind!r}: expected one of {', '.join(MODELS)}.")
 
+    @classmethod
+    def recipe_layer(cls, data: dict) -> dict:
+        """``objective.recipe=reference``: the authors' model keys and optimisation
+        (:data:`~latentmed.shape.configs.REFERENCE_LSDEBM`, :data:`~latentmed.shape.configs.REFERENCE_TRAIN`)
+        under every key the run sets (``--config``, ``--set``, options)."""
+        objective = data.get("objective")
+        if not (isinstance(objective, dict) and objective.get("recipe") == "reference"):
+            return {}
+        from latentmed.shape.configs import REFERENCE_LSDEBM, REFERENCE_TRAIN
+
+        return {"model": dict(REFERENCE_LSDEBM), "train": dict(REFERENCE_TRAIN)}
+
     def model_config(self) -> MaskNetConfig:
         """The typed config of ``kind`` from the ``model`` section (unknown keys are an error)."""
         expect(self.kind != "", "kind: expected vae, lebm or lsd-ebm, got none.")
@@ -118,10 +130,10 @@ def train_shape_model(kind: str, data_dir: str | Path, out_dir: str | Path,
     model = {**base.model, **({"image_size": image_size} if image_size is not None else {})}
     cfg = replace(base, kind=kind, model=model, objective=base.objective.resolved(kind),
                   data=replace(base.data, path=str(data_dir)))
-    if cfg.objective.recipe == "reference":  # the authors' model keys and optimisation where the run sets none
-        from latentmed.shape.configs import reference_run
-
-        cfg = reference_run(cfg)
+    expect(cfg.objective.recipe != "reference" or cfg.model.get("recipe") == "reference",
+           "objective.recipe=reference: the run config lacks the recipe's model keys (model.recipe is not "
+           "'reference'); build it with latentmed.config.load_config(ShapeRunConfig, overrides={'objective': "
+           "{'recipe': 'reference'}, ...}) or --set objective.recipe=reference, which fill the keys you leave unset.")
     model_cfg = cfg.model_config()
     expect(cfg.train.energy_lr is None or kind != "vae",
            f"train.energy_lr={cfg.train.energy_lr}: the {kind} model has no energy; leave it unset.")
@@ -170,5 +182,5 @@ def load_autoencoder(net, source: str | Path) -> None:
         mine.load_state_dict(theirs.state_dict())
 
 
-__all__ = ["REFERENCE_TRAIN", "ShapeDataConfig", "ShapeRunConfig", "ShapeTrainConfig", "load_autoencoder",
-           "reference_run", "train_shape_model"]
+__all__ = ["ShapeDataConfig", "ShapeRunConfig", "ShapeTrainConfig", "load_autoencoder",
+           "train_shape_model"]
