@@ -69,7 +69,8 @@ CHOICES = {"schedule": ("linear", "constant", "reference"), "posterior": ("separ
 @dataclass
 class LSDEBMConfig(MaskNetConfig):
     """LSD-EBM (paper: T in {2, 15, 20}, d=100). ``recipe``: ``"ours"`` (the defaults below) or
-    ``"reference"`` (the authors' code, :data:`REFERENCE_LSDEBM`; the run config's recipe layer fills the keys the run leaves unset, ``ShapeRunConfig.recipe_layer``).
+    ``"reference"`` (the authors' code, :data:`REFERENCE_LSDEBM`; ``ShapeRunConfig.recipe_layer`` fills the
+    keys the run leaves unset).
 
     - ``num_steps`` = T. ``schedule``: ``"linear"``: DDPM's linear betas 1e-4..0.02 over 1000 steps
       subsampled at ``idx = [0, s, ..., (T-1)s, 999]``, ``s = 1000 // (2(T-1))`` (Gao et al.);
