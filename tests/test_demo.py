@@ -28,6 +28,11 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch):
     assert facts["settings"]["dae_steps"] == 30
     assert len(list((out / "counterfactuals").glob("*.png"))) >= 1
     assert "Follow slope" in report and all(np.isfinite(facts["counterfactual_follow_slope"]))
+    # the headline: one line per figure, the independent judge (the height oracle) first, with the run's numbers
+    bullets = [line for line in report.split("## What was done")[0].splitlines() if line.startswith("- ")]
+    assert bullets[0].startswith("- Counterfactual validity by the height oracle")
+    assert f"{facts['oracle_validity_within_one']:.2f} of " in bullets[0] and "CNN" in bullets[1]
+    assert "AUC" in bullets[2] and "Follow slope" in bullets[3] and bullets[-1].startswith("- Wall time")
     _check_html(out, report, facts)
     # a second run resumes every stage instead of starting over
     again = CliRunner().invoke(app, ["demo", "--quick", "--steps", "30", "--out", "demo"])
@@ -51,6 +56,7 @@ def _check_html(out, report: str, facts: dict):
     assert all(a["data-labels"] == '["G-1", "G0", "G1", "G2", "G3", "G4"]' for a in sliders)
     text = " ".join(page.text)
     assert "raw pixels" in text and "What was run" in text and "latentmed grade fit" in text
+    assert text.index("Counterfactual validity by the height oracle") < text.index("Follow slope")
     oracle = facts["counterfactual_oracle_grade"]  # one measured grade per frame, under each frame
     assert [len(v) for v in oracle.values()] == [6] * len(sliders)
     assert text.count("height oracle measures") == 6 * len(sliders)

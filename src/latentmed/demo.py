@@ -414,7 +414,7 @@ def _report_html(out: Path, s: DemoSettings, facts: dict, grading, cf, quick: bo
                           settings=", ".join(f"{k}={v}" for k, v in facts["settings"].items()))
     return write_html_report(out / "report.html", "latentmed demo report", [
         counterfactuals, grading_section(grading, "Grading", plain(_grading_comment(grading.rows))), samples],
-        run, intro=plain([_summary(s, facts, quick)]))
+        run, intro=plain([_summary(s, facts, quick), *_headline(facts, grading, cf)]))
 
 
 def _yaml_scalar(v) -> str:
@@ -426,6 +426,29 @@ def _summary(s: DemoSettings, facts: dict, quick: bool) -> str:
             f"{s.size}x{s.size} (seed {facts['seed']}), CPU, total {sum(facts['timings_s'].values()):.0f} s.")
 
 
+def _headline(facts: dict, grading, cf) -> list[str]:
+    """One line per headline figure, the independent judge's first: what was measured and what it gave."""
+    rows = grading.rows
+    latent = max((r for r in rows if r["method"].startswith("latent")), key=lambda r: r["detection_auc"])
+    pixels = next((r for r in rows if r["method"].startswith("raw pixels")), None)
+    cnn = next((r for r in rows if r["method"].startswith("CNN")), None)
+    n = int(np.size(facts["counterfactual_metrics"]["oracle_grade"]))
+    lines = [f"Counterfactual validity by the height oracle (a measurement, no learned model): "
+             f"{facts['oracle_validity_within_one']:.2f} of {n} counterfactuals measure within one grade of the asked "
+             f"one, {facts['oracle_validity']:.2f} exactly (the oracle reads the inputs' own grades on "
+             f"{facts['oracle_on_inputs']:.2f} of them).",
+             f"Counterfactual validity by a separately trained CNN: {facts['cnn_validity']:.2f} are classified as the "
+             "asked grade.",
+             f"Fracture detection (G0 vs G2+G3, held out) by the linear probe on z_sem: AUC "
+             f"{latent['detection_auc']:.3f}"
+             + (f"; the same probe on raw pixels {pixels['detection_auc']:.3f}" if pixels else "")
+             + (f"; the supervised CNN {cnn['detection_auc']:.3f}" if cnn else "") + ".",
+             f"Follow slope (our own grader re-reading the counterfactuals; the model being explained, so not a "
+             f"judge): {float(np.nanmean(cf.follow_slope())):.2f} grades per grade asked.",
+             f"Wall time: {sum(facts['timings_s'].values()):.0f} s (stages under Timings)."]
+    return lines
+
+
 def _report(out: Path, s: DemoSettings, facts: dict, grading, cf, quick: bool) -> str:
     from latentmed.latent.report import grading_markdown
 
@@ -434,6 +457,7 @@ def _report(out: Path, s: DemoSettings, facts: dict, grading, cf, quick: bool) -
     lines = [
         "# latentmed demo report", "",
         _summary(s, facts, quick), "",
+        *[f"- {line}" for line in _headline(facts, grading, cf)], "",
         "Open [report.html](report.html) in a browser: each counterfactual with a grade slider, the tables and the "
         "plots in one file.", "",
         "## What was done", "",
