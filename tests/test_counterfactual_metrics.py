@@ -99,3 +99,36 @@ def test_evaluate_counterfactuals_with_a_tiny_dae(phantoms):
     # the null edit is the reconstruction: the same latent decoded from the same x_T
     assert m.composition["l1_null_to_reconstruction"] < 1e-5
     assert np.isfinite(m.reversibility["l1_return_to_reconstruction"]) and np.isfinite(m.realism["counterfactuals"]["fid"])
+
+
+def test_perfect_counterfactuals_are_the_same_vertebra_at_the_asked_grade(tmp_path):
+    """The ceiling's generator: a phantom image re-rendered with its own loss is the image itself (to the PNG's
+    rounding); at another grade it is the same vertebra (closer to its own image than to the other inputs)
+    whose rendered grade is the asked one; a folder that is not a spine2d phantom has no ceiling."""
+    import json
+
+    import pandas as pd
+    from PIL import Image
+
+    from latentmed.data.phantoms.spine2d import GRADE_LOSS_RANGES, generate_spine2d, rerender_spine2d
+    from latentmed.evaluation.counterfactual import perfect_counterfactuals
+
+    generate_spine2d(tmp_path / "p", n=6, size=32, seed=4)
+    settings = json.loads((tmp_path / "p" / "phantom.json").read_text())
+    labels = pd.read_csv(tmp_path / "p" / "labels.csv")
+    for i, row in labels.iterrows():
+        own, info = rerender_spine2d(settings, i, row.height_loss)
+        png = np.asarray(Image.open(tmp_path / "p" / row.image), dtype=np.float64) / 255
+        assert np.abs(own - png).max() <= 1 / 255 and info["genant"] == row.genant  # labels keep 4 decimals of the loss
+    ids = list(labels.id)
+    perfect = perfect_counterfactuals(tmp_path / "p", ids, [-1, 0, 1, 2, 3, 4])
+    assert perfect.shape == (6, 4, 1, 32, 32) and perfect.min() >= -1 and perfect.max() <= 1
+    for g in range(4):
+        assert rerender_spine2d(settings, 0, float(np.mean(GRADE_LOSS_RANGES[g])))[1]["genant"] == g
+    originals = np.stack([np.asarray(Image.open(tmp_path / "p" / f), dtype=np.float32) / 127.5 - 1
+                          for f in labels.image])
+    dist = np.abs(perfect[:, 3, 0][:, None] - originals[None]).mean(axis=(2, 3))  # [edited i, original j]
+    assert (dist.argmin(axis=1) == np.arange(6)).all()
+    assert perfect_counterfactuals(tmp_path, ids, [0, 3]) is None  # no phantom.json: no ceiling
+    with pytest.raises(LatentmedError, match="not in its labels.csv"):
+        perfect_counterfactuals(tmp_path / "p", ["nope"], [0])

@@ -52,6 +52,7 @@ class CounterfactualMetrics:
     composition: dict                    # null edit against reconstruction and input
     reversibility: dict                  # back-and-forth against the reconstruction; oracle grade of the return
     transition: list[dict]               # per asked grade: mean oracle grade, mean loss, validity
+    ceiling: dict = dataclasses.field(default_factory=dict)  # validity of a perfect generator ({} if unknown)
 
     def summary(self) -> dict:
         out = dataclasses.asdict(self)
@@ -226,6 +227,30 @@ def counterfactual_metrics(originals, reconstructions, counterfactuals, targets:
         reversibility=reversibility, transition=transition_curve(grade, loss, targets))
 
 
+def perfect_counterfactuals(data_dir, ids: Sequence[str], targets: Sequence[float], size: int | None = None
+                            ) -> np.ndarray | None:
+    """The ceiling's images: each input vertebra of a ``spine2d`` phantom re-rendered at each asked grade on
+    the Genant scale (height loss in the middle of the grade's band), ``[N, G', 1, H, W]`` in [-1, 1] for
+    the ``G'`` targets in 0..3; None when ``data_dir`` is not a ``spine2d`` phantom (no ``phantom.json``)."""
+    import json
+
+    from latentmed.data.labels import read_labels
+    from latentmed.data.phantoms.spine2d import GRADE_LOSS_RANGES, rerender_spine2d
+
+    settings_file = Path(data_dir) / "phantom.json"
+    if not settings_file.is_file():
+        return None
+    settings = json.loads(settings_file.read_text())
+    if settings.get("phantom") != "spine2d":
+        return None
+    order = {str(k): i for i, k in enumerate(read_labels(Path(data_dir) / "labels.csv").index)}
+    missing = [i for i in ids if str(i) not in order]
+    expect(not missing, f"{data_dir}: ids {missing[:3]} are not in its labels.csv.")
+    losses = [float(np.mean(GRADE_LOSS_RANGES[int(t)])) for t in targets if t in GRADES]
+    out = [[rerender_spine2d(settings, order[str(i)], loss, size)[0] for loss in losses] for i in ids]
+    return np.asarray(out, dtype=np.float32)[:, :, None] * 2.0 - 1.0
+
+
 def fit_cnn_judge(images, grades, *, epochs: int = 30, seed: int = 0, arch: str = "small") -> Callable[[Any], np.ndarray]:
     """A supervised CNN grade classifier (the grading table's baseline network, class-balanced) as a judge:
     returns ``images [B, C, H, W] -> predicted grade [B]``."""
@@ -342,6 +367,12 @@ def evaluate_counterfactuals_from_run(run, grader, data_dir, ids: Sequence[str] 
                              channels=channels).stack().numpy()
     res, metrics = evaluate_counterfactuals(dae, grader, x, ids, targets, labels=y, steps=steps, direction=direction,
                                             heldout=held_x, cnn=judge)
+    perfect = perfect_counterfactuals(data_dir, ids, targets, size)
+    if perfect is not None:  # the judge's ceiling on these vertebrae: what a perfect generator would score
+        n, g = perfect.shape[:2]
+        got = np.asarray([m.grade for m in oracle_measure(perfect.reshape(n * g, *perfect.shape[2:]))]).reshape(n, g)
+        val = validity(got, [t for t in targets if t in GRADES])
+        metrics.ceiling = {"exact": val["exact"], "within_one": val["within_one"], "by_target": val["by_target"]}
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -367,6 +398,9 @@ def counterfactual_markdown(m: CounterfactualMetrics, title: str = "Counterfactu
              f"{f(m.validity_within_one)} within one grade (by asked grade: "
              f"{', '.join(f'G{k}: {f(v, 2)}' for k, v in m.validity_by_target.items())}). The oracle agrees with "
              f"the inputs' own labels on {f(m.oracle_on_inputs)} of them (its ceiling on these images).",
+             *([f"- **Ceiling (a perfect generator)**: the same vertebrae re-rendered by the phantom at each asked "
+                f"grade measure {f(m.ceiling['exact'])} exactly and {f(m.ceiling['within_one'])} within one grade: "
+                "the most this judge can give."] if m.ceiling else []),
              f"- **Validity (supervised CNN)**: {f(m.cnn_validity)} are classified as the asked grade.",
              f"- **Proximity**: L1 {f(p['l1_to_reconstruction'])} to the reconstruction, {f(p['l1_to_input'])} to the "
              f"input (image units, [-1, 1]); LPIPS {f(p['lpips_to_reconstruction'])} / {f(p['lpips_to_input'])}"
@@ -392,4 +426,5 @@ def counterfactual_markdown(m: CounterfactualMetrics, title: str = "Counterfactu
 
 __all__ = ["CounterfactualMetrics", "GRADES", "counterfactual_markdown", "counterfactual_metrics",
            "evaluate_counterfactuals", "evaluate_counterfactuals_from_run", "fit_cnn_judge", "l1", "pca_features",
+           "perfect_counterfactuals",
            "proximity", "realism", "transition_curve", "validity"]

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from latentmed.data.phantoms import (VERSE_GRADE_COUNTS, finish_output, fracture_flag, genant_grade,
                                      prepare_output)
-from latentmed.errors import LatentmedError
+from latentmed.errors import LatentmedError, expect
 
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
 #: Levels used as the centre vertebra by default (both neighbours are then real vertebrae).
@@ -326,6 +326,30 @@ def sample_spine2d_params(rng: np.random.Generator, grade_weights=None, adjacent
     return dict(height_loss=loss, level=level, adjacent_fracture=bool(rng.random() < adjacent_fracture_rate))
 
 
+def _draw(child: np.random.SeedSequence, weights, adjacent_fracture_rate: float, levels: Sequence[str], size: int,
+          jitter: float, height_loss: float | None = None) -> tuple[np.ndarray, dict]:
+    """One phantom from its seed: parameters, then the image (``height_loss``: replaces the drawn one only)."""
+    rng = np.random.default_rng(child)
+    params = sample_spine2d_params(rng, weights, adjacent_fracture_rate, levels)
+    loss = params["height_loss"] if height_loss is None else float(height_loss)
+    return render_spine2d(loss, params["level"], size, rng, params["adjacent_fracture"], jitter=jitter)
+
+
+def rerender_spine2d(settings: dict, index: int, height_loss: float, size: int | None = None
+                     ) -> tuple[np.ndarray, dict]:
+    """Image ``index`` of a :func:`generate_spine2d` data set (``settings``: its ``phantom.json``) with the
+    centre vertebra's height loss set to ``height_loss``: the same vertebra (level, neighbours, pose,
+    texture) at another grade, i.e. a perfect counterfactual. Rendered at ``size`` (default the data
+    set's); with the drawn loss and size it is the data set's own image."""
+    expect(settings.get("phantom") == "spine2d", f"rerender_spine2d needs a spine2d phantom's settings; got "
+                                                 f"phantom={settings.get('phantom')!r}.")
+    expect(0 <= int(index) < int(settings["n"]), f"index {index}: the phantom has images 0..{int(settings['n']) - 1}.")
+    child = np.random.SeedSequence(int(settings["seed"])).spawn(int(index) + 1)[int(index)]
+    return _draw(child, _grade_weights(settings["grade_weights"]), float(settings["adjacent_fracture_rate"]),
+                 tuple(settings["levels"]), int(size or settings["size"]), float(settings.get("jitter", 0.0)),
+                 height_loss)
+
+
 def generate_spine2d(out_dir: str | os.PathLike, n: int, size: int = 64, seed: int = 0, grade_weights=None,
                      adjacent_fracture_rate: float = 0.1, levels: Sequence[str] | None = None, *,
                      jitter: float = 0.0, overwrite: bool = False,
@@ -355,10 +379,7 @@ def generate_spine2d(out_dir: str | os.PathLike, n: int, size: int = 64, seed: i
     children = np.random.SeedSequence(int(seed)).spawn(n)
     rows = []
     for i, child in enumerate(children):
-        rng = np.random.default_rng(child)
-        params = sample_spine2d_params(rng, weights, adjacent_fracture_rate, levels)
-        image, info = render_spine2d(params["height_loss"], params["level"], size, rng, params["adjacent_fracture"],
-                                     jitter=jitter)
+        image, info = _draw(child, weights, adjacent_fracture_rate, levels, size, jitter)
         image_id = f"spine2d_{i:0{width}d}"
         write_image(np.round(image * 255).astype(np.uint8), out_dir / "images" / f"{image_id}.png")
         rows.append(dict(id=image_id, image=f"images/{image_id}.png", height_loss=f"{info['height_loss']:.4f}",
@@ -375,4 +396,4 @@ def generate_spine2d(out_dir: str | os.PathLike, n: int, size: int = 64, seed: i
 
 
 __all__ = ["LEVELS", "DEFAULT_LEVELS", "SHAPES", "GRADE_LOSS_RANGES", "render_spine2d", "generate_spine2d",
-           "sample_spine2d_params"]
+           "rerender_spine2d", "sample_spine2d_params"]
