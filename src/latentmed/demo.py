@@ -25,7 +25,7 @@ class DemoSettings:
 
     n_images: int = 1200  # twice the labels and the images of 600: latent AUC +0.03 at 1200 steps (experiments)
     size: int = 32
-    dae_steps: int = 3600  # 2400: AUC 0.97 but oracle validity 0.66-0.67 within one; 3600: 0.77-0.84 (experiments/counterfactuals.md)
+    dae_steps: int = 3600  # 2400: oracle validity 0.66-0.67 within one; 3600: 0.77-0.84 (experiments/counterfactuals.md)
     batch_size: int = 16
     lr: float = 5e-4
     ema_decay: float = 0.9999
