@@ -397,7 +397,7 @@ def counterfactual_markdown(m: CounterfactualMetrics, title: str = "Counterfactu
              f"- **Validity (height oracle)**: {f(m.validity)} of the counterfactuals measure exactly the asked grade; "
              f"{f(m.validity_within_one)} within one grade (by asked grade: "
              f"{', '.join(f'G{k}: {f(v, 2)}' for k, v in m.validity_by_target.items())}). The oracle agrees with "
-             f"the inputs' own labels on {f(m.oracle_on_inputs)} of them (its ceiling on these images).",
+             f"the inputs' own labels on {f(m.oracle_on_inputs)} of them.",
              *([f"- **Ceiling (a perfect generator)**: the same vertebrae re-rendered by the phantom at each asked "
                 f"grade measure {f(m.ceiling['exact'])} exactly and {f(m.ceiling['within_one'])} within one grade: "
                 "the most this judge can give."] if m.ceiling else []),
