@@ -15,7 +15,8 @@ def demo(out: Path = typer.Option(Path("latentmed-demo"), "--out", help="Output 
          quick: bool = typer.Option(False, "--quick", help="Smoke run, about 30 s on 2 idle cores: 48 images, 40 "
                                                "training steps."),
          steps: Optional[int] = typer.Option(None, help="DAE training steps (default 3600: 19 min 22 s on 2 idle "
-                                             "cores with bf16, measured; 40 with --quick). "
+                                             "cores with bf16, 11 min 05 s with OMP_WAIT_POLICY=ACTIVE on "
+                                             "cores nobody else uses; measured; 40 with --quick). "
                                              "More steps give a z_sem that grades better.", min=1),
          seed: int = typer.Option(0, help="Random seed.", min=0)) -> None:
     """Phantom -> two-phase tiny DAE -> latents -> grader -> report, on a CPU.
