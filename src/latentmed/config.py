@@ -241,7 +241,7 @@ class RunConfig:
     def recipe_layer(cls, data: dict[str, Any]) -> dict[str, Any]:
         """The values of the recipe that the user's ``data`` (YAML, ``--set``, options merged) names, as a
         nested dict: :func:`load_config` puts them above the defaults and under every value the user gave.
-        None here; a run config with named recipes overrides it."""
+        Empty by default; a run config with named recipes overrides it."""
         return {}
 
     def __init_subclass__(cls, **kwargs) -> None:
