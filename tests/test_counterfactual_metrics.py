@@ -43,6 +43,10 @@ def test_a_copy_is_perfectly_proximal_composed_and_reversible(phantoms):
     assert m.composition["l1_null_to_reconstruction"] == 0 and m.reversibility["l1_return_to_reconstruction"] == 0
     assert m.reversibility["oracle_return_equals_input"] == 1.0
     assert math.isnan(m.cnn_validity) and math.isnan(m.proximity["lpips_to_input"])
+    # the floor is the unedited inputs' validity: a copy scores exactly the floor
+    assert (m.floor["exact"], m.floor["within_one"]) == (m.validity, m.validity_within_one)
+    right = counterfactual_metrics(x, x, np.stack([np.concatenate([g0, g0]), np.concatenate([g3, g3])], 1), [0, 3])
+    assert right.floor == m.floor and right.validity > m.floor["exact"]  # the floor depends on the inputs only
     noisy = x + 0.5
     assert proximity(noisy[:, None], x, x)["l1_to_input"] == pytest.approx(0.5, abs=1e-6)
 

@@ -33,7 +33,7 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch):
     assert bullets[0].startswith("- Counterfactual validity by the height oracle")
     assert f"{facts['oracle_validity_within_one']:.2f} of " in bullets[0] and "CNN" in bullets[1]
     assert f"perfect generator, the phantom re-rendered at the asked grade: {facts['oracle_ceiling']['within_one']:.2f}" \
-        in bullets[0]
+        in bullets[0] and f"the unedited inputs: {facts['oracle_floor']['within_one']:.2f}" in bullets[0]
     assert "AUC" in bullets[2] and "Follow slope" in bullets[3] and bullets[-1].startswith("- Wall time")
     _check_html(out, report, facts)
     # a second run resumes every stage instead of starting over

@@ -204,6 +204,7 @@ def _counterfactual_metrics(out: Path, s: DemoSettings, grader, phantom: Path, s
     return {"oracle_validity": round(m.validity, 3), "oracle_validity_within_one": round(m.validity_within_one, 3),
             "oracle_on_inputs": round(m.oracle_on_inputs, 3), "cnn_validity": round(m.cnn_validity, 3),
             "oracle_ceiling": {k: round(m.ceiling[k], 3) for k in ("exact", "within_one")} if m.ceiling else None,
+            "oracle_floor": {k: round(m.floor[k], 3) for k in ("exact", "within_one")},
             "counterfactual_metrics": m.summary(),
             "counterfactual_metrics_md": counterfactual_markdown(m, "Counterfactuals measured", heading="###")}
 
@@ -434,12 +435,12 @@ def _headline(facts: dict, grading, cf) -> list[str]:
     pixels = next((r for r in rows if r["method"].startswith("raw pixels")), None)
     cnn = next((r for r in rows if r["method"].startswith("CNN")), None)
     n = int(np.size(facts["counterfactual_metrics"]["oracle_grade"]))
-    ceiling = facts.get("oracle_ceiling")
+    ceiling, floor = facts.get("oracle_ceiling"), facts["oracle_floor"]
     lines = [f"Counterfactual validity by the height oracle (a measurement, no learned model): "
              f"{facts['oracle_validity_within_one']:.2f} of {n} counterfactuals measure within one grade of the asked "
-             f"one, {facts['oracle_validity']:.2f} exactly"
-             + (f" (a perfect generator, the phantom re-rendered at the asked grade: {ceiling['within_one']:.2f} "
-                f"within one, {ceiling['exact']:.2f} exactly)." if ceiling else "."),
+             f"one, {facts['oracle_validity']:.2f} exactly (the unedited inputs: {floor['within_one']:.2f} within one"
+             + (f"; a perfect generator, the phantom re-rendered at the asked grade: {ceiling['within_one']:.2f} "
+                f"within one, {ceiling['exact']:.2f} exactly)." if ceiling else ")."),
              f"Counterfactual validity by a separately trained CNN: {facts['cnn_validity']:.2f} are classified as the "
              "asked grade.",
              f"Fracture detection (G0 vs G2+G3, held out) by the linear probe on z_sem: AUC "

@@ -53,6 +53,7 @@ class CounterfactualMetrics:
     reversibility: dict                  # back-and-forth against the reconstruction; oracle grade of the return
     transition: list[dict]               # per asked grade: mean oracle grade, mean loss, validity
     ceiling: dict = dataclasses.field(default_factory=dict)  # validity of a perfect generator ({} if unknown)
+    floor: dict = dataclasses.field(default_factory=dict)    # validity of the unedited inputs (no generator)
 
     def summary(self) -> dict:
         out = dataclasses.asdict(self)
@@ -188,10 +189,9 @@ def counterfactual_metrics(originals, reconstructions, counterfactuals, targets:
     loss = np.asarray([m.height_loss for m in meas]).reshape(n, g)
     val = validity(grade, targets)
     nan = math.nan
-    on_inputs = nan
-    if labels is not None:
-        got = np.asarray([m.grade for m in oracle_measure(org, value_range)])
-        on_inputs = float(np.mean(got == np.asarray(labels)))
+    got = np.asarray([m.grade for m in oracle_measure(org, value_range)])  # the inputs as the oracle reads them
+    on_inputs = float(np.mean(got == np.asarray(labels))) if labels is not None else nan
+    unedited = validity(np.repeat(got[:, None], g, axis=1), targets)  # the floor: every input left as it is
     cnn_validity = nan
     if cnn is not None:
         cnn_validity = validity(np.asarray(cnn(cf.reshape(n * g, *cf.shape[2:]))).reshape(n, g), targets)["exact"]
@@ -224,7 +224,8 @@ def counterfactual_metrics(originals, reconstructions, counterfactuals, targets:
         targets=[float(t) for t in targets], oracle_grade=grade, oracle_loss=loss, validity=val["exact"],
         validity_within_one=val["within_one"], validity_by_target=val["by_target"], oracle_on_inputs=on_inputs,
         cnn_validity=cnn_validity, proximity=proximity(cf, rec, org, lpips), realism=real, composition=composition,
-        reversibility=reversibility, transition=transition_curve(grade, loss, targets))
+        reversibility=reversibility, transition=transition_curve(grade, loss, targets),
+        floor={"exact": unedited["exact"], "within_one": unedited["within_one"]})
 
 
 def perfect_counterfactuals(data_dir, ids: Sequence[str], targets: Sequence[float], size: int | None = None
@@ -398,6 +399,8 @@ def counterfactual_markdown(m: CounterfactualMetrics, title: str = "Counterfactu
              f"{f(m.validity_within_one)} within one grade (by asked grade: "
              f"{', '.join(f'G{k}: {f(v, 2)}' for k, v in m.validity_by_target.items())}). The oracle agrees with "
              f"the inputs' own labels on {f(m.oracle_on_inputs)} of them.",
+             *([f"- **Floor (no edit)**: the inputs themselves, left unedited, measure {f(m.floor['exact'])} exactly "
+                f"and {f(m.floor['within_one'])} within one grade of the asked grades."] if m.floor else []),
              *([f"- **Ceiling (a perfect generator)**: the same vertebrae re-rendered by the phantom at each asked "
                 f"grade measure {f(m.ceiling['exact'])} exactly and {f(m.ceiling['within_one'])} within one grade: "
                 "the most this judge can give."] if m.ceiling else []),
