@@ -296,11 +296,16 @@ def _labels(csv: Path) -> dict[str, int]:
     return dict(zip(df["id"].astype(str), df["genant"].astype(int)))
 
 
+def _key_rows(rows: list[dict]) -> tuple[dict, dict]:
+    """The best latent row of the grading table and its reference rows (None where absent), by name."""
+    latent = max((r for r in rows if r["method"].startswith("latent")), key=lambda r: r["detection_auc"])
+    return latent, {key: next((r for r in rows if r["method"].startswith(key)), None)
+                    for key in ("raw pixels", "random encoder", "CNN")}
+
+
 def _grading_comment(rows: list[dict]) -> list[str]:
     """What the grading table (its rows) says, from its numbers: latent probe against its reference rows."""
-    latent = max((r for r in rows if r["method"].startswith("latent")), key=lambda r: r["detection_auc"])
-    ref = {key: next((r for r in rows if r["method"].startswith(key)), None)
-           for key in ("raw pixels", "random encoder", "CNN")}
+    latent, ref = _key_rows(rows)
     auc = latent["detection_auc"]
     parts = [f"The latent probe detects fractures with AUC {auc:.3f} (95% CI {latent['detection_auc_ci'][0]:.3f}-"
              f"{latent['detection_auc_ci'][1]:.3f})"]
@@ -430,10 +435,8 @@ def _summary(s: DemoSettings, facts: dict, quick: bool) -> str:
 
 def _headline(facts: dict, grading, cf) -> list[str]:
     """One line per headline figure, the independent judge's first: what was measured and what it gave."""
-    rows = grading.rows
-    latent = max((r for r in rows if r["method"].startswith("latent")), key=lambda r: r["detection_auc"])
-    pixels = next((r for r in rows if r["method"].startswith("raw pixels")), None)
-    cnn = next((r for r in rows if r["method"].startswith("CNN")), None)
+    latent, ref = _key_rows(grading.rows)
+    pixels, cnn = ref["raw pixels"], ref["CNN"]
     n = int(np.size(facts["counterfactual_metrics"]["oracle_grade"]))
     ceiling, floor = facts.get("oracle_ceiling"), facts["oracle_floor"]
     lines = [f"Counterfactual validity by the height oracle (a measurement, no learned model): "
